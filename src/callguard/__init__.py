@@ -1,0 +1,3 @@
+"""callguard: notice, consent, payment pauses and evidence for call recording."""
+
+__version__ = "0.1.0"
