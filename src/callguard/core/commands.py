@@ -125,7 +125,7 @@ class ContinueDialplan(Command):
 
 
 #: The values the dialplan may see in CALLGUARD_CONSENT / callguard_decision.
-OUTCOMES = ("granted", "declined", "no-input", "not-required", "not-recorded", "error")
+OUTCOMES = ("granted", "implied", "declined", "no-input", "not-recorded", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +170,7 @@ ENTRY_KINDS = (
     "recording-muted",
     "recording-unmuted",
     "recording-stopped",
+    "recording-stop-confirmed",
     "pause-requested",
     "resume-requested",
     "payment-started",

@@ -1,0 +1,62 @@
+"""How the engine names the prompts it plays, without knowing where audio lives.
+
+The session asks a :class:`PromptResolver` for a :class:`PromptRef` (id,
+language, audio hash, duration) and puts it into the command and the
+ledger, so the evidence says exactly which recording the caller heard.  The
+real resolver is :class:`callguard.prompts.catalog.PromptCatalog` (reads the
+catalogue and build manifest); :class:`StaticPrompts` serves tests and the
+simulator.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Protocol, runtime_checkable
+
+from callguard.core.commands import PromptRef
+
+#: Prompts the engine itself plays.
+ENGINE_PROMPTS = ("notice", "notice-sensitive", "no-input-retry", "invalid-retry", "opt-out-confirm", "renotice-join")
+#: Prompts the shipped dialplan plays (feature codes, listener-down fallback).
+DIALPLAN_PROMPTS = ("pause-confirm", "resume-confirm", "fallback-notice")
+
+
+class UnknownPrompt(KeyError):
+    """A prompt id or language the catalogue does not have."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "unknown prompt"
+
+
+@runtime_checkable
+class PromptResolver(Protocol):
+    """Anything that turns (prompt id, language) into a :class:`PromptRef`."""
+
+    def resolve(self, prompt_id: str, language: str) -> PromptRef: ...
+
+    def languages(self) -> frozenset[str]: ...
+
+
+class StaticPrompts:
+    """In-memory resolver: every id in ``ids`` exists in every language.
+
+    ``durations`` lets a test or scenario say how long a prompt plays
+    (the simulator uses it to time the notice).
+    """
+
+    def __init__(self, languages: Iterable[str] = ("en",), ids: Iterable[str] = ENGINE_PROMPTS + DIALPLAN_PROMPTS,
+                 durations: Mapping[str, float] | None = None):
+        self._languages = frozenset(languages)
+        self._ids = frozenset(ids)
+        self._durations = dict(durations or {})
+
+    def resolve(self, prompt_id: str, language: str) -> PromptRef:
+        if prompt_id not in self._ids:
+            raise UnknownPrompt(f"unknown prompt id {prompt_id!r}; known: {', '.join(sorted(self._ids))}")
+        if language not in self._languages:
+            raise UnknownPrompt(f"prompt {prompt_id!r} has no {language!r} version; languages: "
+                                f"{', '.join(sorted(self._languages))}")
+        return PromptRef(prompt_id, language, sha256="static:" + prompt_id + ":" + language,
+                         duration_s=self._durations.get(prompt_id, 4.0))
+
+    def languages(self) -> frozenset[str]:
+        return self._languages
