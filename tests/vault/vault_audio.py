@@ -1,0 +1,111 @@
+"""Real audio for the vault tests, made with sox and espeak-ng (no synthetic arrays).
+
+Recordings from Asterisk MixMonitor and FreeSWITCH record_session are
+16-bit PCM WAV at 8 or 16 kHz; these helpers produce the same, so the tests
+exercise the code on the files it will meet in production.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+#: Standard DTMF pairs (row Hz, column Hz).
+DTMF = {
+    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
+    "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
+    "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
+    "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
+}
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed (apt-get install {tool})")
+    return path
+
+
+def run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def noise_wav(path: Path, seconds: float, rate: int = 8000, level: float = 0.05) -> Path:
+    """Pink noise: speech-like spectrum, no tones."""
+    run(need("sox"), "-n", "-r", str(rate), "-b", "16", "-c", "1", str(path),
+        "synth", f"{seconds}", "pinknoise", "vol", f"{level}")
+    return path
+
+
+def speech_wav(path: Path, text: str, rate: int = 8000, voice: str = "en") -> Path:
+    """espeak-ng speech resampled to telephone rate (the way a PBX would hear it)."""
+    raw = path.with_suffix(".raw.wav")
+    run(need("espeak-ng"), "-v", voice, "-w", str(raw), text)
+    run(need("sox"), str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(path))
+    raw.unlink()
+    return path
+
+
+def tone_wav(path: Path, digit: str, seconds: float, rate: int = 8000, level: float = 0.3,
+             twist_db: float = 0.0) -> Path:
+    """One DTMF digit as sox renders it: two sines mixed; ``twist_db`` lowers the row tone."""
+    low, high = DTMF[digit]
+    low_gain = level * 10 ** (-twist_db / 20)
+    lo = path.with_suffix(".lo.wav")
+    hi = path.with_suffix(".hi.wav")
+    run(need("sox"), "-n", "-r", str(rate), "-b", "16", "-c", "1", str(lo), "synth", f"{seconds}",
+        "sine", str(low), "vol", f"{low_gain}")
+    run(need("sox"), "-n", "-r", str(rate), "-b", "16", "-c", "1", str(hi), "synth", f"{seconds}",
+        "sine", str(high), "vol", f"{level}")
+    run("sox", "-m", str(lo), str(hi), str(path))
+    lo.unlink()
+    hi.unlink()
+    return path
+
+
+def silence_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
+    run(need("sox"), "-n", "-r", str(rate), "-b", "16", "-c", "1", str(path), "trim", "0", f"{seconds}")
+    return path
+
+
+def overlay(base: Path, clips: list[tuple[float, Path]], out: Path) -> Path:
+    """Mix ``clips`` into ``base`` at the given offsets (seconds), keeping base's length."""
+    need("sox")
+    inputs: list[str] = [str(base)]
+    for i, (offset, clip) in enumerate(clips):
+        padded = out.with_name(f"{out.stem}.pad{i}.wav")
+        run("sox", str(clip), str(padded), "pad", f"{offset}")
+        inputs.append(str(padded))
+    if len(inputs) == 1:
+        shutil.copy(base, out)
+        return out
+    run("sox", "-m", "-v", "1", *inputs, str(out), "trim", "0", f"{duration(base)}")
+    for i in range(len(clips)):
+        out.with_name(f"{out.stem}.pad{i}.wav").unlink()
+    return out
+
+
+def concat(parts: list[Path], out: Path) -> Path:
+    run(need("sox"), *map(str, parts), str(out))
+    return out
+
+
+def duration(path: Path) -> float:
+    return float(subprocess.run(["soxi", "-D", str(path)], check=True, capture_output=True,
+                                text=True).stdout.strip())
+
+
+def digit_sequence(workdir: Path, digits: str, rate: int = 8000, tone_s: float = 0.08,
+                   gap_s: float = 0.08, level: float = 0.3) -> Path:
+    """A keypad burst as a phone sends it: tone, gap, tone, ..."""
+    parts = []
+    for i, digit in enumerate(digits):
+        parts.append(tone_wav(workdir / f"d{i}.wav", digit, tone_s, rate, level))
+        parts.append(silence_wav(workdir / f"g{i}.wav", gap_s, rate))
+    out = concat(parts, workdir / f"seq-{abs(hash((digits, rate)))}.wav")
+    for p in parts:
+        p.unlink()
+    return out
