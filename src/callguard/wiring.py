@@ -9,6 +9,9 @@ from __future__ import annotations
 from callguard.config import Config
 from callguard.core.jurisdictions import DEFAULT_LANGUAGES
 from callguard.core.policy import Policy
+from callguard.core.prompts import PromptResolver
+from callguard.core.session import SessionSettings
+from callguard.runtime import Engine, LedgerSink, PbxDriver, Scheduler
 
 
 def build_policy(config: Config) -> Policy:
@@ -26,3 +29,42 @@ def build_policy(config: Config) -> Policy:
         default_language=p.default_language,
         languages=languages,
     )
+
+
+def build_session_settings(config: Config) -> SessionSettings:
+    """The per-call consent flow settings from ``[consent]`` and ``[recording]``."""
+    c, r = config.consent, config.recording
+    return SessionSettings(
+        grant_digits=c.grant_digits,
+        decline_digits=c.decline_digits,
+        timeout_ms=c.timeout_ms,
+        max_attempts=c.max_attempts,
+        decline_destination=c.decline_destination or None,
+        confirm_timeout_s=r.confirm_timeout_ms / 1000.0,
+        start_timeout_s=r.start_timeout_ms / 1000.0,
+        max_pause_s=r.max_pause_s,
+        notice_start_limit_s=c.notice_start_limit_s,
+        notice_end_limit_s=c.notice_end_limit_s,
+        recording_extension=r.format,
+    )
+
+
+def build_engine(config: Config, driver: PbxDriver, ledger: LedgerSink, scheduler: Scheduler,
+                 prompts: PromptResolver | None = None) -> Engine:
+    """An :class:`Engine` for ``config``; ``prompts`` defaults to the configured catalogue."""
+    return Engine(
+        settings=build_session_settings(config),
+        policy=build_policy(config),
+        prompts=prompts if prompts is not None else build_prompts(config),
+        ledger=ledger,
+        driver=driver,
+        scheduler=scheduler,
+    )
+
+
+def build_prompts(config: Config) -> PromptResolver:
+    """The prompt catalogue named in ``[prompts]`` (default: the shipped one)."""
+    from callguard.prompts.catalog import PromptCatalog
+
+    p = config.prompts
+    return PromptCatalog.load(p.catalog or None, p.audio_dir or None)

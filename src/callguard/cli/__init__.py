@@ -18,7 +18,9 @@ from callguard import __version__
 #: Modules under callguard.cli that define ``register(group)``.
 COMMAND_MODULES = (
     "config",
+    "ledger",
     "policy",
+    "simulate",
 )
 
 

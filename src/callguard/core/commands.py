@@ -125,7 +125,7 @@ class ContinueDialplan(Command):
 
 
 #: The values the dialplan may see in CALLGUARD_CONSENT / callguard_decision.
-OUTCOMES = ("granted", "implied", "declined", "no-input", "not-recorded", "error")
+OUTCOMES = ("granted", "implied", "declined", "no-input", "not-recorded", "not-required", "error")
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,10 +53,11 @@ def display_number(raw: str | None) -> str:
 class Jurisdiction:
     """Where a party is, as far as the number tells."""
 
-    code: str  #: "US-CA", "GB", "internal:US-TX" or "unknown"
+    code: str  #: "US-CA", "GB", "internal:US-TX", "internal" or "unknown"
     country: str | None
     subdivision: str | None
     description: str
+    internal: bool = False  #: a site extension (staff), not an outside party
 
     @property
     def lookup_keys(self) -> tuple[str, ...]:
@@ -175,8 +176,9 @@ class Policy:
             if self.home:
                 country, _, sub = self.home.upper().partition("-")
                 return Jurisdiction(f"internal:{self.home.upper()}", country, sub or None,
-                                    f"internal extension (site home {self.home.upper()})")
-            return Jurisdiction(UNKNOWN, None, None, "internal extension but no [policy] home configured")
+                                    f"internal extension (site home {self.home.upper()})", internal=True)
+            return Jurisdiction("internal", None, None,
+                                "internal extension, but no [policy] home is configured", internal=True)
         if len(text) > 32 or not re.fullmatch(r"\+?[0-9 ()./-]{3,}", text):
             return Jurisdiction(UNKNOWN, None, None, f"not a phone number: {display_number(raw)}")
         try:
@@ -202,7 +204,7 @@ class Policy:
 
     def regime_for(self, where: Jurisdiction) -> tuple[str, str]:
         """(regime, reason) for one jurisdiction."""
-        if where.code == UNKNOWN:
+        if where.code == UNKNOWN or not where.lookup_keys:
             return self.unknown_regime, f"location unknown ({where.description}): strictest rule applies"
         for key in where.lookup_keys:
             if key in self.jurisdictions:

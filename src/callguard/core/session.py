@@ -78,7 +78,6 @@ class Input(str, Enum):
     MUTED = "muted"
     MUTED_UNWANTED = "muted-unwanted"  #: confirmed muted, but nothing wants it now
     UNMUTED = "unmuted"
-    UNMUTED_UNWANTED = "unmuted-unwanted"  #: confirmed unmuted, but a pause came in
     STOPPED = "stopped"
     FAILED = "failed"  #: the PBX rejected a recording command
     WANT_MUTE = "want-mute"
@@ -112,7 +111,6 @@ TRANSITIONS: dict[tuple[State, Input], tuple[State, str]] = {
     (_S.MUTING, _I.MUTED_UNWANTED): (_S.UNMUTING, "_log_muted_and_unmute"),
     (_S.MUTED, _I.WANT_UNMUTE): (_S.UNMUTING, "_unmute"),
     (_S.UNMUTING, _I.UNMUTED): (_S.RECORDING, "_log_unmuted"),
-    (_S.UNMUTING, _I.UNMUTED_UNWANTED): (_S.MUTING, "_log_unmuted_and_mute"),
     # Mute at once even while an unmute is in flight: payment audio must not
     # wait for the PBX to confirm the unmute first.
     (_S.UNMUTING, _I.WANT_MUTE): (_S.MUTING, "_mute"),
@@ -203,6 +201,8 @@ class CallSession:
         self.flags = _Flags()
         self.history: list[tuple[State, Input, State]] = []
         self._notice: PromptRef | None = None
+        self._playing: PromptRef | None = None  #: the prompt of the current gather attempt
+        self._start_logged = False
         self._notice_started_at: float | None = None
         self._pending_since: float | None = None
         self._vetoed = ""
@@ -297,9 +297,10 @@ class CallSession:
             return self._joiner_answered(event, out)
         if event.channel != self.channel or self.state is not State.NOTICE or self.rule is None:
             return Input.NOTHING
-        if self._notice_started_at is None:
+        if not self._start_logged:
             # The PBX sent no start confirmation: the time we asked stands in.
             self._log_notice_start(self._pending_since or event.at, out, confirmed=False)
+        self._start_logged = False
         digits = event.digits.strip()
         offset = self._offset(event.at)
         self._log(out, "notice-ended", event.at, channel=event.channel, digits=digits, offset_s=offset,
@@ -380,9 +381,9 @@ class CallSession:
         return Input.MUTED if self.flags.mute_wanted else Input.MUTED_UNWANTED
 
     def _on_unmuted(self, event: ev.RecordingUnmuted, out: list[Command]) -> Input:
-        if self.state is not State.UNMUTING:
-            return Input.NOTHING
-        return Input.UNMUTED_UNWANTED if self.flags.mute_wanted else Input.UNMUTED
+        # Any mute wish during UNMUTING already moved us to MUTING, so an
+        # unmute confirmed here is wanted.
+        return Input.UNMUTED if self.state is State.UNMUTING else Input.NOTHING
 
     def _on_stopped(self, event: ev.RecordingStopped, out: list[Command]) -> Input:
         if self.state is State.UNRECORDED and self._stop_reason:
@@ -437,10 +438,17 @@ class CallSession:
         self.rule = self.policy.evaluate(p.number for p in self._everyone)
         party_rule = self.rule.parties[-1]
         self._log(out, "party-joined", event.at, announceable=event.announceable,
+                  staff=party_rule.jurisdiction.internal,
                   party=_party_data(event.party, party_rule), offset_s=self._offset(event.at))
         if (self.rule.regime, self.rule.explicit_consent) != (before.regime, before.explicit_consent):
             self._log(out, "rule-applied", event.at, changed_from=before.regime, trigger=event.party.channel,
                       **self.rule.as_dict())
+        if party_rule.jurisdiction.internal:
+            # Staff (an agent answering, a supervisor barging in) are told
+            # about recording by their employer, not by the call's notice.
+            if event.announceable:
+                out.append(ContinueDialplan(event.party.channel, "not-required"))
+            return Input.NOTHING
         if self.state in (State.UNRECORDED, State.OFFERED):
             if event.announceable:
                 out.append(ContinueDialplan(event.party.channel, "not-recorded"))
@@ -509,16 +517,19 @@ class CallSession:
         assert self._notice is not None
         self.attempt = 1
         self._pending_since = event.at
+        self._playing = self._notice
         out.append(self._collect(self.channel, self._notice, 1))
 
     def _replay_notice(self, event: ev.DigitsCollected, out: list[Command]) -> None:
         self.attempt += 1
         retry = "no-input-retry" if not event.digits.strip() else "invalid-retry"
-        out.append(self._collect(self.channel, self._resolve_or_notice(retry, self.language), self.attempt))
+        self._pending_since = event.at
+        self._playing = self._resolve_or_notice(retry, self.language)
+        out.append(self._collect(self.channel, self._playing, self.attempt))
 
     def _log_notice_started(self, event: ev.NoticeStarted, out: list[Command]) -> None:
-        if self._notice_started_at is None:
-            self._log_notice_start(event.at, out, confirmed=True)
+        self._log_notice_start(event.at, out, confirmed=True)
+        self._start_logged = True
 
     def _start_recording(self, event: ev.Event, out: list[Command]) -> None:
         self._pending_since = event.at
@@ -559,10 +570,6 @@ class CallSession:
         out.append(CancelTimer(CONFIRM_TIMER))
         self._log(out, "recording-unmuted", event.at, confirmed_by="pbx", latency_s=self._latency(event.at),
                   offset_s=self._offset(event.at))
-
-    def _log_unmuted_and_mute(self, event: ev.RecordingUnmuted, out: list[Command]) -> None:
-        self._log_unmuted(event, out)
-        self._mute(event, out)
 
     def _continue_not_allowed(self, event: ev.Event, out: list[Command]) -> None:
         self._continue(event, out, "not-recorded", None)
@@ -639,13 +646,15 @@ class CallSession:
             return self.prompts.resolve(self.settings.notice_prompt, language)
 
     def _log_notice_start(self, at: float, out: list[Command], confirmed: bool) -> None:
-        assert self._notice is not None
-        self._notice_started_at = at
+        assert self._playing is not None
+        first = self._notice_started_at is None
+        self._notice_started_at = at if first else self._notice_started_at
         offset = self._offset(at)
-        self._log(out, "notice-started", at, channel=self.channel, offset_s=offset,
-                  confirmed_by="pbx" if confirmed else "listener",
-                  within_limit=offset is not None and offset <= self.settings.notice_start_limit_s,
-                  **_prompt_data(self._notice))
+        data: dict[str, object] = {"channel": self.channel, "offset_s": offset, "attempt": self.attempt,
+                                   "confirmed_by": "pbx" if confirmed else "listener"}
+        if first:
+            data["within_limit"] = offset is not None and offset <= self.settings.notice_start_limit_s
+        self._log(out, "notice-started", at, **data, **_prompt_data(self._playing))
 
     def _offset(self, at: float) -> float | None:
         return None if self.answered_at is None else round(at - self.answered_at, 6)
