@@ -128,6 +128,8 @@ class PromptsConfig:
     audio_dir: str = ""
     languages: list[str] = field(default_factory=lambda: ["en", "es", "fr"])
     notice_max_s: float = 10.0
+    asterisk_dir: str = ""  #: where `prompts install --asterisk` put them; empty: the build dir
+    freeswitch_dir: str = ""  #: where `prompts install --freeswitch` put them; empty: the build dir
 
 
 @dataclass(frozen=True)
