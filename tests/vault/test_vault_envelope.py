@@ -21,7 +21,7 @@ from callguard.vault.envelope import (
 from callguard.vault.keys import KeyFileError, KeyStore, Keyring, PrivateKeys, check_wrapped, \
     generate_pair, private_pem, unwrap, wrap
 
-from vault_audio import noise_wav, speech_wav
+from tests.vault.vault_audio import noise_wav, speech_wav
 
 CHUNK = 4096  # small chunks so modest real files have many of them
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,29 +41,36 @@ def noise_wav(path: Path, seconds: float, rate: int = 8000, level: float = 0.05)
     return path
 
 
+_SPOKEN: dict[tuple[str, str], Path] = {}
+
+
 def speech_wav(path: Path, text: str, rate: int = 8000, voice: str = "en") -> Path:
-    """espeak-ng speech resampled to telephone rate (the way a PBX would hear it)."""
-    raw = path.with_suffix(".raw.wav")
-    run(need("espeak-ng"), "-v", voice, "-w", str(raw), text)
+    """espeak-ng speech resampled to telephone rate (the way a PBX would hear it).
+
+    espeak-ng runs once per (voice, text); other rates are resampled from it.
+    """
+    raw = _SPOKEN.get((voice, text))
+    if raw is None or not raw.exists():
+        raw = Path(tempfile.mkdtemp(prefix="callguard-speech-")) / "speech.wav"
+        run(need("espeak-ng"), "-v", voice, "-w", str(raw), text)
+        _SPOKEN[(voice, text)] = raw
     run(need("sox"), str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(path))
-    raw.unlink()
     return path
+
+
+def _tone_effects(digit: str, seconds: float, level: float, twist_db: float = 0.0) -> list[str]:
+    """sox effects that synthesise one digit: two sines on two channels, remixed to one."""
+    low, high = DTMF[digit]
+    low_gain = 10 ** (-twist_db / 20)
+    return ["synth", f"{seconds}", "sine", str(low), "sine", str(high),
+            "remix", f"1v{low_gain:.4f},2", "vol", f"{level}"]
 
 
 def tone_wav(path: Path, digit: str, seconds: float, rate: int = 8000, level: float = 0.3,
              twist_db: float = 0.0) -> Path:
-    """One DTMF digit as sox renders it: two sines mixed; ``twist_db`` lowers the row tone."""
-    low, high = DTMF[digit]
-    low_gain = level * 10 ** (-twist_db / 20)
-    lo = path.with_suffix(".lo.wav")
-    hi = path.with_suffix(".hi.wav")
-    run(need("sox"), "-n", "-r", str(rate), "-b", "16", "-c", "1", str(lo), "synth", f"{seconds}",
-        "sine", str(low), "vol", f"{low_gain}")
-    run(need("sox"), "-n", "-r", str(rate), "-b", "16", "-c", "1", str(hi), "synth", f"{seconds}",
-        "sine", str(high), "vol", f"{level}")
-    run("sox", "-m", str(lo), str(hi), str(path))
-    lo.unlink()
-    hi.unlink()
+    """One DTMF digit as sox renders it; ``twist_db`` lowers the row (low) tone."""
+    run(need("sox"), "-n", "-r", str(rate), "-b", "16", str(path),
+        *_tone_effects(digit, seconds, level, twist_db))
     return path
 
 
@@ -100,12 +108,12 @@ def duration(path: Path) -> float:
 
 def digit_sequence(workdir: Path, digits: str, rate: int = 8000, tone_s: float = 0.08,
                    gap_s: float = 0.08, level: float = 0.3) -> Path:
-    """A keypad burst as a phone sends it: tone, gap, tone, ..."""
-    parts = []
+    """A keypad burst as a phone sends it: tone, gap, tone, ... (one sox run)."""
+    effects: list[str] = []
     for i, digit in enumerate(digits):
-        parts.append(tone_wav(workdir / f"d{i}.wav", digit, tone_s, rate, level))
-        parts.append(silence_wav(workdir / f"g{i}.wav", gap_s, rate))
-    out = concat(parts, workdir / f"seq-{abs(hash((digits, rate)))}.wav")
-    for p in parts:
-        p.unlink()
+        if i:
+            effects.append(":")
+        effects += _tone_effects(digit, tone_s, level) + ["pad", "0", f"{gap_s}"]
+    out = workdir / f"seq-{digits.replace('*', 's').replace('#', 'h')}-{rate}-{tone_s}-{gap_s}.wav"
+    run(need("sox"), "-n", "-r", str(rate), "-b", "16", str(out), *effects)
     return out
