@@ -77,6 +77,7 @@ class FreeswitchConfig:
     reconnect_max_s: float = 30.0
     heartbeat_interval_s: float = 2.0
     recording_dir: str = "/var/lib/freeswitch/recordings/callguard"
+    max_calls: int = 2000  #: parked calls served at once; more get `exit` (the dialplan's fallback)
 
 
 @dataclass(frozen=True)
