@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from callguard.core.jurisdictions import REGIMES
+from callguard.vault.permissions import DEFAULT_ROLES, PERMISSIONS
 
 DEFAULT_CONFIG_NAME = "callguard.toml"
 ENV_PREFIX = "CALLGUARD_"
@@ -135,10 +136,23 @@ class PromptsConfig:
 
 @dataclass(frozen=True)
 class VaultConfig:
-    dir: str = "callguard-vault"
-    public_key: str = ""
-    private_key: str = ""
+    """Encrypted recordings: where they live, which keys, and the vault's own rules."""
+
+    dir: str = "callguard-vault"  #: ciphertext (.cgv files); any shared or object-backed filesystem
+    keystore: str = ""  #: wrapped data keys; empty: <dir>/keystore.  Keep OUT of long-lived backups
+    keyring: str = ""  #: public keys and the active key id; empty: <dir>/keyring
+    private_keys: str = ""  #: <kid>.pem private keys; set only on hosts allowed to decrypt
+    passphrase_env: str = "CALLGUARD_VAULT_PASSPHRASE"  #: env var holding the private keys' passphrase
+    chain_id: str = ""  #: ledger chain for vault entries; empty: "vault@<hostname>"
+    chunk_kib: int = 1024  #: plaintext per encrypted chunk
     default_purpose: str = "qa"
+    legal_duty_purposes: list[str] = field(default_factory=lambda: ["compliance"])
+    require_call_ended: bool = True  #: ingest only after the ledger shows the recording stopped
+    scan_dtmf: bool = True  #: DTMF leak scan at ingest (on the plaintext, before it is removed)
+    bind_os_user: bool = True  #: --as must be the operating-system account running the command
+    sweep_interval_h: float = 24.0  #: how often the retention sweep must run (the audit checks it)
+    dsar_due_days: int = 30
+    export_alert_per_day: int = 10  #: exports per user per day above this are flagged by the audit
 
 
 @dataclass(frozen=True)
@@ -155,7 +169,9 @@ class Config:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     retention: dict[str, int] = field(default_factory=lambda: {"qa": 90, "dispute": 365, "compliance": 2555})
-    roles: dict[str, list[str]] = field(default_factory=dict)
+    #: role -> permissions (see callguard.vault.permissions); a [roles] table replaces the defaults
+    roles: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()})
+    #: user (operating-system account name) -> role
     users: dict[str, str] = field(default_factory=dict)
     source: str = field(default="<defaults>", compare=False)
 
@@ -234,6 +250,52 @@ def _check_ledger(c: LedgerConfig) -> list[tuple[str, str]]:
     except ArgumentError as exc:
         return [("url", f"not a database URL ({exc}); e.g. sqlite:///callguard.sqlite")]
     return []
+
+
+@_check("vault")
+def _check_vault(c: VaultConfig) -> list[tuple[str, str]]:
+    out = []
+    if not 4 <= c.chunk_kib <= 16384:
+        out.append(("chunk_kib", f"{c.chunk_kib} is outside 4..16384 (KiB of audio per encrypted chunk)"))
+    if c.sweep_interval_h <= 0:
+        out.append(("sweep_interval_h", "must be positive (hours between retention sweeps)"))
+    if not 1 <= c.dsar_due_days <= 90:
+        out.append(("dsar_due_days", f"{c.dsar_due_days} days is outside 1..90; the GDPR clock is one month"))
+    if c.export_alert_per_day < 1:
+        out.append(("export_alert_per_day", "must be at least 1"))
+    if not c.passphrase_env.isidentifier():
+        out.append(("passphrase_env", f"{c.passphrase_env!r} is not an environment variable name"))
+    return out
+
+
+def _check_vault_tables(values: Mapping[str, Any], where: str) -> list[str]:
+    """Checks across [vault], [retention], [roles] and [users] (each refers to the others)."""
+    defaults = Config()
+    vault = values.get("vault", defaults.vault)
+    retention = values.get("retention", defaults.retention)
+    roles = values.get("roles", defaults.roles)
+    users = values.get("users", defaults.users)
+    out = []
+    for purpose, days in retention.items():
+        if days < 1:
+            out.append(f"{where}: [retention] {purpose}: must be a whole number of days >= 1, got {days}")
+    known = ", ".join(sorted(retention)) or "(none)"
+    for key, purposes in (("default_purpose", [vault.default_purpose]),
+                          ("legal_duty_purposes", vault.legal_duty_purposes)):
+        for purpose in purposes:
+            if purpose not in retention:
+                out.append(f"{where}: [vault] {key}: purpose {purpose!r} has no retention period; "
+                           f"add it to [retention] (known: {known})")
+    for role, permissions in roles.items():
+        for permission in permissions:
+            if permission not in PERMISSIONS:
+                out.append(f"{where}: [roles] {role}: unknown permission {permission!r}"
+                           f"{_suggest(permission, list(PERMISSIONS)).replace('known keys', 'permissions')}")
+    for user, role in users.items():
+        if role not in roles:
+            out.append(f"{where}: [users] {user}: unknown role {role!r}"
+                       f"{_suggest(role, list(roles)).replace('known keys', 'roles')}")
+    return out
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -342,6 +404,8 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>",
             values[name] = raw
         else:
             problems.append(f"{where}: [{name}]: expected {_type_name(annotation)}, got {raw!r}")
+    if not problems:
+        problems.extend(_check_vault_tables(values, where))
     if problems:
         raise ConfigError(problems)
     return Config(**values, source=where)
