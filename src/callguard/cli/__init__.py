@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "config",
     "ledger",
     "policy",
+    "prompts",
     "simulate",
 )
 
