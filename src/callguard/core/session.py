@@ -586,6 +586,11 @@ class CallSession:
         self._continue(event, out, outcome, self.settings.decline_destination)
 
     def _continue_prompt_failed(self, event: ev.Event, out: list[Command]) -> None:
+        # The caller may not have heard the notice: no recording, and the
+        # evidence says why instead of leaving the decision open.
+        self.decision = "prompt-failed"
+        self._log(out, "consent", event.at, decision="prompt-failed", digits="", attempt=self.attempt, final=True,
+                  explicit_required=bool(self.rule and self.rule.explicit_consent))
         self._continue(event, out, "error", None)
 
     def _continue(self, event: ev.Event, out: list[Command], outcome: str, destination: str | None) -> None:
