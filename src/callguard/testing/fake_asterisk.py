@@ -1,0 +1,1315 @@
+"""A fake Asterisk 22 that speaks AMI over a real TCP socket.
+
+Byte-for-byte like the captured streams in the test fixtures: the banner,
+``Login`` (plain and MD5 ``Challenge``, and the failure), ``Ping`` with its
+``Timestamp``, ``Setvar``/``Getvar`` (the heartbeat global),
+``CoreShowChannels``, AsyncAGI (``AsyncAGIStart`` with a URL-encoded
+``Env``; ``Action: AGI`` queueing; ``AGIExecStart``/``AGIExecEnd`` with
+Asterisk's own internal command id; ``AsyncAGIExec`` with a URL-encoded
+``Result`` and the header spelled ``CommandId``; ``ASYNCAGI BREAK`` ->
+``AsyncAGIEnd``), ``MixMonitor`` (``MixMonitorID`` + ``MixMonitorStart``),
+``MixMonitorMute`` (+ event; ``Cannot set mute flag`` without a recording),
+``StopMixMonitor`` (a second one fails), ``UserEvent``, bridges, hangups,
+unknown actions, and optional ``Timestamp:`` headers.
+
+Calls follow the shipped dialplan (``dialplan/asterisk``): a heartbeat
+check, ``AGI(agi:async)`` (or the fallback notice when the heartbeat is
+stale), ``CALLGUARD_CONSENT`` / a goto after ``ASYNCAGI BREAK``, then the
+agent is dialled and bridged; a joining party either passes through the
+``U(callguard-join^s^1)`` Gosub (a second ``AsyncAGIStart`` in context
+``callguard-join``) or enters the bridge unannounced.  Callers are
+scriptable (:class:`FakeCall`), a :class:`~callguard.testing.scenario.Scenario`
+can be played with :meth:`FakeAsterisk.play`, and fault knobs break the
+wire on purpose: drop connections, split writes at any byte, delay or lose
+responses and events, flood the socket with background events.
+
+Usage (like aiosmtpd's ``Controller``: a real server on a real port)::
+
+    async with FakeAsterisk(secret="s3cret") as pbx:
+        ...connect a listener to ("127.0.0.1", pbx.port)...
+        call = pbx.place_call("+14155550123", "José Cust")
+        await call.press("1", at=0.2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from callguard.testing.ami_wire import ActionReader, Splitter, Value, c_escape, message, uri_encode
+
+log = logging.getLogger("callguard.testing.fake_asterisk")
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+INBOUND_CONTEXT = "callguard-inbound"
+JOIN_CONTEXT = "callguard-join"
+FEATURE_CONTEXT = "callguard-feature"
+#: Must match the shipped dialplan's staleness limit (tests check they agree).
+HEARTBEAT_STALE_S = 6
+_STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
+_CLASS_OF = {  # event -> manager class, for the per-connection event mask
+    "VarSet": "dialplan", "Newexten": "dialplan", "UserEvent": "user", "FullyBooted": "system",
+    "AsyncAGIStart": "agi", "AsyncAGIExec": "agi", "AsyncAGIEnd": "agi", "AGIExecStart": "agi",
+    "AGIExecEnd": "agi", "DTMFBegin": "dtmf", "DTMFEnd": "dtmf",
+}
+
+
+# -- the PBX's state ----------------------------------------------------------------
+
+
+@dataclass
+class FakeRecording:
+    """One MixMonitor on one channel, with its mute history on the PBX clock."""
+
+    mixmonitor_id: str
+    channel: str
+    file: str
+    options: str
+    started_at: float
+    stopped_at: float | None = None
+    muted: bool = False
+    changes: list[tuple[float, bool]] = field(default_factory=list)  #: (time, muted) from the start
+
+    def audible_between(self, t0: float, t1: float) -> bool:
+        """Was audio (not silence) written at any instant in ``(t0, t1)``?"""
+        end = self.stopped_at if self.stopped_at is not None else float("inf")
+        lo, hi = max(t0, self.started_at), min(t1, end)
+        if lo >= hi:
+            return False
+        state = False
+        points = self.changes + [(float("inf"), False)]
+        for (when, muted), (nxt, _) in zip(points, points[1:]):
+            state = muted
+            if when < hi and nxt > lo and not state:
+                return True
+        return False
+
+
+@dataclass
+class _Gather:
+    """A running ``GET DATA``: keys pressed so far and how many are wanted."""
+
+    max_digits: int
+    future: asyncio.Future
+    digits: str = ""
+
+
+class FakeChannel:
+    """One Asterisk channel as the fake models it."""
+
+    def __init__(self, name: str, uniqueid: str, linkedid: str, number: Value, caller_name: Value,
+                 context: str, exten: str, connected: tuple[Value, Value] | None = None):
+        self.name = name
+        self.uniqueid = uniqueid
+        self.linkedid = linkedid
+        self.number = number
+        self.caller_name = caller_name
+        self.connected = connected or (number, caller_name)
+        self.context = context
+        self.exten = exten
+        self.priority = 1
+        self.state = 6
+        self.language = "en"
+        self.application = ""
+        self.app_data = ""
+        self.variables: dict[str, str] = {}
+        self.recording: FakeRecording | None = None
+        self.recordings: list[FakeRecording] = []
+        self.agi_queue: asyncio.Queue | None = None
+        self.gather: _Gather | None = None
+        self.playing: asyncio.Future | None = None
+        self.bridge: str | None = None
+        self.hung_up = False
+        self.hangup_future: asyncio.Future | None = None
+        self.created = time.time()
+
+    @property
+    def in_agi(self) -> bool:
+        return self.agi_queue is not None
+
+    def snapshot(self) -> list[tuple[str, Value]]:
+        """The channel-state headers every channel event carries, in Asterisk's order."""
+        return [
+            ("Channel", self.name), ("ChannelState", self.state),
+            ("ChannelStateDesc", _STATE_DESC.get(self.state, "Unknown")),
+            ("CallerIDNum", c_escape(self.number) or b"<unknown>"),
+            ("CallerIDName", c_escape(self.caller_name) or b"<unknown>"),
+            ("ConnectedLineNum", c_escape(self.connected[0]) or b"<unknown>"),
+            ("ConnectedLineName", c_escape(self.connected[1]) or b"<unknown>"),
+            ("Language", self.language), ("AccountCode", ""), ("Context", self.context),
+            ("Exten", self.exten), ("Priority", self.priority), ("Uniqueid", self.uniqueid),
+            ("Linkedid", self.linkedid),
+        ]
+
+
+class FakeCall:
+    """One scripted inbound call: the caller, the agent, anyone who joins.
+
+    Script methods take an optional ``at`` (seconds after the call reached
+    AsyncAGI, on the fake's scaled clock) and wait until then.
+    """
+
+    def __init__(self, pbx: "FakeAsterisk", number: Value, name: Value, exten: str,
+                 agent: tuple[str, str] | None, agent_via_join: bool):
+        self.pbx = pbx
+        self.number = number
+        self.name = name
+        self.exten = exten
+        self.agent_spec = agent
+        self.agent_via_join = agent_via_join
+        seq = next(pbx._seq)
+        self.linkedid = pbx._uniqueid()
+        base = f"Local/{exten}@{INBOUND_CONTEXT}-{seq:08x}"
+        self.originator = FakeChannel(base + ";1", self.linkedid, self.linkedid, number, name, "caller-sim", "call")
+        self.channel = FakeChannel(base + ";2", pbx._uniqueid(), self.linkedid, number, name, INBOUND_CONTEXT, exten)
+        self.agent: FakeChannel | None = None
+        self.agent_far: FakeChannel | None = None  #: the ;2 half of the agent's Local channel
+        self.parties: dict[str, FakeChannel] = {}  #: joiners by number
+        self.bridge_id: str | None = None
+        self.path = ""  #: "asyncagi" or "fallback" once the dialplan decided
+        self.destination: str | None = None  #: where a goto sent the channel
+        self.answered_at: float | None = None  #: PBX time of AsyncAGIStart (script t = 0)
+        self._answered_mono: float | None = None
+        self.answered = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.signals: list[tuple[float, str, str]] = []  #: (time, action, source) of UserEvents sent
+        self.task: asyncio.Task | None = None
+
+    # -- what tests look at ------------------------------------------------------
+
+    @property
+    def outcome(self) -> str | None:
+        """``CALLGUARD_CONSENT`` as the dialplan sees it after AGI."""
+        return self.channel.variables.get("CALLGUARD_CONSENT")
+
+    @property
+    def recording(self) -> FakeRecording | None:
+        recs = self.channel.recordings
+        return recs[-1] if recs else None
+
+    @property
+    def recordings(self) -> list[FakeRecording]:
+        return list(self.channel.recordings)
+
+    def payment_windows(self) -> list[tuple[float, float]]:
+        """(start, end) PBX times of the payment segments this call signalled."""
+        out, start = [], None
+        for when, action, _ in self.signals:
+            if action == "payment-start" and start is None:
+                start = when
+            elif action == "payment-end" and start is not None:
+                out.append((start, when))
+                start = None
+        if start is not None:
+            out.append((start, float("inf")))
+        return out
+
+    # -- script ------------------------------------------------------------------
+
+    async def _at(self, at: float | None) -> None:
+        if at is None:
+            return
+        await self.answered.wait()
+        assert self._answered_mono is not None
+        delay = self._answered_mono + at * self.pbx.time_scale - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _party(self, party: str) -> FakeChannel | None:
+        if party == "caller":
+            return self.channel
+        if party == "agent":
+            return self.agent
+        return self.parties.get(party)
+
+    async def press(self, digits: str, party: str = "caller", at: float | None = None) -> None:
+        """The party presses keys (they count if a ``GET DATA`` is running)."""
+        await self._at(at)
+        channel = self._party(party)
+        if channel is None or channel.hung_up:
+            return
+        for digit in digits:
+            self.pbx._dtmf(channel, digit)
+
+    async def hotkey(self, action: str, at: float | None = None) -> None:
+        """The agent presses *1 / *2: the feature Gosub sends ``UserEvent(CallGuard)``."""
+        await self._at(at)
+        source = self.agent if self.agent is not None and not self.agent.hung_up else self.channel
+        self.pbx._user_event(self, source, action, "agent-hotkey", context=FEATURE_CONTEXT)
+
+    async def ivr(self, action: str, at: float | None = None) -> None:
+        """The IVR / dialplan signals pause, resume, payment-start or payment-end."""
+        await self._at(at)
+        self.pbx._user_event(self, self.channel, action, "ivr")
+
+    async def join(self, number: str, name: str = "", announceable: bool = True, at: float | None = None) -> None:
+        """A third party is dialled into the call (via ``U()`` when announceable)."""
+        await self._at(at)
+        await self.pbx._join(self, number, name, announceable)
+
+    async def leave(self, number: str, at: float | None = None) -> None:
+        await self._at(at)
+        channel = self._party(number)
+        if channel is not None:
+            await self.pbx._hangup_channel(channel)
+
+    async def hangup(self, party: str = "caller", at: float | None = None) -> None:
+        """``caller`` ends the call for everyone; anyone else just leaves."""
+        await self._at(at)
+        if party == "caller":
+            await self.pbx._hangup_call(self)
+        else:
+            channel = self._party(party)
+            if channel is not None:
+                await self.pbx._hangup_channel(channel)
+
+    async def wait_answered(self, timeout: float = 5.0) -> None:
+        await asyncio.wait_for(self.answered.wait(), timeout)
+
+    async def wait_ended(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self.ended.wait(), timeout)
+
+    async def wait_agi_left(self, timeout: float = 5.0) -> None:
+        """Until the caller's channel left AsyncAGI (BREAK or hangup)."""
+        async def left() -> None:
+            await self.answered.wait()
+            while self.channel.in_agi:
+                await asyncio.sleep(0.002)
+        await asyncio.wait_for(left(), timeout)
+
+
+# -- one AMI client connection -----------------------------------------------------------
+
+
+class _Session(asyncio.Protocol):
+    """The server side of one AMI connection."""
+
+    def __init__(self, pbx: "FakeAsterisk"):
+        self.pbx = pbx
+        self.transport: asyncio.Transport | None = None
+        self.reader = ActionReader()
+        self.authenticated = False
+        self.username = ""
+        self.challenge = ""
+        self.event_classes: set[str] | None = set()  #: None = all events
+        self._queue: asyncio.Queue | None = None
+        self._writer: asyncio.Task | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.pbx.refuse_connections:
+            transport.abort()
+            return
+        self.pbx._sessions.add(self)
+        self.write(BANNER, "banner", "")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.pbx._sessions.discard(self)
+        self.transport = None
+        if self._writer is not None:
+            self._writer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.pbx.bytes_received += len(data)
+        try:
+            actions = self.reader.feed(data)
+        except ValueError:
+            self.close(abort=True)
+            return
+        for action in actions:
+            self.pbx._handle_action(self, action)
+
+    def wants(self, name: str, klass: str) -> bool:
+        if not self.authenticated:
+            return False
+        if self.event_classes is None:
+            return True
+        return klass in self.event_classes
+
+    # -- writing with fault knobs ----------------------------------------------------
+
+    def write(self, data: bytes, kind: str, name: str) -> None:
+        pbx = self.pbx
+        if self.transport is None:
+            return
+        if pbx.lose is not None and kind != "banner" and pbx.lose(kind, name, data):
+            return
+        delay = pbx.response_delay_s if kind == "response" else pbx.event_delay_s if kind == "event" else 0.0
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._write_now, data)
+        else:
+            self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        splitter = self.pbx.splitter
+        if splitter is None and self._queue is None:
+            self.pbx.bytes_sent += len(data)
+            self.transport.write(data)
+            return
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        for piece in (splitter(data) if splitter is not None else [data]):
+            self._queue.put_nowait(piece)
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            piece = await self._queue.get()
+            if self.transport is None:
+                return
+            self.pbx.bytes_sent += len(piece)
+            self.transport.write(piece)
+            await asyncio.sleep(self.pbx.split_pause_s)
+
+    def close(self, abort: bool = False) -> None:
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+class FakeAsterisk:
+    """An Asterisk 22 stand-in on a real TCP port (see the module docstring).
+
+    Knobs (all plain attributes, change them at any time):
+
+    * ``time_scale``: multiply every wait the PBX does (prompt playback,
+      ``GET DATA`` timeouts, script times) - 0.01 plays a 90 s scenario in
+      under a second.  ``Timestamp:`` headers then show the *unscaled*
+      PBX clock, so evidence offsets still read in real seconds.
+    * ``timestamps``: add ``Timestamp:`` to events (``timestampevents``).
+    * ``prompt_durations`` / ``default_prompt_s``: how long each sound plays.
+    * ``confirm_delay_s``: how long MixMonitor takes to confirm a change.
+    * ``mute_works``: ``False`` makes ``MixMonitorMute`` answer Success but
+      neither mute nor confirm (the fail-safe case).
+    * ``splitter`` (+ ``split_pause_s``): cut every write into pieces.
+    * ``response_delay_s`` / ``event_delay_s``: deliver late.
+    * ``lose(kind, name, data) -> bool``: drop a response or event.
+    * ``refuse_connections``: close new connections at once.
+    * :meth:`drop_connections`, :meth:`start_flood`, :meth:`stop_flood`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str = "callguard",
+                 secret: str = "cgsecret", timestamps: bool = False, time_scale: float = 1.0,
+                 prompt_durations: Mapping[str, float] | None = None, default_prompt_s: float = 0.05,
+                 confirm_delay_s: float = 0.0, heartbeat_variable: str = "CALLGUARD_HEARTBEAT",
+                 heartbeat_stale_s: float = HEARTBEAT_STALE_S, noise: bool = True, seed: int = 0,
+                 agent: tuple[str, str] | None = ("2001", "Agent Smith")):
+        self.host = host
+        self.port = port
+        self.username = username
+        self.secret = secret
+        self.timestamps = timestamps
+        self.time_scale = time_scale
+        self.prompt_durations = dict(prompt_durations or {})
+        self.default_prompt_s = default_prompt_s
+        self.confirm_delay_s = confirm_delay_s
+        self.heartbeat_variable = heartbeat_variable
+        self.heartbeat_stale_s = heartbeat_stale_s
+        self.noise = noise
+        self.default_agent = agent
+        self.mute_works = True
+        self.splitter: Splitter | None = None
+        self.split_pause_s = 0.0
+        self.response_delay_s = 0.0
+        self.event_delay_s = 0.0
+        self.lose: Callable[[str, str, bytes], bool] | None = None
+        self.refuse_connections = False
+        self.globals: dict[str, str] = {}
+        self.heartbeat_set_at: float | None = None  #: wall clock of the last heartbeat Setvar
+        self.channels: dict[str, FakeChannel] = {}
+        self.calls: list[FakeCall] = []
+        self.actions: list[tuple[float, dict[str, str]]] = []  #: (perf_counter, action) as received
+        self.action_hooks: list[Callable[[dict[str, str], float], None]] = []
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.logins = 0
+        self._sessions: set[_Session] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._rng = random.Random(seed)
+        self._seq = itertools.count(2)
+        self._uid = itertools.count(4)
+        self._epoch = int(time.time())
+        self._mono0 = time.monotonic()
+        self._wall0 = time.time()
+        self._flood: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> "FakeAsterisk":
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Session(self), self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        self.stop_flood()
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._sessions):
+            session.close(abort=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> "FakeAsterisk":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    @property
+    def connected_clients(self) -> int:
+        return sum(1 for s in self._sessions if s.authenticated)
+
+    async def wait_for_client(self, timeout: float = 5.0, count: int = 1) -> None:
+        """Until ``count`` clients are logged in."""
+        async def logged_in() -> None:
+            while self.connected_clients < count:
+                await asyncio.sleep(0.005)
+        await asyncio.wait_for(logged_in(), timeout)
+
+    def drop_connections(self) -> None:
+        """Cut every AMI connection (like a network failure: no Shutdown event)."""
+        for session in list(self._sessions):
+            session.close(abort=True)
+
+    # -- clocks -------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The PBX clock: wall time, or unscaled virtual time under ``time_scale``."""
+        if self.time_scale == 1.0:
+            return time.time()
+        return self._wall0 + (time.monotonic() - self._mono0) / self.time_scale
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0) * self.time_scale)
+
+    def _uniqueid(self) -> str:
+        return f"{self._epoch}.{next(self._uid)}"
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- sending -------------------------------------------------------------------------
+
+    def emit(self, name: str, headers: Iterable[tuple[str, Value]], privilege: str = "call,all") -> None:
+        """Send an event to every logged-in connection that wants its class."""
+        klass = _CLASS_OF.get(name, privilege.split(",")[0])
+        targets = [s for s in self._sessions if s.wants(name, klass)]
+        if not targets:
+            return
+        head: list[tuple[str, Value]] = [("Event", name), ("Privilege", privilege)]
+        if self.timestamps:
+            head.append(("Timestamp", f"{self.now():.6f}"))
+        data = message(head + list(headers))
+        for session in targets:
+            session.write(data, "event", name)
+
+    def _respond(self, session: _Session, action: Mapping[str, str], headers: list[tuple[str, Value]],
+                 response: str = "Success") -> None:
+        head: list[tuple[str, Value]] = [("Response", response)]
+        if action.get("actionid"):
+            head.append(("ActionID", action["actionid"]))
+        session.write(message(head + headers), "response", action.get("action", ""))
+
+    def _error(self, session: _Session, action: Mapping[str, str], text: str) -> None:
+        self._respond(session, action, [("Message", text)], "Error")
+
+    def _channel_event(self, name: str, channel: FakeChannel, extra: Iterable[tuple[str, Value]] = (),
+                       privilege: str = "call,all") -> None:
+        self.emit(name, channel.snapshot() + list(extra), privilege)
+
+    def _noise(self, channel: FakeChannel, app: str, data: str = "", variables: int = 2) -> None:
+        """The dialplan chatter a real PBX produces (Newexten + VarSet)."""
+        if not self.noise:
+            return
+        channel.application, channel.app_data = app, data
+        self._channel_event("Newexten", channel, [("Extension", channel.exten), ("Application", app),
+                                                  ("AppData", c_escape(data))], "dialplan,all")
+        for i in range(variables):
+            self._channel_event("VarSet", channel, [("Variable", f"__CG_NOISE_{i}"), ("Value", app)],
+                                "dialplan,all")
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _handle_action(self, session: _Session, action: dict[str, str]) -> None:
+        stamp = time.perf_counter()
+        self.actions.append((stamp, action))
+        for hook in self.action_hooks:
+            hook(action, stamp)
+        name = action.get("action", "").lower()
+        if name == "challenge":
+            return self._challenge(session, action)
+        if name == "login":
+            return self._login(session, action)
+        if name == "logoff":
+            self._respond(session, action, [("Message", "Thanks for all the fish.")], "Goodbye")
+            asyncio.get_running_loop().call_soon(session.close)
+            return
+        if not session.authenticated:
+            return self._error(session, action, "Permission denied")
+        handler = getattr(self, f"_action_{name}", None)
+        if handler is None:
+            return self._error(session, action, f"Invalid/unknown command: {action.get('action', '')}. "
+                                                f"Use Action: ListCommands to show available commands.")
+        handler(session, action)
+
+    def _challenge(self, session: _Session, action: dict[str, str]) -> None:
+        if action.get("authtype", "").lower() != "md5":
+            return self._error(session, action, "Must specify AuthType")
+        session.challenge = str(self._rng.randrange(100_000_000, 999_999_999))
+        self._respond(session, action, [("Challenge", session.challenge)])
+
+    def _login(self, session: _Session, action: dict[str, str]) -> None:
+        ok = action.get("username") == self.username
+        if action.get("authtype", "").lower() == "md5":
+            expected = hashlib.md5((session.challenge + self.secret).encode()).hexdigest()
+            ok = ok and bool(session.challenge) and action.get("key", "").lower() == expected
+        else:
+            ok = ok and action.get("secret") == self.secret
+        if not ok:
+            self._error(session, action, "Authentication failed")
+            asyncio.get_running_loop().call_later(0.05 * self.time_scale, session.close)
+            return
+        session.authenticated = True
+        session.username = self.username
+        events = action.get("events", "on").lower()
+        if events in ("on", "yes", "true", "1", "all", ""):
+            session.event_classes = None
+        elif events in ("off", "no", "false", "0"):
+            session.event_classes = set()
+        else:
+            session.event_classes = {c.strip() for c in events.split(",")}
+        self.logins += 1
+        self._respond(session, action, [("Message", "Authentication accepted")])
+        uptime = int(time.time() - self._wall0)
+        head: list[tuple[str, Value]] = [("Event", "FullyBooted"), ("Privilege", "system,all")]
+        if self.timestamps:
+            head.append(("Timestamp", f"{self.now():.6f}"))
+        if session.wants("FullyBooted", "system"):
+            session.write(message(head + [("Uptime", uptime), ("LastReload", uptime),
+                                          ("Status", "Fully Booted")]), "event", "FullyBooted")
+
+    def _action_events(self, session: _Session, action: dict[str, str]) -> None:
+        mask = action.get("eventmask", "on").lower()
+        session.event_classes = None if mask in ("on", "yes", "all") else set() if mask in ("off", "no") else {
+            c.strip() for c in mask.split(",")}
+        self._respond(session, action, [("Events", "On" if session.event_classes is None else "Off")])
+
+    def _action_ping(self, session: _Session, action: dict[str, str]) -> None:
+        self._respond(session, action, [("Ping", "Pong"), ("Timestamp", f"{self.now():.6f}")])
+
+    def _action_setvar(self, session: _Session, action: dict[str, str]) -> None:
+        variable, value = action.get("variable", ""), action.get("value", "")
+        if not variable:
+            return self._error(session, action, "No variable specified")
+        channel_name = action.get("channel", "")
+        if channel_name:
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                return self._error(session, action, "No such channel")
+            channel.variables[variable] = value
+        else:
+            self.globals[variable] = value
+            if variable == self.heartbeat_variable:
+                self.heartbeat_set_at = time.time()
+        self._respond(session, action, [("Message", "Variable Set")])
+        if channel_name and channel_name in self.channels:
+            self._channel_event("VarSet", self.channels[channel_name], [("Variable", variable),
+                                                                         ("Value", c_escape(value))], "dialplan,all")
+        else:
+            self.emit("VarSet", [("Channel", "none"), ("Uniqueid", "none"), ("Variable", variable),
+                                 ("Value", c_escape(value))], "dialplan,all")
+
+    def _action_getvar(self, session: _Session, action: dict[str, str]) -> None:
+        variable = action.get("variable", "")
+        channel_name = action.get("channel", "")
+        if channel_name:
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                return self._error(session, action, "No such channel")
+            value = channel.variables.get(variable, "")
+        else:
+            value = self.globals.get(variable, "")
+        self._respond(session, action, [("Variable", variable), ("Value", value)])
+
+    def _action_coreshowchannels(self, session: _Session, action: dict[str, str]) -> None:
+        self._respond(session, action, [("EventList", "start"), ("Message", "Channels will follow")])
+        live = [c for c in self.channels.values() if not c.hung_up]
+        aid = action.get("actionid", "")
+        for channel in live:
+            snap = channel.snapshot()
+            head = [("Event", "CoreShowChannel")] + ([("ActionID", aid)] if aid else [])
+            duration = int(time.time() - channel.created)
+            body = snap + [("Application", channel.application), ("ApplicationData", channel.app_data),
+                           ("Duration", f"{duration // 3600:02d}:{duration // 60 % 60:02d}:{duration % 60:02d}"),
+                           ("BridgeId", channel.bridge or "")]
+            session.write(message(head + body), "response", "CoreShowChannel")
+        tail = [("Event", "CoreShowChannelsComplete")] + ([("ActionID", aid)] if aid else [])
+        session.write(message(tail + [("EventList", "Complete"), ("ListItems", len(live))]), "response",
+                      "CoreShowChannelsComplete")
+
+    def _action_agi(self, session: _Session, action: dict[str, str]) -> None:
+        name, command = action.get("channel", ""), action.get("command", "")
+        if not name or not command:
+            return self._error(session, action, "Both, Channel and Command are *required*")
+        channel = self.channels.get(name)
+        if channel is None or channel.hung_up:
+            return self._error(session, action, f"Channel {name} does not exist.")
+        if channel.agi_queue is None:
+            return self._error(session, action, f"Failed to add AGI command to channel {name} queue")
+        channel.agi_queue.put_nowait((command, action.get("commandid", "")))
+        self._respond(session, action, [("Message", "Added AGI command to queue")])
+
+    def _action_mixmonitor(self, session: _Session, action: dict[str, str]) -> None:
+        channel = self.channels.get(action.get("channel", ""))
+        if not action.get("channel"):
+            return self._error(session, action, "No channel specified")
+        if channel is None or channel.hung_up:
+            return self._error(session, action, "No such channel")
+        if not action.get("file"):
+            return self._error(session, action, "Could not start monitoring channel")
+        options = action.get("options", "")
+        mixmon_id = f"0x7f{self._rng.randrange(16**10):010x}"
+        recording = FakeRecording(mixmon_id, channel.name, action["file"], options, self.now())
+        recording.changes.append((recording.started_at, False))
+        channel.recording = recording
+        channel.recordings.append(recording)
+        channel.variables["MIXMONITOR_FILENAME"] = action["file"]
+        uid = re.search(r"i\(([^)]*)\)", options)
+        headers: list[tuple[str, Value]] = []
+        if uid:
+            channel.variables[uid.group(1)] = mixmon_id
+            headers.append(("MixMonitorID", mixmon_id))
+        self._respond(session, action, headers)
+        self._later(self.confirm_delay_s, self._channel_event, "MixMonitorStart", channel)
+
+    def _action_mixmonitormute(self, session: _Session, action: dict[str, str]) -> None:
+        direction = action.get("direction", "")
+        if not direction:
+            return self._error(session, action, "No direction specified. Must be read, write or both")
+        if direction.lower() not in ("read", "write", "both"):
+            return self._error(session, action, "Invalid direction specified. Must be read, write or both")
+        if not action.get("channel"):
+            return self._error(session, action, "No channel specified")
+        state = action.get("state", "")
+        if not state:
+            return self._error(session, action, "No state specified")
+        channel = self.channels.get(action["channel"])
+        if channel is None or channel.hung_up:
+            return self._error(session, action, "No such channel")
+        recording = channel.recording
+        if recording is None or recording.stopped_at is not None:
+            return self._error(session, action, "Cannot set mute flag")
+        muted = state.lower() in ("1", "yes", "true", "on")
+        self._respond(session, action, [])
+        if not self.mute_works:
+            return
+        recording.muted = muted
+        recording.changes.append((self.now(), muted))
+        self._later(self.confirm_delay_s, self._channel_event, "MixMonitorMute", channel,
+                    [("Direction", direction), ("State", "1" if muted else "0")])
+
+    def _action_stopmixmonitor(self, session: _Session, action: dict[str, str]) -> None:
+        if not action.get("channel"):
+            return self._error(session, action, "No channel specified")
+        channel = self.channels.get(action["channel"])
+        if channel is None or channel.hung_up:
+            return self._error(session, action, "No such channel")
+        recording = channel.recording
+        wanted = action.get("mixmonitorid")
+        if recording is None or (wanted and wanted != recording.mixmonitor_id):
+            return self._error(session, action, "Could not stop monitoring channel")
+        recording.stopped_at = self.now()
+        channel.recording = None
+        self._respond(session, action, [])
+        self._later(self.confirm_delay_s, self._channel_event, "MixMonitorStop", channel)
+
+    def _action_hangup(self, session: _Session, action: dict[str, str]) -> None:
+        channel = self.channels.get(action.get("channel", ""))
+        if channel is None or channel.hung_up:
+            return self._error(session, action, "No such channel")
+        self._respond(session, action, [("Message", "Channel Hungup")])
+        call = self._call_of(channel)
+        if call is not None and channel in (call.channel, call.originator):
+            self._spawn(self._hangup_call(call))
+        else:
+            self._spawn(self._hangup_channel(channel))
+
+    def _action_userevent(self, session: _Session, action: dict[str, str]) -> None:
+        name = action.get("userevent", "")
+        if not name:
+            return self._error(session, action, "UserEvent needs a name")
+        extra = [(k.title(), v) for k, v in action.items() if k not in ("action", "actionid", "userevent")]
+        self._respond(session, action, [("Message", "Event Sent")])
+        self.emit("UserEvent", [("UserEvent", name)] + extra, "user,all")
+
+    def _action_originate(self, session: _Session, action: dict[str, str]) -> None:
+        target = action.get("channel", "")
+        match = re.fullmatch(r"Local/([^@]+)@" + re.escape(INBOUND_CONTEXT), target)
+        if not match:
+            return self._error(session, action, "Originate failed")
+        cid = re.fullmatch(r'\s*"?([^"<]*)"?\s*<([^>]*)>\s*', action.get("callerid", ""))
+        name, number = (cid.group(1).strip(), cid.group(2)) if cid else ("", action.get("callerid", ""))
+        call = self.place_call(number, name, exten=match.group(1))
+        is_async = action.get("async", "").lower() in ("true", "yes", "1")
+        if is_async:
+            self._respond(session, action, [("Message", "Originate successfully queued")])
+            self._spawn(self._originate_response(session, action, call))
+        else:
+            async def answer_when_up() -> None:
+                await call.answered.wait()
+                self._respond(session, action, [("Message", "Originate successfully queued")])
+            self._spawn(answer_when_up())
+
+    async def _originate_response(self, session: _Session, action: dict[str, str], call: FakeCall) -> None:
+        await call.answered.wait()
+        head: list[tuple[str, Value]] = [("Event", "OriginateResponse"), ("Privilege", "call,all")]
+        if self.timestamps:
+            head.append(("Timestamp", f"{self.now():.6f}"))
+        body: list[tuple[str, Value]] = [
+            ("ActionID", action.get("actionid", "")), ("Response", "Success"), ("Channel", call.originator.name),
+            ("Context", action.get("context", "")), ("Exten", action.get("exten", "")), ("Reason", 4),
+            ("Uniqueid", call.originator.uniqueid), ("CallerIDNum", c_escape(call.number)),
+            ("CallerIDName", c_escape(call.name))]
+        if session.wants("OriginateResponse", "call"):
+            session.write(message(head + body), "event", "OriginateResponse")
+
+    def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if delay > 0:
+            loop.call_later(delay * self.time_scale, fn, *args)
+        else:
+            fn(*args)
+
+    # -- calls and the dialplan ------------------------------------------------------------
+
+    def place_call(self, number: Value = "+14155550123", name: Value = "José Cust", *, exten: str = "100",
+                   agent: tuple[str, str] | None | bool = True, agent_via_join: bool = False) -> FakeCall:
+        """An inbound call enters ``callguard-inbound``; returns at once (the call runs as a task)."""
+        spec = self.default_agent if agent is True else (None if agent is False else agent)
+        call = FakeCall(self, number, name, exten, spec, agent_via_join)  # type: ignore[arg-type]
+        self.calls.append(call)
+        call.task = self._spawn(self._run_call(call))
+        return call
+
+    def _call_of(self, channel: FakeChannel) -> FakeCall | None:
+        return next((c for c in self.calls if c.linkedid == channel.linkedid), None)
+
+    def heartbeat_fresh(self) -> bool:
+        """What the shipped dialplan's check decides (wall clock, like ``${EPOCH}``)."""
+        raw = self.globals.get(self.heartbeat_variable, "")
+        try:
+            value = float(raw)
+        except ValueError:
+            return False
+        return time.time() - value <= self.heartbeat_stale_s
+
+    async def _run_call(self, call: FakeCall) -> None:
+        for channel in (call.originator, call.channel):
+            self.channels[channel.name] = channel
+            channel.state = 0 if channel is call.originator else 4
+            self._channel_event("Newchannel", channel)
+        for channel in (call.channel, call.originator):
+            channel.state = 6
+            if self.noise:
+                self._channel_event("Newstate", channel)
+        self._noise(call.channel, "Answer")
+        self._noise(call.channel, "Set", "__DYNAMIC_FEATURES=callguard_pause#callguard_resume", variables=1)
+        call.channel.variables["DYNAMIC_FEATURES"] = "callguard_pause#callguard_resume"
+        call.channel.priority = 3
+        if self.heartbeat_fresh():
+            call.path = "asyncagi"
+            await self._async_agi(call.channel, call)
+        else:
+            call.path = "fallback"
+            call.answered_at = self.now()
+            call._answered_mono = time.monotonic()
+            call.answered.set()
+            self._noise(call.channel, "Playback", "callguard/en/fallback-notice")
+            await self._play_wait(call.channel, "callguard/en/fallback-notice")
+            call.channel.variables["CALLGUARD_CONSENT"] = "not-recorded"
+        if call.channel.hung_up:
+            return await self._finish(call)
+        call.channel.priority = 4
+        if call.destination is not None:
+            self._noise(call.channel, "Goto", call.destination)
+        elif call.agent_spec is not None:
+            await self._dial_agent(call)
+        await call.ended.wait()
+
+    async def _async_agi(self, channel: FakeChannel, call: FakeCall, args: tuple[str, ...] = ()) -> None:
+        """``AGI(agi:async)``: announce the channel, run queued commands until BREAK or hangup."""
+        channel.application, channel.app_data = "AGI", "agi:async"
+        channel.agi_queue = asyncio.Queue()
+        self._noise(channel, "AGI", "agi:async", variables=1)
+        env = [("agi_request", "async"), ("agi_channel", channel.name), ("agi_language", channel.language),
+               ("agi_type", "Local"), ("agi_uniqueid", channel.uniqueid),
+               ("agi_version", "UNKNOWN__and_probably_unsupported"), ("agi_callerid", channel.number),
+               ("agi_calleridname", channel.caller_name), ("agi_callingpres", "0"), ("agi_callingani2", "0"),
+               ("agi_callington", "0"), ("agi_callingtns", "0"), ("agi_dnid", "unknown"),
+               ("agi_rdnis", "unknown"), ("agi_context", channel.context), ("agi_extension", channel.exten),
+               ("agi_priority", str(channel.priority)), ("agi_enhanced", "0.0"), ("agi_accountcode", ""),
+               ("agi_threadid", str(140178104178368 + next(self._seq)))]
+        env += [(f"agi_arg_{i}", a) for i, a in enumerate(args, 1)]
+        raw = b"".join(k.encode() + b": " + (v if isinstance(v, bytes) else str(v).encode("utf-8")) + b"\n"
+                       for k, v in env) + b"\n"
+        if channel is call.channel:
+            call.answered_at = self.now()
+            call._answered_mono = time.monotonic()
+        self._channel_event("AsyncAGIStart", channel, [("Env", uri_encode(raw))], "agi,all")
+        if channel is call.channel:
+            call.answered.set()
+        await self._agi_loop(channel, call)
+
+    async def _agi_loop(self, channel: FakeChannel, call: FakeCall) -> None:
+        assert channel.agi_queue is not None
+        queue = channel.agi_queue
+        hangup = channel.hangup_future = asyncio.get_running_loop().create_future()
+        try:
+            while not channel.hung_up:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, hangup}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                command, command_id = getter.result()
+                internal = str(self._rng.randrange(10_000_000, 2_000_000_000))
+                self._channel_event("AGIExecStart", channel, [("CommandId", internal), ("Command", command)],
+                                    "agi,all")
+                result, leave = await self._agi_command(channel, call, command)
+                if self.noise:
+                    self._channel_event("AGIExecEnd", channel, [("CommandId", internal), ("Command", command),
+                                                                ("ResultCode", "200"), ("Result", "Success")],
+                                        "agi,all")
+                self._channel_event("AsyncAGIExec", channel, [("Result", uri_encode(result)),
+                                                              ("CommandId", command_id)], "agi,all")
+                if leave or channel.hung_up:
+                    break
+        finally:
+            channel.agi_queue = None
+            channel.application, channel.app_data = "", ""
+            self._channel_event("AsyncAGIEnd", channel, (), "agi,all")
+
+    async def _agi_command(self, channel: FakeChannel, call: FakeCall, command: str) -> tuple[str, bool]:
+        """Run one AGI command; returns (result line, leaves AGI)."""
+        words = _agi_args(command)
+        verb = " ".join(w.upper() for w in words[:2])
+        if verb == "ASYNCAGI BREAK":
+            return "200 result=0\n", True
+        if verb == "STREAM FILE" and len(words) >= 3:
+            completed, endpos = await self._play_wait(channel, words[2])
+            return (f"200 result=0 endpos={endpos}\n" if completed else f"200 result=-1 endpos={endpos}\n"), False
+        if verb == "GET DATA" and len(words) >= 3:
+            timeout_ms = int(words[3]) if len(words) > 3 and words[3].isdigit() else 5000
+            max_digits = int(words[4]) if len(words) > 4 and words[4].isdigit() else 1024
+            return await self._get_data(channel, words[2], timeout_ms, max_digits), False
+        if verb == "SET VARIABLE" and len(words) >= 4:
+            channel.variables[words[2]] = words[3]
+            self._channel_event("VarSet", channel, [("Variable", words[2]), ("Value", c_escape(words[3]))],
+                                "dialplan,all")
+            return "200 result=1\n", False
+        if verb in ("SET CONTEXT", "SET EXTENSION", "SET PRIORITY") and len(words) >= 3:
+            key = verb.split()[1].lower()
+            parts = dict(zip(("context", "extension", "priority"),
+                             (call.destination or f"{channel.context},{channel.exten},1").split(",")))
+            parts[key] = words[2]
+            if channel is call.channel:
+                call.destination = ",".join(parts[k] for k in ("context", "extension", "priority"))
+            return "200 result=0\n", False
+        if verb == "ANSWER" or words[:1] == ["ANSWER"]:
+            return "200 result=0\n", False
+        return "510 Invalid or unknown command\n", False
+
+    def _prompt_seconds(self, file: str) -> float:
+        base = file.rsplit("/", 1)[-1]
+        return self.prompt_durations.get(file, self.prompt_durations.get(base, self.default_prompt_s))
+
+    async def _play_wait(self, channel: FakeChannel, file: str) -> tuple[bool, int]:
+        """Play a sound: (completed, endpos in 8 kHz samples)."""
+        seconds = self._prompt_seconds(file)
+        started = time.monotonic()
+        hangup = channel.hangup_future
+        if hangup is None or hangup.done():
+            hangup = channel.hangup_future = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(hangup), seconds * self.time_scale)
+        except asyncio.TimeoutError:
+            return True, int(seconds * 8000)
+        elapsed = (time.monotonic() - started) / max(self.time_scale, 1e-9)
+        return False, int(min(elapsed, seconds) * 8000)
+
+    async def _get_data(self, channel: FakeChannel, file: str, timeout_ms: int, max_digits: int) -> str:
+        loop = asyncio.get_running_loop()
+        gather = channel.gather = _Gather(max(1, max_digits), loop.create_future())
+        hangup = channel.hangup_future
+        if hangup is None or hangup.done():
+            hangup = channel.hangup_future = loop.create_future()
+        total = (self._prompt_seconds(file) + timeout_ms / 1000.0) * self.time_scale
+        try:
+            done, _ = await asyncio.wait({gather.future, hangup}, timeout=total,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            channel.gather = None
+        if hangup in done or channel.hung_up:
+            return "200 result=-1\n"
+        if gather.future in done:
+            return f"200 result={gather.digits}\n"
+        return f"200 result={gather.digits} (timeout)\n"
+
+    def _dtmf(self, channel: FakeChannel, digit: str) -> None:
+        gather = channel.gather
+        if self.noise:
+            self._channel_event("DTMFEnd", channel, [("Digit", digit), ("DurationMs", 120),
+                                                     ("Direction", "Received")], "dtmf,all")
+        if gather is None or gather.future.done():
+            return
+        gather.digits += digit
+        if len(gather.digits) >= gather.max_digits or digit == "#":
+            gather.digits = gather.digits.rstrip("#")
+            gather.future.set_result(gather.digits)
+
+    def _user_event(self, call: FakeCall, channel: FakeChannel, action: str, source: str,
+                    context: str | None = None) -> None:
+        call.signals.append((self.now(), action, source))
+        saved = channel.context, channel.exten, channel.priority
+        if context is not None:
+            channel.context, channel.exten, channel.priority = context, action, 1
+        self._channel_event("UserEvent", channel, [("UserEvent", "CallGuard"), ("Action", action),
+                                                   ("Source", source)], "user,all")
+        channel.context, channel.exten, channel.priority = saved
+
+    async def _dial_agent(self, call: FakeCall) -> None:
+        assert call.agent_spec is not None
+        number, name = call.agent_spec
+        seq = next(self._seq)
+        agent = FakeChannel(f"Local/agent@agent-sim-{seq:08x};1", self._uniqueid(), call.linkedid, number,
+                            call.name, "agent-sim", "agent", connected=(call.number, call.name))
+        other = FakeChannel(f"Local/agent@agent-sim-{seq:08x};2", self._uniqueid(), call.linkedid, call.number,
+                            call.name, "agent-sim", "agent", connected=(number, call.name))
+        call.agent, call.agent_far = agent, other
+        for channel in (agent, other):
+            self.channels[channel.name] = channel
+            self._channel_event("Newchannel", channel)
+        self._noise(other, "Answer")
+        if call.agent_via_join:
+            agent.context, agent.exten = JOIN_CONTEXT, "s"
+            await self._async_agi(agent, call)
+            agent.context, agent.exten = "agent-sim", ""
+        if agent.hung_up or call.channel.hung_up:
+            return
+        self._bridge(call, agent)
+        self._bridge(call, call.channel)
+
+    def _bridge(self, call: FakeCall, channel: FakeChannel) -> None:
+        if call.bridge_id is None:
+            call.bridge_id = f"{self._rng.getrandbits(128):032x}"
+            call.bridge_id = "-".join((call.bridge_id[:8], call.bridge_id[8:12], call.bridge_id[12:16],
+                                       call.bridge_id[16:20], call.bridge_id[20:]))
+            self.emit("BridgeCreate", self._bridge_headers(call, 0))
+        channel.bridge = call.bridge_id
+        members = sum(1 for c in self.channels.values() if c.bridge == call.bridge_id and not c.hung_up)
+        self.emit("BridgeEnter", self._bridge_headers(call, members) + channel.snapshot())
+
+    def _bridge_headers(self, call: FakeCall, members: int) -> list[tuple[str, Value]]:
+        return [("BridgeUniqueid", call.bridge_id or ""), ("BridgeType", "basic"),
+                ("BridgeTechnology", "simple_bridge"), ("BridgeCreator", "<unknown>"),
+                ("BridgeName", "<unknown>"), ("BridgeNumChannels", members), ("BridgeVideoSourceMode", "none")]
+
+    async def _join(self, call: FakeCall, number: str, name: str, announceable: bool) -> None:
+        seq = next(self._seq)
+        channel = FakeChannel(f"Local/{_slug(number)}@join-sim-{seq:08x};1", self._uniqueid(), call.linkedid,
+                              number, name or number, "join-sim", "s", connected=(call.number, call.name))
+        call.parties[number] = channel
+        self.channels[channel.name] = channel
+        self._channel_event("Newchannel", channel)
+        if announceable:
+            channel.context, channel.exten = JOIN_CONTEXT, "s"
+            await self._async_agi(channel, call)
+            channel.context, channel.exten = "join-sim", ""
+        if not channel.hung_up and not call.channel.hung_up:
+            self._bridge(call, channel)
+
+    async def _hangup_channel(self, channel: FakeChannel, cause: int = 16) -> None:
+        if channel.hung_up:
+            return
+        channel.hung_up = True
+        if channel.hangup_future is not None and not channel.hangup_future.done():
+            channel.hangup_future.set_result(None)
+        if channel.gather is not None and not channel.gather.future.done():
+            channel.gather.future.cancel()
+        while channel.agi_queue is not None:  # the AGI loop reports -1 and AsyncAGIEnd first
+            await asyncio.sleep(0.001)
+        if self.noise:
+            self._channel_event("SoftHangupRequest", channel, [("Cause", cause)])
+        if channel.bridge is not None:
+            call = self._call_of(channel)
+            members = sum(1 for c in self.channels.values() if c.bridge == channel.bridge and not c.hung_up)
+            if call is not None:
+                self.emit("BridgeLeave", self._bridge_headers(call, members) + channel.snapshot())
+            channel.bridge = None
+        if channel.recording is not None:
+            channel.recording.stopped_at = self.now()
+            channel.recording = None
+        self._channel_event("Hangup", channel, [("Cause", cause), ("Cause-txt", "Normal Clearing")])
+        self.channels.pop(channel.name, None)
+
+    async def _hangup_call(self, call: FakeCall) -> None:
+        if call.ended.is_set():
+            return
+        # Like the fixture: the caller's own leg goes first, then the AGI
+        # channel reports -1 / AsyncAGIEnd, then everyone else.
+        await self._hangup_channel(call.originator)
+        await self._hangup_channel(call.channel)
+        for channel in [call.agent, call.agent_far] + list(call.parties.values()):
+            if channel is not None:
+                await self._hangup_channel(channel)
+        if call.bridge_id is not None:
+            self.emit("BridgeDestroy", self._bridge_headers(call, 0))
+            call.bridge_id = None
+        await self._finish(call)
+
+    async def _finish(self, call: FakeCall) -> None:
+        call.ended.set()
+
+    # -- scenarios --------------------------------------------------------------------------
+
+    async def play(self, scenario: Any, *, on_api: Callable[[FakeCall, Any], Any] | None = None,
+                   exten: str = "100", tail_s: float = 30.0, timeout: float = 30.0) -> FakeCall:
+        """Play a :class:`~callguard.testing.scenario.Scenario` as one call; returns when it ended.
+
+        Applies the scenario's ``[pbx]`` knobs (``confirm_delay_ms``,
+        ``confirm_mute``, ``prompt_duration_s``).  ``api`` steps are not AMI
+        traffic: they go to ``on_api(call, step)`` (the harness's engine).
+        """
+        self.confirm_delay_s = scenario.confirm_delay_s
+        self.mute_works = scenario.confirm_mute
+        self.default_prompt_s = scenario.prompt_duration_s
+        agent = (scenario.agent.number, scenario.agent.name or scenario.agent.number) if scenario.agent else None
+        call = self.place_call(scenario.caller.number, scenario.caller.name, exten=exten,
+                               agent=agent if agent else False)
+
+        async def run() -> None:
+            await call.wait_answered(timeout)
+            for step in scenario.steps:
+                await call._at(step.at)
+                await self._play_step(call, step, on_api)
+                if call.ended.is_set():
+                    return
+            if not call.ended.is_set():
+                await call._at(scenario.duration + tail_s)
+                await call.hangup("caller")
+
+        await asyncio.wait_for(run(), timeout)
+        await call.wait_ended(timeout)
+        return call
+
+    async def _play_step(self, call: FakeCall, step: Any, on_api: Callable[[FakeCall, Any], Any] | None) -> None:
+        action, value = step.action, step.value
+        if action == "press":
+            await call.press(value, party=step.party)
+        elif action == "hotkey":
+            await call.hotkey(value)
+        elif action == "ivr":
+            await call.ivr(value)
+        elif action == "join":
+            self._spawn(call.join(value, step.name, step.announceable))
+        elif action == "leave":
+            await call.leave(value)
+        elif action == "hangup":
+            await call.hangup(value)
+        elif action == "api" and on_api is not None:
+            result = on_api(call, step)
+            if asyncio.iscoroutine(result):
+                await result
+
+    # -- background flood ---------------------------------------------------------------------
+
+    def start_flood(self, rate: float, tick_s: float = 0.005) -> None:
+        """Send ``rate`` events per second of unrelated traffic (the fixtures' mix)."""
+        self.stop_flood()
+        self._flood = self._spawn(self._flood_loop(rate, tick_s))
+
+    def stop_flood(self) -> None:
+        if self._flood is not None:
+            self._flood.cancel()
+            self._flood = None
+
+    async def _flood_loop(self, rate: float, tick_s: float) -> None:
+        batch = flood_events(2000, self._rng)
+        sent, index = 0, 0
+        start = time.monotonic()
+        while True:
+            await asyncio.sleep(tick_s)
+            due = int((time.monotonic() - start) * rate) - sent
+            if due <= 0:
+                continue
+            chunk = []
+            for _ in range(due):
+                chunk.append(batch[index])
+                index = (index + 1) % len(batch)
+            data = b"".join(chunk)
+            sent += due
+            for session in list(self._sessions):
+                if session.wants("VarSet", "call"):
+                    session.write(data, "flood", "flood")
+
+    @property
+    def flood_running(self) -> bool:
+        return self._flood is not None and not self._flood.done()
+
+
+def flood_events(count: int, rng: random.Random | None = None) -> list[bytes]:
+    """Unrelated channel traffic in roughly the captured mix (35% VarSet, 17% Newexten, ...)."""
+    rng = rng or random.Random(1)
+    mix = (["VarSet"] * 35 + ["Newexten"] * 17 + ["DeviceStateChange"] * 6 + ["Newstate"] * 3
+           + ["Newchannel"] * 3 + ["NewCallerid"] * 3 + ["NewConnectedLine"] * 3 + ["AGIExecStart"] * 3
+           + ["AGIExecEnd"] * 3 + ["SoftHangupRequest"] * 2 + ["HangupRequest"] * 2 + ["Hangup"] * 3
+           + ["BridgeEnter"] * 2 + ["BridgeLeave"] * 2 + ["DialBegin"] * 2 + ["DialEnd"] * 2
+           + ["LocalBridge"] * 2 + ["UserEvent"] * 1 + ["BridgeCreate"] * 1 + ["BridgeDestroy"] * 1
+           + ["MusicOnHoldStart"] * 1 + ["Newexten"] * 4)
+    out = []
+    for i in range(count):
+        name = rng.choice(mix)
+        seq = i % 997
+        channel = FakeChannel(f"PJSIP/trunk-{seq:08x}", f"1700000000.{seq}", f"1700000000.{seq - seq % 2}",
+                              f"+4420794{seq:05d}", "Flood Caller", "from-trunk", "s")
+        head: list[tuple[str, Value]] = [("Event", name), ("Privilege", "call,all")]
+        if name == "DeviceStateChange":
+            body: list[tuple[str, Value]] = [("Device", f"PJSIP/trunk{seq}"), ("State", "INUSE")]
+        elif name == "VarSet":
+            body = channel.snapshot() + [("Variable", "RTPAUDIOQOS"), ("Value", "ssrc=1;themssrc=2;lp=0")]
+        elif name == "Newexten":
+            body = channel.snapshot() + [("Extension", "s"), ("Application", "Set"), ("AppData", "X=1")]
+        elif name.startswith("Bridge"):
+            body = [("BridgeUniqueid", f"00000000-0000-0000-0000-{seq:012d}"), ("BridgeType", "basic"),
+                    ("BridgeNumChannels", 1)] + (channel.snapshot() if name in ("BridgeEnter", "BridgeLeave") else [])
+        elif name == "UserEvent":
+            body = channel.snapshot() + [("UserEvent", "SiteStats"), ("Calls", seq)]
+        elif name.startswith("AGIExec"):
+            body = channel.snapshot() + [("CommandId", seq), ("Command", "VERBOSE x 1")]
+        else:
+            body = channel.snapshot() + ([("Cause", 16)] if "Hangup" in name else [])
+        out.append(message(head + body))
+    return out
+
+
+def _agi_args(command: str) -> list[str]:
+    """Split an AGI command like Asterisk's ``parse_args`` (quotes, backslashes)."""
+    out, current, quoted, escaped, started = [], [], False, False, False
+    for ch in command:
+        if escaped:
+            current.append(ch)
+            escaped, started = False, True
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted, started = not quoted, True
+        elif ch in " \t" and not quoted:
+            if started:
+                out.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(ch)
+            started = True
+    if started:
+        out.append("".join(current))
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9+]", "_", text)[:32] or "party"
+
+
+class FakeAsteriskThread:
+    """Run a :class:`FakeAsterisk` on its own event loop thread (aiosmtpd ``Controller`` style).
+
+    For synchronous callers (CLI subprocess tests, benchmarks)::
+
+        ctl = FakeAsteriskThread(secret="s")
+        pbx = ctl.start()          # returns once the port is bound
+        ...
+        ctl.call(pbx.place_call, "+14155550123")   # run a function on the PBX loop
+        ctl.stop()
+    """
+
+    def __init__(self, **kwargs: Any):
+        self.kwargs = kwargs
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pbx: FakeAsterisk | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> FakeAsterisk:
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self.pbx = loop.run_until_complete(FakeAsterisk(**self.kwargs).start())
+            except BaseException as exc:  # surfaced in start()
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.pbx.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-asterisk", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        assert self.pbx is not None
+        return self.pbx
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the PBX loop (awaiting it if it is a coroutine function); return its result."""
+        assert self.loop is not None
+
+        async def run() -> Any:
+            result = fn(*args, **kwargs)
+            return await result if asyncio.iscoroutine(result) else result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def stop(self) -> None:
+        if self.loop is not None and self._thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+
+
+__all__ = ["FakeAsterisk", "FakeAsteriskThread", "FakeCall", "FakeChannel", "FakeRecording", "flood_events",
+           "HEARTBEAT_STALE_S", "INBOUND_CONTEXT", "JOIN_CONTEXT"]
