@@ -22,6 +22,7 @@ from callguard.core.prompts import PromptResolver
 from callguard.core.session import SessionSettings
 from callguard.runtime import Engine, LedgerSink, MemoryLedger
 from callguard.testing.scenario import Scenario
+from callguard.timeline import summarize
 
 #: 2026-11-22 09:00:00 UTC: simulated calls are answered at this PBX time,
 #: so timelines are reproducible to the microsecond.
@@ -229,7 +230,7 @@ def simulate(scenario: Scenario, settings: SessionSettings, policy: Policy, prom
     pbx.start()
     scheduler.run()
     entries = memory.for_call(call_id)
-    return SimulationResult(scenario, call_id, entries, pbx.trace, _facts(entries))
+    return SimulationResult(scenario, call_id, entries, pbx.trace, summarize(entries))
 
 
 class _Tee:
@@ -239,20 +240,6 @@ class _Tee:
     def append(self, entry: cmd.LedgerEntry, received_at: float) -> None:
         for sink in self.sinks:
             sink.append(entry, received_at)
-
-
-def _facts(entries: list[cmd.LedgerEntry]) -> dict[str, Any]:
-    decision = next((e.data.get("decision") for e in entries
-                     if e.kind == "consent" and e.data.get("final") and e.data.get("party") != "joiner"), None)
-    regime = next((e.data.get("regime") for e in reversed(entries) if e.kind == "rule-applied"), None)
-    final_state = next((e.data.get("state") for e in reversed(entries) if e.kind == "hangup"), None)
-    return {
-        "decision": decision,
-        "recorded": any(e.kind == "recording-started" for e in entries),
-        "final_state": final_state,
-        "violations": sum(1 for e in entries if e.kind == "violation"),
-        "regime": regime,
-    }
 
 
 def _slug(text: str) -> str:

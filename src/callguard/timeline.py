@@ -12,9 +12,14 @@ from typing import Any, Iterable, Mapping, Protocol
 
 
 class TimelineRow(Protocol):
+    """An in-memory ``LedgerEntry`` (``at``) or a stored entry (``pbx_time``)."""
+
     kind: str
-    at: float
     data: Mapping[str, Any]
+
+
+def _time(row: Any) -> float:
+    return float(row.at if hasattr(row, "at") else row.pbx_time)
 
 
 def _ms(value: Any) -> str:
@@ -88,9 +93,29 @@ def render(rows: Iterable[TimelineRow]) -> list[str]:
     rows = list(rows)
     if not rows:
         return []
-    origin = rows[0].at
+    origin = _time(rows[0])
     lines = []
     for row in rows:
-        stamp = datetime.fromtimestamp(row.at, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-        lines.append(f"{stamp}  +{row.at - origin:8.3f}s  {row.kind:<24} {describe(row.kind, row.data)}")
+        at = _time(row)
+        stamp = datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        lines.append(f"{stamp}  +{at - origin:8.3f}s  {row.kind:<24} {describe(row.kind, row.data)}")
     return lines
+
+
+def summarize(rows: Iterable[TimelineRow]) -> dict[str, Any]:
+    """The facts a reviewer (and a scenario's ``[expect]``) asks first about a call."""
+    rows = list(rows)
+    decision = next((r.data.get("decision") for r in rows
+                     if r.kind == "consent" and r.data.get("final") and r.data.get("party") != "joiner"), None)
+    regime = next((r.data.get("regime") for r in reversed(rows) if r.kind == "rule-applied"), None)
+    final_state = next((r.data.get("state") for r in reversed(rows) if r.kind == "hangup"), None)
+    return {
+        "decision": decision,
+        "recorded": any(r.kind == "recording-started" for r in rows),
+        "final_state": final_state,
+        "violations": sum(1 for r in rows if r.kind == "violation"),
+        "regime": regime,
+        "mutes_confirmed": sum(1 for r in rows if r.kind == "recording-muted"),
+        "payment_segments": sum(1 for r in rows if r.kind == "payment-started"),
+        "joiners": sum(1 for r in rows if r.kind == "party-joined" and not r.data.get("staff")),
+    }

@@ -18,6 +18,7 @@ from callguard import __version__
 #: Modules under callguard.cli that define ``register(group)``.
 COMMAND_MODULES = (
     "config",
+    "demo",
     "ledger",
     "policy",
     "prompts",

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import phonenumbers
-from phonenumbers import geocoder
 
 from callguard.core.jurisdictions import (
     CA_PROVINCES,
@@ -190,7 +189,11 @@ class Policy:
         country = phonenumbers.region_code_for_number(number)
         if not country or country == "001":
             return Jurisdiction(UNKNOWN, None, None, f"non-geographic number {display_number(raw)}")
-        where = geocoder.description_for_number(number, "en")
+        # Imported here: the geocoding tables take a second to load and
+        # only North American numbers need them (state / province).
+        from phonenumbers import geocoder
+
+        where = geocoder.description_for_number(number, "en") if country in ("US", "CA") else ""
         subdivision = None
         if country in ("US", "CA"):
             subdivision = _subdivision(country, where)
@@ -200,6 +203,10 @@ class Policy:
                 return Jurisdiction(UNKNOWN, country, None,
                                     f"{country} number with no state/province ({where or 'non-geographic'})")
         code = f"{country}-{subdivision}" if subdivision else country
+        if not where:
+            from phonenumbers import geocoder
+
+            where = geocoder.country_name_for_number(number, "en")
         return Jurisdiction(code, country, subdivision, where or country)
 
     def regime_for(self, where: Jurisdiction) -> tuple[str, str]:

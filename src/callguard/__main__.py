@@ -1,0 +1,5 @@
+"""``python -m callguard`` is the ``callguard`` command."""
+
+from callguard.cli import main
+
+main(prog_name="callguard")

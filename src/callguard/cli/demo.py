@@ -1,0 +1,48 @@
+"""``callguard demo``: watch callguard handle a set of calls, no PBX needed."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from callguard.cli.common import get_config
+from callguard.core.prompts import UnknownPrompt
+from callguard.demo import run_demo, simulator_backend
+from callguard.ledger import LedgerError
+
+
+@click.command("demo")
+@click.option("--db", "db_url", default=None, metavar="URL",
+              help="Ledger to write the demo calls into (default: a SQLite file in the temp directory).")
+@click.pass_context
+def demo_command(ctx: click.Context, db_url: str | None) -> None:
+    """Run demo calls (consent, decline, payment pause, late joiner, ...) and summarise the evidence."""
+    config = get_config(ctx)
+    console = Console(highlight=False, width=None if Console().is_terminal else 132)
+    try:
+        report = run_demo(config, simulator_backend, "simulator", db_url)
+    except (LedgerError, UnknownPrompt, OSError) as exc:
+        raise click.ClickException(f"demo failed: {exc}") from None
+    table = Table(title=f"callguard demo ({report.backend})", show_lines=False)
+    for column in ("call", "caller", "rule", "decision", "recorded", "mutes", "joiners", "violations", "check"):
+        table.add_column(column)
+    for call in report.calls:
+        f = call.facts
+        table.add_row(call.key, call.scenario.caller.number, str(f["regime"]), str(f["decision"]),
+                      "yes" if f["recorded"] else "no", str(f["mutes_confirmed"]), str(f["joiners"]),
+                      str(f["violations"]), "ok" if not call.failed else "; ".join(call.failed))
+    console.print(table)
+    for call in report.calls:
+        console.print(f"  {call.key}: {call.scenario.description}")
+    chains = ", ".join(f"{c.chain_id}: {c.entries} entries" for c in report.verify.chains)
+    console.print(f"ledger {report.ledger_url}: hash chains {'verified' if report.verify.ok else 'FAILED'} ({chains})")
+    for problem in report.verify.problems:
+        console.print(f"  - {problem}")
+    console.print(f"see one call's evidence: callguard ledger show {report.calls[0].call_id} --db {report.ledger_url}")
+    if not report.ok:
+        raise click.ClickException("the demo did not produce the expected evidence (see above)")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(demo_command)
