@@ -1,0 +1,548 @@
+"""``callguard run freeswitch``: the engine's driver for FreeSWITCH.
+
+Threading model (two threads, one owner per object):
+
+* **engine thread** - the asyncio event loop.  Owns the :class:`Engine`
+  (every call's session), this listener's per-call state, the inbound ESL
+  connection (:mod:`.inbound`), timers and the heartbeat.  ``execute``
+  (the :class:`~callguard.runtime.PbxDriver` method) runs here.
+* **gevent thread** - :class:`~.outbound.OutboundThread`: greenswitch's
+  outbound server and one greenlet per parked channel, in a gevent hub of
+  its own.  The process is never monkey-patched.
+
+The only shared structure is ``self.parked`` (channel UUID -> the greenlet
+object serving it): the gevent thread adds and removes entries, the engine
+thread only reads them (single dict operations, atomic under the GIL).
+Everything else crosses by message: gevent -> engine with
+``loop.call_soon_threadsafe`` (:meth:`_post`), engine -> gevent with
+:meth:`OutboundThread.submit` (a deque plus a gevent ``async`` watcher).
+A command that reaches a greenlet which already let its channel go is
+bounced back to the engine thread and reported as failed.
+
+Which side carries what:
+
+* per-call IVR work on the parked channel (outbound socket, in order, one
+  application at a time): ``play_and_get_digits`` (notice + consent),
+  ``playback``, ``record_session``, ``set callguard_decision=...``,
+  ``transfer`` (decline destination), ``exit``;
+* everything else (inbound connection, immediately, never queued behind an
+  application): ``uuid_record <uuid> mask|unmask|stop``, ``uuid_setvar
+  <uuid> sensitive_dtmf``, the heartbeat ``global_setvar``, and after a
+  reconnect ``uuid_exists`` / ``uuid_getvar`` to resynchronise.
+
+Pause path: a hotkey's ``CUSTOM callguard::pause`` event is parsed in the
+inbound connection's ``data_received``; the engine runs in the same call
+and its ``MuteRecording`` is written as ``api uuid_record ... mask`` before
+that callback returns.  FreeSWITCH's ``+OK`` reply is the confirmation fed
+back as :class:`RecordingMuted`.
+
+Fail safe: commands for the inbound connection that cannot be sent (it is
+down) wait and are sent first after the reconnect, collapsed so a pending
+stop wins; commands that were on the wire when it dropped are sent again
+(mask/unmask/stop are idempotent).  The engine's own timers stop a
+recording whose mute is not confirmed in time.  After every reconnect the
+listener checks each live call: a channel that is gone is hung up, a pause
+or payment segment the dialplan flagged on the channel while we were away
+(``callguard_paused`` / ``callguard_payment``) is applied, and recordings
+that should be silent are masked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from callguard.config import Config
+from callguard.core import commands as cmd
+from callguard.core import events as ev
+from callguard.core.prompts import PromptResolver
+from callguard.runtime import Engine, LedgerSink
+
+from .inbound import InboundError, InboundProtocol, open_inbound
+from .outbound import OutboundCall, OutboundThread, _App, _Exit
+from .protocol import ESLEvent, Frame
+from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Offer, translate_inbound
+from .wire import PromptPath, Wire, check_destination
+
+log = logging.getLogger("callguard.freeswitch")
+
+#: Channel variables the shipped feature dialplan keeps on the recorded
+#: leg, so a pause or payment signalled while we were disconnected is not lost.
+PAUSE_FLAG = "callguard_paused"
+PAYMENT_FLAG = "callguard_payment"
+_UNSET = ("", "_undef_", "false", "-ERR")
+
+
+@dataclass
+class _Api:
+    """An ``api`` command for the inbound connection and what to do with its reply."""
+
+    call_id: str
+    kind: str  #: "mask" | "unmask" | "stop" | "start" | "setvar"
+    data: bytes
+    on_reply: Callable[[Frame | None, str], None]
+
+
+@dataclass
+class CallState:
+    """What the listener knows about one call beyond the engine's session."""
+
+    call_id: str
+    channel: str
+    rate: int = 8000
+    file_name: str = ""
+    #: legs that are parties of this call (the caller's, announced joiners, reported joins)
+    parties: set[str] = field(default_factory=set)
+    sensitive: bool = False
+    pending: list[_Api] = field(default_factory=list)  #: waiting for the inbound connection
+    inflight: list[_Api] = field(default_factory=list)  #: sent, reply not yet in
+
+
+class FreeSwitchListener:
+    """Both ESL sides, the engine and the glue; also the engine's PbxDriver."""
+
+    def __init__(self, config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
+                 prompt_path: PromptPath | None = None, clock: Callable[[], float] = time.time):
+        fs = config.freeswitch
+        self.config = config
+        self.fs = fs
+        self.ledger = ledger
+        self.clock = clock
+        if config.consent.decline_destination:
+            check_destination(config.consent.decline_destination)
+        self._prompts = prompts
+        self._prompt_path = prompt_path
+        self.wire: Wire | None = None
+        self.engine: Engine | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.outbound: OutboundThread | None = None
+        self.inbound: InboundProtocol | None = None
+        self.parked: dict[str, OutboundCall] = {}
+        self.calls: dict[str, CallState] = {}
+        self._rates: dict[str, int] = {}  #: sample rate of joiner legs (prompt files per rate)
+        self.outbound_port: int | None = None
+        self.connected = asyncio.Event()
+        self.stats: dict[str, int] = {"inbound_connects": 0, "inbound_drops": 0, "ignored_events": 0,
+                                      "unsafe_commands": 0, "resent": 0}
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.last_error: str | None = None
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the engine, listen for the dialplan's sockets, connect inbound."""
+        from callguard.wiring import build_engine, build_prompts
+
+        self.loop = asyncio.get_running_loop()
+        prompts = self._prompts if self._prompts is not None else build_prompts(self.config)
+        prompt_path = self._prompt_path or _catalog_paths(prompts)
+        self.wire = Wire(self.fs.recording_dir, prompt_path)
+        self.engine = build_engine(self.config, driver=self, ledger=self.ledger, scheduler=self.loop,
+                                   prompts=prompts)
+        self.engine.clock = self.clock
+        self.outbound = OutboundThread(self.fs.listen_host, self.fs.listen_port, self,
+                                       max_calls=self.fs.max_calls,
+                                       action_timeout_s=self.fs.action_timeout_ms / 1000.0)
+        self.outbound.start()
+        self.outbound_port = await asyncio.to_thread(self.outbound.wait_ready)
+        self._tasks = [asyncio.create_task(self._inbound_loop(), name="callguard-inbound"),
+                       asyncio.create_task(self._heartbeat_loop(), name="callguard-heartbeat")]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        if self.inbound is not None:
+            self.inbound.close()
+        if self.outbound is not None:
+            await asyncio.to_thread(self.outbound.stop)
+
+    async def __aenter__(self) -> "FreeSwitchListener":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the engine thread (callable from any thread)."""
+        assert self.loop is not None
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    # -- inbound connection -----------------------------------------------------------------
+
+    async def _inbound_loop(self) -> None:
+        delay = self.fs.reconnect_min_s
+        while not self._stopping:
+            try:
+                proto = await open_inbound(self.fs.host, self.fs.port, self.fs.password, self._on_inbound_event,
+                                           events=INBOUND_EVENTS, custom=INBOUND_CUSTOM,
+                                           timeout=max(1.0, self.fs.action_timeout_ms / 1000.0), clock=self.clock)
+            except InboundError as exc:
+                if str(exc) != self.last_error:
+                    log.error("%s (retrying every %.1f-%.0f s)", exc, self.fs.reconnect_min_s, self.fs.reconnect_max_s)
+                self.last_error = str(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.fs.reconnect_max_s)
+                continue
+            delay = self.fs.reconnect_min_s
+            self.last_error = None
+            self.inbound = proto
+            self.stats["inbound_connects"] += 1
+            log.info("inbound ESL connected to %s:%s", self.fs.host, self.fs.port)
+            assert self.wire is not None
+            proto.send(self.wire.heartbeat(self.clock()), "heartbeat")  # fresh at once for the dialplan
+            await self._resync()
+            self.connected.set()
+            why = await proto.closed
+            self.connected.clear()
+            self.inbound = None
+            self.stats["inbound_drops"] += 1
+            if not self._stopping:
+                log.warning("inbound ESL to %s:%s lost: %s; reconnecting", self.fs.host, self.fs.port, why)
+                self._requeue_inflight()
+
+    async def _heartbeat_loop(self) -> None:
+        """Keep ``callguard_heartbeat`` fresh; a missing reply means a dead connection."""
+        assert self.wire is not None
+        timeout = max(0.5, self.fs.action_timeout_ms / 1000.0)
+        while True:
+            await asyncio.sleep(self.fs.heartbeat_interval_s)
+            proto = self.inbound
+            if proto is None or not proto.connected:
+                continue
+            try:
+                await asyncio.wait_for(proto.send(self.wire.heartbeat(self.clock()), "heartbeat"), timeout)
+            except asyncio.TimeoutError:
+                log.warning("FreeSWITCH did not answer the heartbeat within %.1f s; reconnecting", timeout)
+                proto.close()
+            except ConnectionError:
+                pass
+
+    def _on_inbound_event(self, event: ESLEvent, received_at: float) -> None:
+        """Every event of the inbound connection (engine thread, inside data_received)."""
+        translated = translate_inbound(event, received_at)
+        if translated is None:
+            return
+        state = self.calls.get(translated.call_id)
+        engine = self.engine
+        if state is None or engine is None:
+            self.stats["ignored_events"] += 1
+            return
+        item = translated.event
+        if isinstance(item, ev.HungUp):
+            if item.channel != state.channel and item.channel not in state.parties:
+                return  # a leg that never was a party (e.g. the agent leg in a simple call)
+        elif isinstance(item, ev.PartyJoined):
+            if item.party.channel in state.parties:
+                return  # announced through the socket already
+            state.parties.add(item.party.channel)
+        elif isinstance(item, (ev.RecordingStarted, ev.RecordingStopped)):
+            path = event.get("Record-File-Path") or ""
+            if not state.file_name or (path and not path.endswith("/" + state.file_name)):
+                return  # a recording someone else started on this channel
+        engine.feed(state.call_id, item)
+        if isinstance(item, ev.PaymentStarted) and not state.sensitive:
+            self._sensitive(state, True)
+        elif isinstance(item, ev.PaymentEnded) and state.sensitive:
+            self._sensitive(state, False)
+        self._forget_if_finished(state.call_id)
+
+    # -- outbound socket (called in the gevent thread) --------------------------------------
+
+    def call_attached(self, call: OutboundCall, offer: Offer) -> bool:
+        if self._stopping:
+            return False
+        self.parked[offer.channel] = call
+        self._post(self._on_offer, call, offer)
+        return True
+
+    def call_event(self, call: OutboundCall, event: ev.Event) -> None:
+        if call.offer is not None:
+            self._post(self._on_outbound_event, call.offer, event)
+
+    def call_detached(self, call: OutboundCall) -> None:
+        if call.offer is not None and self.parked.get(call.offer.channel) is call:
+            del self.parked[call.offer.channel]
+
+    # -- outbound socket (engine thread) ------------------------------------------------------
+
+    def _on_offer(self, call: OutboundCall, offer: Offer) -> None:
+        engine = self.engine
+        assert engine is not None
+        rate = _rate(call)
+        if not offer.is_join:
+            state = self.calls.get(offer.call_id)
+            if state is None:
+                state = self.calls[offer.call_id] = CallState(offer.call_id, offer.channel, rate=rate)
+            state.parties.add(offer.channel)
+            engine.feed(offer.call_id, offer.event())
+            if engine.session(offer.call_id) is None:
+                self._release(offer.channel, "error")
+            return
+        state = self.calls.get(offer.call_id)
+        if state is None or engine.session(offer.call_id) is None:
+            # A leg of a call we do not control: let it through unannounced by us.
+            self._release(offer.channel, "not-recorded")
+            return
+        state.parties.add(offer.channel)
+        self._rates[offer.channel] = rate
+        engine.feed(offer.call_id, offer.event())
+
+    def _on_outbound_event(self, offer: Offer, event: ev.Event) -> None:
+        engine = self.engine
+        assert engine is not None
+        if offer.call_id not in self.calls:
+            return
+        engine.feed(offer.call_id, event)
+        self._forget_if_finished(offer.call_id)
+
+    def _release(self, channel: str, outcome: str) -> None:
+        assert self.wire is not None
+        self._outbound_app(channel, self.wire.set_decision(outcome), "set", 0, None)
+        self._outbound_exit(channel)
+
+    # -- PbxDriver ------------------------------------------------------------------------------
+
+    def execute(self, call_id: str, command: cmd.Command) -> None:
+        """Write ``command`` to FreeSWITCH now (engine thread; never blocks)."""
+        wire = self.wire
+        assert wire is not None
+        state = self.calls.get(call_id)
+        if state is None:
+            raise RuntimeError(f"call {call_id} is not known to the FreeSWITCH listener")
+        if isinstance(command, cmd.PlayAndCollect):
+            timeout = command.prompt.duration_s + command.timeout_ms / 1000.0 + 10.0
+            self._outbound_app(command.channel, wire.play_and_collect(command, self._rate_of(state, command.channel)),
+                               "play_and_get_digits", timeout,
+                               self._failure(call_id, lambda at, why: ev.PromptFailed(at, command.channel, why)))
+        elif isinstance(command, cmd.PlayPrompt):
+            self._outbound_app(command.channel, wire.play_prompt(command.prompt, self._rate_of(state, command.channel)),
+                               "playback", command.prompt.duration_s + 10.0, None)
+        elif isinstance(command, cmd.StartRecording):
+            state.file_name = command.file_name
+            failed = self._failure(call_id, lambda at, why: ev.CommandFailed(at, "StartRecording", why))
+            if command.channel in self.parked:
+                self._outbound_app(command.channel, wire.record_session(command.file_name), "record_session",
+                                   self.fs.action_timeout_ms / 1000.0, failed)
+            else:
+                self._api(state, "start", wire.start(command.channel, command.file_name), self._on_start_reply)
+        elif isinstance(command, cmd.MuteRecording):
+            self._api(state, "mask", wire.mask(command.channel, state.file_name), self._on_mask_reply)
+        elif isinstance(command, cmd.UnmuteRecording):
+            self._api(state, "unmask", wire.unmask(command.channel, state.file_name), self._on_mask_reply)
+        elif isinstance(command, cmd.StopRecording):
+            if command.channel in self.parked:
+                self._outbound_app(command.channel, wire.stop_record_session(state.file_name),
+                                   "stop_record_session", self.fs.action_timeout_ms / 1000.0,
+                                   lambda why: self._post(self._stop_via_api, call_id))
+            else:
+                self._stop_via_api(call_id)
+        elif isinstance(command, cmd.ContinueDialplan):
+            if command.channel not in self.parked:
+                log.debug("call %s: %s already left the socket; outcome %s not set", call_id, command.channel,
+                          command.outcome)
+                return
+            self._outbound_app(command.channel, wire.set_decision(command.outcome), "set",
+                               self.fs.action_timeout_ms / 1000.0, None)
+            if command.destination:
+                self._outbound_app(command.channel, wire.transfer(command.destination), "transfer",
+                                   self.fs.action_timeout_ms / 1000.0, None)
+            self._outbound_exit(command.channel)
+        else:
+            raise TypeError(f"FreeSWITCH driver cannot perform {type(command).__name__}")
+
+    def _failure(self, call_id: str, make: Callable[[float, str], ev.Event]) -> Callable[[str], None]:
+        """An on-failure callback for the gevent thread that feeds ``make(at, why)`` to the engine."""
+        def report(why: str) -> None:
+            self._post(self._feed_now, call_id, make, why)
+        return report
+
+    def _feed_now(self, call_id: str, make: Callable[[float, str], ev.Event], why: str) -> None:
+        if self.engine is not None and call_id in self.calls:
+            self.engine.feed(call_id, make(self.engine.pbx_now(), why))
+            self._forget_if_finished(call_id)
+
+    def _outbound_app(self, channel: str, data: bytes, app: str, timeout: float,
+                      on_failure: Callable[[str], None] | None) -> None:
+        call = self.parked.get(channel)
+        if call is None or self.outbound is None:
+            if on_failure is not None:
+                on_failure("channel is not on the outbound socket")
+            return
+        bounce = (lambda: on_failure("channel left the outbound socket")) if on_failure else None
+        self.outbound.submit(call.enqueue, _App(data, app, timeout, on_failure), bounce)
+
+    def _outbound_exit(self, channel: str) -> None:
+        call = self.parked.get(channel)
+        if call is not None and self.outbound is not None:
+            self.outbound.submit(call.enqueue, _Exit())
+
+    def _stop_via_api(self, call_id: str) -> None:
+        state = self.calls.get(call_id)
+        if state is not None and self.wire is not None and state.file_name:
+            self._api(state, "stop", self.wire.stop(state.channel, state.file_name), self._on_stop_reply)
+
+    def _sensitive(self, state: CallState, on: bool) -> None:
+        assert self.wire is not None
+        state.sensitive = on
+        self._api(state, "setvar", self.wire.sensitive_dtmf(state.channel, on), lambda item, frame, why: None)
+
+    # -- inbound api commands ---------------------------------------------------------------------
+
+    def _api(self, state: CallState, kind: str, data: bytes, on_reply: Callable[[_Api, Frame | None, str], None]) -> None:
+        item = _Api(state.call_id, kind, data, lambda frame, why: on_reply(item, frame, why))
+        proto = self.inbound
+        if proto is None or not proto.connected:
+            state.pending.append(item)
+            return
+        self._send(state, item, proto)
+
+    def _send(self, state: CallState, item: _Api, proto: InboundProtocol) -> None:
+        state.inflight.append(item)
+        future = proto.send(item.data, item.kind)
+
+        def done(f: asyncio.Future[Frame]) -> None:
+            if item in state.inflight:
+                state.inflight.remove(item)
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                return  # connection dropped: _requeue_inflight already moved it back
+            item.on_reply(f.result(), "")
+
+        future.add_done_callback(done)
+
+    def _requeue_inflight(self) -> None:
+        for state in self.calls.values():
+            if state.inflight:
+                self.stats["resent"] += len(state.inflight)
+                state.pending[:0] = state.inflight
+                state.inflight = []
+
+    def _on_mask_reply(self, item: _Api, frame: Frame | None, why: str) -> None:
+        engine = self.engine
+        if engine is None or frame is None or item.call_id not in self.calls:
+            return
+        at = engine.pbx_now()
+        command = "MuteRecording" if item.kind == "mask" else "UnmuteRecording"
+        if frame.ok():
+            engine.feed(item.call_id, ev.RecordingMuted(at) if item.kind == "mask" else ev.RecordingUnmuted(at))
+        else:
+            engine.feed(item.call_id, ev.CommandFailed(at, command, frame.text.strip()[:200] or "refused"))
+        self._forget_if_finished(item.call_id)
+
+    def _on_start_reply(self, item: _Api, frame: Frame | None, why: str) -> None:
+        engine = self.engine
+        if engine is None or frame is None or frame.ok() or item.call_id not in self.calls:
+            return  # success is confirmed by RECORD_START
+        engine.feed(item.call_id, ev.CommandFailed(engine.pbx_now(), "StartRecording", frame.text.strip()[:200]))
+
+    def _on_stop_reply(self, item: _Api, frame: Frame | None, why: str) -> None:
+        if frame is not None and not frame.ok():
+            log.info("call %s: stop answered %s (RECORD_STOP confirms a stop)", item.call_id, frame.text.strip())
+
+    # -- after a reconnect ------------------------------------------------------------------------
+
+    async def _resync(self) -> None:
+        proto, wire, engine = self.inbound, self.wire, self.engine
+        assert proto is not None and wire is not None and engine is not None
+        # 1. What could not be sent goes first, a pending stop replacing mute/unmute.
+        for state in list(self.calls.values()):
+            pending, state.pending = state.pending, []
+            if any(p.kind == "stop" for p in pending):
+                pending = [p for p in pending if p.kind not in ("mask", "unmask")]
+            for item in pending:
+                self._send(state, item, proto)
+        # 2. Each live call: still there?  Flags raised while we were away?  Silent if it should be.
+        timeout = max(0.5, self.fs.action_timeout_ms / 1000.0)
+        for call_id in list(self.calls):
+            state = self.calls.get(call_id)
+            session = engine.session(call_id)
+            if state is None or session is None:
+                continue
+            try:
+                exists = await asyncio.wait_for(proto.send(wire.exists(state.channel), "exists"), timeout)
+                if exists.text.strip() != "true":
+                    engine.feed(call_id, ev.HungUp(engine.pbx_now(), cause="gone-while-disconnected",
+                                                   channel=state.channel))
+                    self._forget_if_finished(call_id)
+                    continue
+                if not session.recording:
+                    continue
+                await self._apply_flag(proto, state, PAUSE_FLAG, session.flags.paused_by,
+                                       ev.PauseRequested, ev.ResumeRequested, timeout)
+                await self._apply_flag(proto, state, PAYMENT_FLAG, session.flags.payment_by,
+                                       ev.PaymentStarted, ev.PaymentEnded, timeout)
+            except (asyncio.TimeoutError, ConnectionError):
+                return  # the connection died again; the next reconnect resyncs
+            session = engine.session(call_id)
+            if session is not None and session.recording and session.desired_muted and state.file_name \
+                    and not any(i.kind == "mask" for i in state.inflight):
+                self._api(state, "mask", wire.mask(state.channel, state.file_name), self._on_mask_reply)
+
+    async def _apply_flag(self, proto: InboundProtocol, state: CallState, name: str, active: ev.Source | None,
+                          on: type[ev.Event], off: type[ev.Event], timeout: float) -> None:
+        assert self.wire is not None and self.engine is not None
+        reply = await asyncio.wait_for(proto.send(self.wire.getvar(state.channel, name), "getvar"), timeout)
+        value = reply.text.strip()
+        flagged = value not in _UNSET and not value.startswith("-ERR")
+        if flagged and active is None:
+            self.engine.feed(state.call_id, on(self.engine.pbx_now(), source=ev.Source.parse(value)))  # type: ignore[call-arg]
+        elif not flagged and active in (ev.Source.HOTKEY, ev.Source.IVR):
+            self.engine.feed(state.call_id, off(self.engine.pbx_now(), source=active))  # type: ignore[call-arg]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        """Work in flight: an api reply due, a command queued or being sent (tests settle on this)."""
+        if any(s.inflight or s.pending for s in self.calls.values()):
+            return True
+        if self.outbound is not None and self.outbound.backlog:
+            return True
+        for call in list(self.parked.values()):
+            waiting = call._waiting
+            if not call.queue.empty() or (waiting is not None and waiting[0] != "play_and_get_digits"):
+                return True
+        return False
+
+    def _rate_of(self, state: CallState, channel: str) -> int:
+        return state.rate if channel == state.channel else self._rates.get(channel, 8000)
+
+    def _forget_if_finished(self, call_id: str) -> None:
+        engine = self.engine
+        if engine is not None and engine.session(call_id) is None:
+            state = self.calls.pop(call_id, None)
+            if state is not None:
+                for channel in state.parties:
+                    self._rates.pop(channel, None)
+
+
+def _rate(call: OutboundCall) -> int:
+    raw = (call.session.session_data or {}).get("Channel-Read-Codec-Rate") or ""
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 192000 else 8000
+
+
+def _catalog_paths(prompts: PromptResolver) -> PromptPath:
+    """The catalogue's FreeSWITCH paths (``path_for(ref, "freeswitch", rate)``)."""
+    path_for = getattr(prompts, "path_for", None)
+    if path_for is None:
+        raise ValueError("the prompt resolver has no file paths; pass prompt_path= (e.g. wire.directory_prompts)")
+    return lambda ref, rate: path_for(ref, "freeswitch", rate)
+
+
+__all__ = ["CallState", "FreeSwitchListener", "PAUSE_FLAG", "PAYMENT_FLAG"]
