@@ -315,8 +315,14 @@ class ChunkReader:
         self._aead = AESGCM(data_key)
         self._digest = self.header.digest
         self._sealed_size = self.header.chunk_size + TAG_LEN
+        self._tags = hashlib.sha256(self._digest)
         self.plaintext_size = 0
         self.chunks = 0
+
+    @property
+    def tag_chain(self) -> str:
+        """The tag chain over the chunks read so far (all of them once iteration ended)."""
+        return self._tags.hexdigest()
 
     def __iter__(self) -> Iterator[bytes]:
         index = 0
@@ -330,6 +336,7 @@ class ChunkReader:
                 plain = self._aead.decrypt(_nonce(index), current, _aad(self._digest, index, final))
             except InvalidTag:
                 raise self._diagnose(index, current, final) from None
+            self._tags.update(current[-TAG_LEN:])
             self.plaintext_size += len(plain)
             self.chunks = index + 1
             yield plain
@@ -379,27 +386,35 @@ def verify_stream(stream: BinaryIO, data_key: bytes, *, where: str = "file",
 
 def decrypt_to_file(source: Path, target: Path, data_key: bytes, *,
                     expect_recording: str | None = None, expect_size: int | None = None,
+                    expect_sha256: str | None = None,
                     on_chunk: Callable[[int], None] | None = None) -> ChunkReader:
     """Decrypt ``source`` to ``target``; ``target`` appears only if every chunk verified.
 
     Plaintext goes to ``target.part`` (mode 0600) and is renamed into place
-    after the final chunk authenticated; on any failure the part file is
+    after the final chunk authenticated (and, with ``expect_sha256``, the
+    plaintext hash matched the catalogue); on any failure the part file is
     removed, so no plaintext of a bad file is left on disk.
     """
     if target.exists():
         raise VaultError(f"{target}: already exists; choose another output path or remove it first")
     part = target.with_name(target.name + ".part")
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    digest = hashlib.sha256() if expect_sha256 else None
     try:
         with open(source, "rb") as stream, os.fdopen(fd, "wb") as out:
             reader = ChunkReader(stream, data_key, where=str(source), expect_recording=expect_recording,
                                  expect_size=expect_size)
             for plain in reader:
                 out.write(plain)
+                if digest is not None:
+                    digest.update(plain)
                 if on_chunk is not None:
                     on_chunk(len(plain))
             out.flush()
             os.fsync(out.fileno())
+        if digest is not None and digest.hexdigest() != expect_sha256:
+            raise IntegrityError(f"{source}: decrypts to data whose SHA-256 differs from the one recorded at "
+                                 f"ingest; the recording cannot be trusted")
         os.replace(part, target)
         return reader
     except BaseException:
