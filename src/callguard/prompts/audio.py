@@ -9,6 +9,7 @@ rebuilding the same recording with the same ffmpeg gives the same hashes.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import shutil
@@ -43,6 +44,7 @@ def require_tool(name: str, package: str | None = None) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def ffmpeg_version() -> str:
     """The ffmpeg version string, recorded in the manifest (hashes depend on it)."""
     out = subprocess.run([require_tool("ffmpeg"), "-hide_banner", "-version"], capture_output=True,
