@@ -90,6 +90,7 @@ class ConsentConfig:
     timeout_ms: int = 5000
     max_attempts: int = 2
     decline_destination: str = ""  #: dialplan target for declined calls; empty: continue
+    notice_prompt: str = "notice"  #: "notice-sensitive" for regulated lines (health, finance)
     notice_start_limit_s: float = 2.0
     notice_end_limit_s: float = 10.0
 

@@ -45,6 +45,7 @@ def build_session_settings(config: Config) -> SessionSettings:
         max_pause_s=r.max_pause_s,
         notice_start_limit_s=c.notice_start_limit_s,
         notice_end_limit_s=c.notice_end_limit_s,
+        notice_prompt=c.notice_prompt,
         recording_extension=r.format,
     )
 
@@ -66,5 +67,4 @@ def build_prompts(config: Config) -> PromptResolver:
     """The prompt catalogue named in ``[prompts]`` (default: the shipped one)."""
     from callguard.prompts.catalog import PromptCatalog
 
-    p = config.prompts
-    return PromptCatalog.load(p.catalog or None, p.audio_dir or None)
+    return PromptCatalog.from_config(config)

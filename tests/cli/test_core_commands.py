@@ -116,3 +116,12 @@ def test_real_process_simulate_and_bad_config(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert bad.returncode == 1
     assert "not valid TOML" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_config_check_rejects_an_unknown_prompt_id(runner, tmp_path):
+    bad = tmp_path / "prompt.toml"
+    bad.write_text('[consent]\nnotice_prompt = "notise"\n')
+    result = runner.invoke(main, ["config", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "[consent] notice_prompt: unknown prompt 'notise' (did you mean 'notice'?)" in result.output
+    assert result.output.count("unknown prompt") == 1

@@ -5,6 +5,9 @@ from __future__ import annotations
 import click
 
 from callguard.cli.common import get_config
+from callguard.config import Config
+from callguard.core.prompts import UnknownPrompt
+from callguard.wiring import build_prompts
 
 
 @click.group("config")
@@ -18,12 +21,32 @@ def config_group() -> None:
 def check(ctx: click.Context, path: str | None) -> None:
     """Check PATH (default: the active config) and report every problem."""
     config = get_config(ctx, path)
+    problems = _prompt_problems(config)
+    if problems:
+        raise click.ClickException("invalid configuration:\n  " + "\n  ".join(problems))
     policy = config.policy
     click.echo(f"{config.source}: OK")
     click.echo(f"  listener: {config.listener.pbx}, chain {config.chain_id()}")
     click.echo(f"  ledger:   {config.ledger.url}")
     click.echo(f"  policy:   unknown -> {policy.unknown_regime}, unlisted -> {policy.default_regime},"
                f" home {policy.home or '(none)'}")
+
+
+def _prompt_problems(config: Config) -> list[str]:
+    """The prompts the engine will play must exist in every configured language."""
+    try:
+        prompts = build_prompts(config)
+    except (OSError, ValueError) as exc:
+        return [f"{config.source}: [prompts]: cannot load the catalogue: {exc}"]
+    problems = []
+    for language in config.prompts.languages:
+        for prompt_id in (config.consent.notice_prompt, "opt-out-confirm", "renotice-join"):
+            try:
+                prompts.resolve(prompt_id, language)
+            except UnknownPrompt as exc:
+                key = "[consent] notice_prompt" if prompt_id == config.consent.notice_prompt else "[prompts]"
+                problems.append(f"{config.source}: {key}: {exc}")
+    return list(dict.fromkeys(problems))  # an unknown id is reported once, not per language
 
 
 def register(main: click.Group) -> None:
