@@ -6,12 +6,17 @@ the one place that knows how config sections map onto them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from callguard.config import Config
 from callguard.core.jurisdictions import DEFAULT_LANGUAGES
 from callguard.core.policy import Policy
 from callguard.core.prompts import PromptResolver
 from callguard.core.session import SessionSettings
 from callguard.runtime import Engine, LedgerSink, PbxDriver, Scheduler
+
+if TYPE_CHECKING:
+    from callguard.ledger import Ledger
 
 
 def build_policy(config: Config) -> Policy:
@@ -68,3 +73,11 @@ def build_prompts(config: Config) -> PromptResolver:
     from callguard.prompts.catalog import PromptCatalog
 
     return PromptCatalog.from_config(config)
+
+
+def build_ledger(config: Config, chain_id: str | None = None) -> "Ledger":
+    """The listener's ledger writer on ``[ledger] url``, resuming its chain."""
+    from callguard.ledger import Ledger
+
+    return Ledger.open(config.ledger.url, chain_id or config.chain_id(),
+                       batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms)
