@@ -240,6 +240,17 @@ class FakeCall:
         for digit in digits:
             self.pbx._dtmf(channel, digit)
 
+    async def answer_prompt(self, digits: str, party: str = "caller", timeout: float = 10.0) -> None:
+        """Wait until a ``GET DATA`` plays to the party, then press ``digits`` (timing-proof tests)."""
+        async def asked() -> None:
+            while True:
+                channel = self._party(party)
+                if channel is not None and channel.gather is not None and not channel.gather.future.done():
+                    return
+                await asyncio.sleep(0.002)
+        await asyncio.wait_for(asked(), timeout)
+        await self.press(digits, party)
+
     async def hotkey(self, action: str, at: float | None = None) -> None:
         """The agent presses *1 / *2: the feature Gosub sends ``UserEvent(CallGuard)``."""
         await self._at(at)
@@ -1001,7 +1012,18 @@ class FakeAsterisk:
 
     def _user_event(self, call: FakeCall, channel: FakeChannel, action: str, source: str,
                     context: str | None = None) -> None:
+        """What the shipped dialplan does for a signal: a state variable on the call, then the event.
+
+        ``callguard-feature`` sets ``MASTER_CHANNEL(CALLGUARD_PAUSED)`` (the
+        caller's channel, which dialled the agent) and the IVR snippets set
+        ``CALLGUARD_PAYMENT`` / ``CALLGUARD_PAUSED`` on the caller's channel,
+        so a listener that missed the event still finds the state.
+        """
         call.signals.append((self.now(), action, source))
+        variable = "CALLGUARD_PAYMENT" if action.startswith("payment") else "CALLGUARD_PAUSED"
+        value = "1" if action in ("pause", "payment-start") else "0"
+        call.channel.variables[variable] = value
+        self._channel_event("VarSet", call.channel, [("Variable", variable), ("Value", value)], "dialplan,all")
         saved = channel.context, channel.exten, channel.priority
         if context is not None:
             channel.context, channel.exten, channel.priority = context, action, 1

@@ -47,7 +47,7 @@ log = logging.getLogger("callguard.asterisk.manager")
 
 EventCallback = Callable[["AmiManager", AmiMessage], Any]
 #: Events the manager itself cares about whatever is registered.
-_ALWAYS = frozenset({"FullyBooted", "Shutdown"})
+_ALWAYS = frozenset({"FullyBooted", "Shutdown", "AsyncAGIExec", "AsyncAGIEnd"})
 
 
 class AuthenticationFailed(AmiError):

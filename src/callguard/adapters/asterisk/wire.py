@@ -25,6 +25,7 @@ EOM = b"\r\n\r\n"
 BANNER_PREFIX = b"Asterisk Call Manager/"
 _EVENT_PREFIX = b"Event: "
 _EVENT_PREFIX_LEN = len(_EVENT_PREFIX)
+_ACTION_ID = b"\r\nActionID: "
 
 #: A peer that sends this much without ending a message is not speaking AMI
 #: (or is hostile); we drop the connection instead of buffering forever.
@@ -168,8 +169,9 @@ class AmiParser:
     complete messages, keeping any partial message (even a partial UTF-8
     sequence) for the next read.  ``wanted(name)`` decides per event name
     (as bytes) whether an event is worth parsing; the answer is cached, so
-    the decision costs one dict lookup per event.  Responses are always
-    parsed.
+    the decision costs one dict lookup per event.  Responses, and events
+    that carry an ``ActionID`` (answers to one of our list actions), are
+    always parsed.
     """
 
     def __init__(self, wanted: Callable[[bytes], bool] | None = None, expect_banner: bool = True,
@@ -234,7 +236,9 @@ class AmiParser:
                 keep = decisions.get(name)
                 if keep is None:
                     keep = self._decide(name)
-                if not keep:
+                # Events answering one of our actions (list items, OriginateResponse)
+                # carry ActionID: never drop those, whatever their name.
+                if not keep and find(_ACTION_ID, pos, end) < 0:
                     skipped += 1
                     pos = end + 4
                     continue

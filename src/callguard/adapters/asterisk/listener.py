@@ -1,0 +1,744 @@
+"""The Asterisk side of callguard: AMI events -> engine events, commands -> AMI actions.
+
+:class:`AsteriskListener` is the engine's :class:`~callguard.runtime.PbxDriver`
+for Asterisk.  What it maps, exactly as the captured Asterisk 22 streams
+show:
+
+=========================================  ==========================================
+Asterisk                                   engine
+=========================================  ==========================================
+``AsyncAGIStart`` (any context but join)   ``CallOffered`` (parties from the ``Env``)
+``AsyncAGIStart`` in ``callguard-join``    ``PartyJoined(announceable=True)``
+``AGIExecStart`` of our ``GET DATA``       ``NoticeStarted``
+``AsyncAGIExec`` of ``GET DATA``           ``DigitsCollected`` / ``PromptFailed``
+``MixMonitorStart`` / ``MixMonitorStop``   ``RecordingStarted`` / ``RecordingStopped``
+``MixMonitorMute`` State 1 / 0             ``RecordingMuted`` / ``RecordingUnmuted``
+``UserEvent: CallGuard`` (by Linkedid)     ``Pause``/``Resume``/``PaymentStarted``/``Ended``
+``BridgeEnter`` of a channel never seen    ``PartyJoined(announceable=False)``
+``Hangup`` of the controlled channel       ``HungUp`` (of another party: it left)
+error response / no answer                 ``CommandFailed``
+=========================================  ==========================================
+
+``PlayAndCollect`` -> ``GET DATA <file> <ms> <max>``; ``PlayPrompt`` ->
+``STREAM FILE``; ``StartRecording`` -> ``Action: MixMonitor`` with a file
+under ``[asterisk] recording_dir`` and ``i(CALLGUARD_MIXMON_ID)``;
+``Mute``/``UnmuteRecording`` -> ``MixMonitorMute`` (both directions);
+``StopRecording`` -> ``StopMixMonitor``; ``ContinueDialplan`` -> ``SET
+VARIABLE CALLGUARD_CONSENT <outcome>`` (+ a goto) + ``ASYNCAGI BREAK``.
+
+Every event's time is the PBX's ``Timestamp`` when ``timestampevents`` is
+on, else our receive time.  Nothing a caller controls (number, name) ever
+reaches a file path, a dialplan variable or an AGI command: only the
+ledger sees it.
+
+After a reconnect the listener resynchronises (:meth:`resync`): calls
+still parked in AsyncAGI are taken over (or released), recordings that
+should be silent are muted again, stops that could not be sent are sent,
+signals the dialplan left on the channel (a payment in progress) are
+applied, and calls that ended while we were away are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from callguard.adapters.asterisk import agi
+from callguard.adapters.asterisk.agi import AgiResult, UnsafeAgiArgument
+from callguard.adapters.asterisk.manager import AmiManager, tls_context
+from callguard.adapters.asterisk.protocol import ActionTimeout, AmiError, ConnectionLost
+from callguard.adapters.asterisk.wire import AmiMessage, UnsafeHeaderValue
+from callguard.core import commands as cmd
+from callguard.core import events as ev
+from callguard.core.commands import PromptRef
+from callguard.core.session import State
+
+if TYPE_CHECKING:
+    from callguard.config import AsteriskConfig
+    from callguard.runtime import Engine
+
+log = logging.getLogger("callguard.asterisk")
+
+JOIN_CONTEXT = "callguard-join"
+CONSENT_VARIABLE = "CALLGUARD_CONSENT"
+MIXMON_ID_VARIABLE = "CALLGUARD_MIXMON_ID"
+#: Channel variables the shipped dialplan sets next to each UserEvent, so a
+#: signal sent while we were disconnected is still seen after a reconnect.
+PAYMENT_VARIABLE = "CALLGUARD_PAYMENT"
+PAUSE_VARIABLE = "CALLGUARD_PAUSED"
+USER_EVENT = "callguard"
+_SIGNALS: dict[str, type[ev.Event]] = {
+    "pause": ev.PauseRequested,
+    "resume": ev.ResumeRequested,
+    "payment-start": ev.PaymentStarted,
+    "payment-end": ev.PaymentEnded,
+}
+_SAFE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+_OUTCOME = re.compile(r"[a-z][a-z-]{0,31}")
+_DIGITS = re.compile(r"[0-9*#]*")
+#: How long a ``result=-1`` waits for the Hangup that usually explains it.
+HANGUP_GRACE_S = 0.25
+#: Extra time on top of prompt + gather timeout before a GET DATA counts as lost.
+AGI_SLACK_S = 30.0
+
+
+def default_prompt_file(ref: PromptRef) -> str:
+    """``callguard/<lang>/<id>`` under Asterisk's sounds directory."""
+    return f"callguard/{ref.language}/{ref.prompt_id}"
+
+
+@dataclass
+class _Channel:
+    """What we know about one channel of a call."""
+
+    name: str
+    role: str  #: caller | agent | joiner
+    in_agi: bool = False
+    announced: bool = False  #: passed through AsyncAGI (the notice could be played)
+    notice_command: str = ""  #: GET DATA text awaiting its AGIExecStart
+    collect: cmd.PlayAndCollect | None = None  #: gather in flight (replayed after a reconnect)
+    continued: cmd.ContinueDialplan | None = None  #: hand-back sent (re-sent if lost)
+    hangup_check: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Call:
+    """The wire-side state of one controlled call."""
+
+    call_id: str
+    linkedid: str
+    controlled: str
+    channels: dict[str, _Channel] = field(default_factory=dict)
+    bridge: str | None = None
+    mixmon_id: str = ""
+    recording_wanted: bool = False
+    mute_wanted: bool | None = None
+    stop_pending: bool = False
+    recording_file: str = ""
+
+
+class AsteriskListener:
+    """Drives calls on one Asterisk over AMI for an :class:`~callguard.runtime.Engine`."""
+
+    def __init__(self, config: "AsteriskConfig", *, manager: AmiManager | None = None,
+                 prompt_file: Callable[[PromptRef], str] | None = None,
+                 clock: Callable[[], float] = time.time, join_context: str = JOIN_CONTEXT,
+                 events: str | None = "on"):
+        self.config = config
+        self.clock = clock
+        self.join_context = join_context
+        self.prompt_file = prompt_file or default_prompt_file
+        self.engine: "Engine | None" = None
+        self.manager = manager or AmiManager(
+            host=config.host, port=config.port, username=config.username, secret=config.secret,
+            ssl=tls_context(config.ca_file) if config.tls else None,
+            server_hostname=config.host if config.tls else None,
+            action_timeout=config.action_timeout_ms / 1000.0, ping_interval=config.ping_interval_s,
+            ping_delay=config.ping_interval_s, reconnect_min=config.reconnect_min_s,
+            reconnect_max=config.reconnect_max_s, events=events)
+        self.calls: dict[str, _Call] = {}
+        self._by_channel: dict[str, _Call] = {}
+        self._by_linkedid: dict[str, _Call] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._heartbeat: asyncio.Task | None = None
+        self._resyncing: asyncio.Task | None = None
+        self.heartbeats = 0
+        self.resyncs = 0
+        self.released = 0
+        self.manager.on_login = self._on_login
+        for name, handler in (
+            ("AsyncAGIStart", self._on_agi_start), ("AsyncAGIEnd", self._on_agi_end),
+            ("AGIExecStart", self._on_agi_exec_start), ("MixMonitorStart", self._on_mixmonitor_start),
+            ("MixMonitorStop", self._on_mixmonitor_stop), ("MixMonitorMute", self._on_mixmonitor_mute),
+            ("UserEvent", self._on_user_event), ("BridgeEnter", self._on_bridge_enter),
+            ("BridgeLeave", self._on_bridge_leave), ("Hangup", self._on_hangup),
+        ):
+            self.manager.register_event(name, self._guard(handler))
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def attach(self, engine: "Engine") -> None:
+        self.engine = engine
+
+    async def start(self) -> None:
+        """Connect and log in (raises :class:`AuthenticationFailed` on bad credentials)."""
+        assert self.engine is not None, "attach(engine) first"
+        await self.manager.connect()
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop(),
+                                                                     name="callguard-heartbeat")
+
+    async def stop(self, release: bool = True) -> None:
+        """Stop: release parked channels and end unsupervised recordings, then disconnect.
+
+        A recording nobody supervises cannot be paused for a payment, so a
+        graceful stop ends every recording it started (fail safe) and
+        hands every parked channel back to the dialplan.
+        """
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        if release and self.manager.connected:
+            waits = []
+            for call in list(self.calls.values()):
+                if call.recording_wanted:
+                    waits.append(self._send({"Action": "StopMixMonitor", "Channel": call.controlled}))
+                    self._ledger(call, "recording-stopped", reason="listener-shutdown",
+                                 confirmed_by="listener")
+                for channel in call.channels.values():
+                    if channel.in_agi:
+                        waits.extend(self._hand_back(channel.name, "not-recorded", None))
+                        self.released += 1
+            if waits:
+                await asyncio.gather(*waits, return_exceptions=True)
+        await self.manager.aclose()
+
+    # -- PbxDriver ----------------------------------------------------------------------
+
+    def execute(self, call_id: str, command: cmd.Command) -> None:
+        """Write the command's AMI action(s) now; confirmations come back as events."""
+        call = self.calls.get(call_id)
+        if call is None:
+            log.warning("call %s: %s for a call the listener does not know", call_id, type(command).__name__)
+            return
+        handler = _COMMANDS.get(type(command))
+        if handler is None:
+            log.error("call %s: no Asterisk mapping for %s", call_id, type(command).__name__)
+            return
+        handler(self, call, command)
+
+    def _play_and_collect(self, call: _Call, command: cmd.PlayAndCollect) -> None:
+        channel = self._channel(call, command.channel)
+        try:
+            text = agi.get_data(self.prompt_file(command.prompt), command.timeout_ms, command.max_digits)
+        except Exception as exc:  # an unplayable prompt (unknown, unsafe path): fail safe, never park
+            self._feed_soon(call, ev.PromptFailed(self._now(), command.channel, f"prompt not playable: {exc}"))
+            return
+        channel.notice_command = text
+        channel.collect = command
+        budget = command.prompt.duration_s + command.timeout_ms / 1000.0 + AGI_SLACK_S
+        future = self._agi(command.channel, text, exec_timeout=budget)
+        future.add_done_callback(lambda f: self._collected(call, command, f))
+
+    def _collected(self, call: _Call, command: cmd.PlayAndCollect, future: asyncio.Future) -> None:
+        channel = call.channels.get(command.channel)
+        if channel is not None and channel.collect is command:
+            channel.collect = None
+            channel.notice_command = ""
+        exc = future.exception()
+        if isinstance(exc, ConnectionLost):
+            if channel is not None:
+                channel.collect = command  # replayed by resync if the channel is still parked
+            return
+        if exc is not None:
+            self._feed(call, ev.PromptFailed(self._now(), command.channel, _reason(exc)))
+            return
+        result: AgiResult = future.result()
+        if result.hangup:
+            self._after_grace(call, command.channel, f"playback ended with {result.raw.strip()!r}")
+            return
+        if not result.ok:
+            self._feed(call, ev.PromptFailed(result.at or self._now(), command.channel,
+                                             result.error or f"AGI status {result.code}"))
+            return
+        digits = result.digits()
+        if not _DIGITS.fullmatch(digits):
+            digits = ""  # not keypad input; treat as no answer
+        self._feed(call, ev.DigitsCollected(result.at or self._now(), command.channel, digits))
+
+    def _play_prompt(self, call: _Call, command: cmd.PlayPrompt) -> None:
+        try:
+            text = agi.stream_file(self.prompt_file(command.prompt))
+        except Exception as exc:
+            self._feed_soon(call, ev.CommandFailed(self._now(), "PlayPrompt", f"prompt not playable: {exc}"))
+            return
+        self._agi(command.channel, text).add_done_callback(lambda f: self._check_agi(call, "PlayPrompt", f))
+
+    def _start_recording(self, call: _Call, command: cmd.StartRecording) -> None:
+        if not _SAFE_FILE.fullmatch(command.file_name) or ".." in command.file_name:
+            self._feed_soon(call, ev.CommandFailed(self._now(), "StartRecording",
+                                                   f"refusing unsafe recording file name {command.file_name!r}"))
+            return
+        path = posixpath.join(self.config.recording_dir, command.file_name)
+        call.recording_wanted, call.stop_pending, call.mute_wanted = True, False, False
+        call.recording_file, call.mixmon_id = path, ""
+        future = self._send({"Action": "MixMonitor", "Channel": command.channel, "File": path,
+                             "Options": f"i({MIXMON_ID_VARIABLE})"})
+        future.add_done_callback(lambda f: self._mixmonitor_answered(call, f))
+
+    def _mixmonitor_answered(self, call: _Call, future: asyncio.Future) -> None:
+        response = self._response(call, "StartRecording", future)
+        if response is not None:
+            call.mixmon_id = response.get("MixMonitorID", "")
+
+    def _set_mute(self, call: _Call, command: cmd.MuteRecording | cmd.UnmuteRecording) -> None:
+        muted = isinstance(command, cmd.MuteRecording)
+        call.mute_wanted = muted
+        name = "MuteRecording" if muted else "UnmuteRecording"
+        future = self._send({"Action": "MixMonitorMute", "Channel": command.channel, "Direction": "both",
+                             "State": "1" if muted else "0"})
+        future.add_done_callback(lambda f: self._response(call, name, f))
+
+    def _stop_recording(self, call: _Call, command: cmd.StopRecording) -> None:
+        call.recording_wanted, call.stop_pending = False, True
+        self._send_stop(call, command.channel)
+
+    def _send_stop(self, call: _Call, channel: str) -> None:
+        def done(future: asyncio.Future) -> None:
+            exc = future.exception()
+            if isinstance(exc, ConnectionLost):
+                return  # still pending: resync sends it again
+            call.stop_pending = False
+            self._response(call, "StopRecording", future)
+
+        self._send({"Action": "StopMixMonitor", "Channel": channel}).add_done_callback(done)
+
+    def _continue(self, call: _Call, command: cmd.ContinueDialplan) -> None:
+        channel = self._channel(call, command.channel)
+        channel.continued = command
+        for future in self._hand_back(command.channel, command.outcome, command.destination):
+            future.add_done_callback(lambda f: self._check_agi(call, "ContinueDialplan", f))
+
+    def _hand_back(self, channel: str, outcome: str, destination: str | None) -> list[asyncio.Future]:
+        """``SET VARIABLE`` + optional goto + ``ASYNCAGI BREAK``: the channel always leaves AGI."""
+        commands = []
+        if _OUTCOME.fullmatch(outcome):
+            commands.append(agi.set_variable(CONSENT_VARIABLE, outcome))
+        else:
+            log.error("refusing outcome %r (not a fixed word); channel continues with CALLGUARD_CONSENT "
+                      "unset", outcome)
+        if destination:
+            try:
+                commands.extend(agi.goto_commands(destination))
+            except UnsafeAgiArgument as exc:
+                log.error("decline destination ignored: %s; the channel continues in its dialplan", exc)
+        commands.append(agi.BREAK)
+        return [self._agi(channel, text) for text in commands]
+
+    # -- wire helpers ----------------------------------------------------------------------
+
+    def _send(self, action: dict[str, str]) -> asyncio.Future:
+        try:
+            return self.manager.send_action(action)
+        except (UnsafeHeaderValue, AmiError) as exc:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+            return future
+
+    def _agi(self, channel: str, text: str, exec_timeout: float | None = None) -> asyncio.Future:
+        try:
+            return self.manager.send_agi_command(channel, text, exec_timeout=exec_timeout)
+        except (UnsafeHeaderValue, AmiError) as exc:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+            return future
+
+    def _response(self, call: _Call, command: str, future: asyncio.Future) -> AmiMessage | None:
+        """Report a failed action as ``CommandFailed``; return the response when it succeeded."""
+        exc = future.exception()
+        if exc is not None:
+            self._feed(call, ev.CommandFailed(self._now(), command, _reason(exc)))
+            return None
+        response: AmiMessage = future.result()
+        if not response.ok:
+            self._feed(call, ev.CommandFailed(response.at or self._now(), command,
+                                              response.message or "rejected by Asterisk"))
+            return None
+        return response
+
+    def _check_agi(self, call: _Call, command: str, future: asyncio.Future) -> None:
+        """Report an AGI command that failed while it still mattered."""
+        exc = future.exception()
+        if exc is not None:
+            if not isinstance(exc, ConnectionLost):  # lost: resync re-sends it
+                self._feed(call, ev.CommandFailed(self._now(), command, _reason(exc)))
+            return
+        result: AgiResult = future.result()
+        if result.ok or result.hangup:
+            return
+        if result.code == 0 and (call.call_id not in self.calls or result.error == "channel left AsyncAGI"):
+            return  # the channel hung up or already left AGI: nothing is waiting for this
+        self._feed(call, ev.CommandFailed(result.at or self._now(), command, result.error or result.raw.strip()))
+
+    def _after_grace(self, call: _Call, channel_name: str, reason: str) -> None:
+        """``result=-1`` usually means a hangup whose Hangup event follows; wait a moment for it."""
+        channel = call.channels.get(channel_name)
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            if channel_name in self._by_channel:
+                self._feed(call, ev.PromptFailed(self._now(), channel_name, reason))
+
+        handle = loop.call_later(HANGUP_GRACE_S, check)
+        if channel is not None:
+            channel.hangup_check = handle
+
+    def _now(self) -> float:
+        return self.clock()
+
+    def _feed(self, call: _Call, event: ev.Event) -> None:
+        if self.engine is not None:
+            self.engine.feed(call.call_id, event)
+
+    def _feed_soon(self, call: _Call, event: ev.Event) -> None:
+        """Feed from outside the engine's own dispatch (never re-enter ``feed``)."""
+        asyncio.get_running_loop().call_soon(self._feed, call, event)
+
+    def _ledger(self, call: _Call, kind: str, **data: Any) -> None:
+        if self.engine is not None:
+            now = self._now()
+            self.engine.ledger.append(cmd.LedgerEntry(call.call_id, kind, now, data), now)
+
+    def _channel(self, call: _Call, name: str, role: str = "joiner") -> _Channel:
+        channel = call.channels.get(name)
+        if channel is None:
+            channel = call.channels[name] = _Channel(name, role)
+            self._by_channel[name] = call
+        return channel
+
+    def _guard(self, handler: Callable[[AmiMessage], None]) -> Callable[[AmiManager, AmiMessage], None]:
+        def run(_manager: AmiManager, msg: AmiMessage) -> None:
+            try:
+                handler(msg)
+            except Exception:  # one bad event must not stop the listener
+                log.exception("failed to handle %s", msg.get("Event"))
+        run.__name__ = handler.__name__
+        return run
+
+    # -- AMI events -------------------------------------------------------------------------
+
+    def _on_agi_start(self, msg: AmiMessage) -> None:
+        env = agi.parse_env(msg.get("Env", ""))
+        name = msg.get("Channel") or env.get("agi_channel", "")
+        linkedid = msg.get("Linkedid") or msg.get("Uniqueid") or name
+        context = env.get("agi_context") or msg.get("Context", "")
+        number = env.get("agi_callerid", msg.get("CallerIDNum"))
+        caller_name = env.get("agi_calleridname", msg.get("CallerIDName"))
+        self._agi_parked(msg.at, name, linkedid, msg.get("Uniqueid", ""), context, number, caller_name,
+                         env.get("agi_arg_1", ""))
+
+    def _agi_parked(self, at: float, name: str, linkedid: str, uniqueid: str, context: str,
+                    number: str | None, caller_name: str | None, callee: str = "") -> None:
+        """A channel waits in ``AGI(agi:async)``: a new call, a joiner, or one to release."""
+        if not name:
+            return
+        number = None if number in (None, "", "<unknown>") else number
+        caller_name = None if caller_name in (None, "", "<unknown>") else caller_name
+        existing = self._by_linkedid.get(linkedid)
+        if existing is not None and name in existing.channels and existing.channels[name].in_agi:
+            return  # already ours (a resync saw it again)
+        if existing is not None and existing.controlled == name and self._alive(existing):
+            # Our channel entered AGI(agi:async) again (e.g. transferred back
+            # into the IVR): its decision stands; send it straight on.
+            previous = existing.channels[name].continued
+            existing.channels[name].in_agi = True
+            self._release(name, previous.outcome if previous else "not-recorded")
+            return
+        if existing is not None and existing.controlled != name and self._alive(existing):
+            channel = self._channel(existing, name, "joiner")
+            channel.in_agi = channel.announced = True
+            self._feed(existing, ev.PartyJoined(at, ev.Party(name, number, caller_name, "joiner"), True))
+            return
+        if context == self.join_context:
+            # A joiner for a call we do not control (it started while we were
+            # down, or was never recorded): let it through at once.
+            self._release(name, "not-recorded")
+            return
+        call_id = linkedid if linkedid not in self.calls and not self._finished(linkedid) else f"{linkedid}+{uniqueid}"
+        call = _Call(call_id, linkedid, name)
+        controlled = self._channel(call, name, "caller")
+        controlled.in_agi = controlled.announced = True
+        self.calls[call_id] = call
+        self._by_linkedid[linkedid] = call
+        parties = [ev.Party(name, number, caller_name, "caller")]
+        if callee:
+            parties.append(ev.Party("", callee, None, "callee"))
+        self._feed(call, ev.CallOffered(at, call_id, name, tuple(parties)))
+        if self.engine is not None and self.engine.session(call_id) is None:
+            self._forget(call)
+            self._release(name, "error")
+
+    def _alive(self, call: _Call) -> bool:
+        return self.engine is not None and self.engine.session(call.call_id) is not None
+
+    def _finished(self, call_id: str) -> bool:
+        return call_id in self._ended
+
+    def _release(self, channel: str, outcome: str) -> None:
+        self.released += 1
+        for future in self._hand_back(channel, outcome, None):
+            future.add_done_callback(lambda f: f.exception())
+
+    def _on_agi_end(self, msg: AmiMessage) -> None:
+        call = self._by_channel.get(msg.get("Channel", ""))
+        if call is not None:
+            channel = call.channels[msg["Channel"]]
+            channel.in_agi = False
+            channel.collect = None
+            channel.continued = None
+
+    def _on_agi_exec_start(self, msg: AmiMessage) -> None:
+        name = msg.get("Channel", "")
+        call = self._by_channel.get(name)
+        if call is None:
+            return
+        channel = call.channels[name]
+        if channel.notice_command and msg.get("Command") == channel.notice_command:
+            channel.notice_command = ""
+            self._feed(call, ev.NoticeStarted(msg.at, name))
+
+    def _on_mixmonitor_start(self, msg: AmiMessage) -> None:
+        call = self._by_channel.get(msg.get("Channel", ""))
+        if call is None or call.controlled != msg.get("Channel"):
+            return
+        at = msg.at
+
+        def confirmed() -> None:
+            self._feed(call, ev.RecordingStarted(at, call.mixmon_id or call.recording_file))
+
+        # The response carrying MixMonitorID usually arrived in the same read;
+        # its callback is already queued, so let it run first.
+        asyncio.get_running_loop().call_soon(confirmed)
+
+    def _on_mixmonitor_stop(self, msg: AmiMessage) -> None:
+        call = self._by_channel.get(msg.get("Channel", ""))
+        if call is not None and call.controlled == msg.get("Channel"):
+            call.stop_pending = False
+            self._feed(call, ev.RecordingStopped(msg.at))
+
+    def _on_mixmonitor_mute(self, msg: AmiMessage) -> None:
+        call = self._by_channel.get(msg.get("Channel", ""))
+        if call is None or call.controlled != msg.get("Channel"):
+            return
+        if msg.get("Direction", "both").lower() != "both":
+            return  # a partial mute (not ours) does not silence the recording
+        event = ev.RecordingMuted(msg.at) if msg.get("State") == "1" else ev.RecordingUnmuted(msg.at)
+        self._feed(call, event)
+
+    def _on_user_event(self, msg: AmiMessage) -> None:
+        if msg.get("UserEvent", "").lower() != USER_EVENT:
+            return
+        call = self._by_linkedid.get(msg.get("Linkedid", "")) or self._by_channel.get(msg.get("Channel", ""))
+        action = msg.get("Action", "").strip().lower()
+        if call is None:
+            log.info("CallGuard %s for Linkedid %s: not a call this listener controls", action,
+                     msg.get("Linkedid", "?"))
+            return
+        kind = _SIGNALS.get(action)
+        if kind is None:
+            log.warning("call %s: unknown CallGuard action %r from %s", call.call_id, action[:40],
+                        msg.get("Channel", "?"))
+            return
+        self._feed(call, kind(msg.at, ev.Source.parse(msg.get("Source"))))  # type: ignore[call-arg]
+
+    def _on_bridge_enter(self, msg: AmiMessage) -> None:
+        name = msg.get("Channel", "")
+        bridge = msg.get("BridgeUniqueid", "")
+        call = self._by_linkedid.get(msg.get("Linkedid", "")) or next(
+            (c for c in self.calls.values() if c.bridge and c.bridge == bridge), None)
+        if call is None:
+            return
+        if name == call.controlled:
+            call.bridge = bridge
+            return
+        if name in call.channels:
+            return  # announced through callguard-join, or seen before
+        role = "agent" if not any(c.role == "agent" for c in call.channels.values()) else "joiner"
+        self._channel(call, name, role)
+        number = msg.get("CallerIDNum")
+        caller_name = msg.get("CallerIDName")
+        party = ev.Party(name, None if number in (None, "", "<unknown>") else number,
+                         None if caller_name in (None, "", "<unknown>") else caller_name, role)
+        self._feed(call, ev.PartyJoined(msg.at, party, False))
+
+    def _on_bridge_leave(self, msg: AmiMessage) -> None:
+        call = self._by_channel.get(msg.get("Channel", ""))
+        if call is not None and msg.get("Channel") == call.controlled:
+            call.bridge = None
+
+    def _on_hangup(self, msg: AmiMessage) -> None:
+        name = msg.get("Channel", "")
+        call = self._by_channel.get(name)
+        if call is None:
+            return
+        channel = call.channels.pop(name, None)
+        self._by_channel.pop(name, None)
+        if channel is not None and channel.hangup_check is not None:
+            channel.hangup_check.cancel()
+        cause = "normal" if msg.get("Cause") == "16" else (msg.get("Cause-txt") or f"cause {msg.get('Cause', '?')}")
+        self._feed(call, ev.HungUp(msg.at, cause, name))
+        if name == call.controlled:
+            self._forget(call)
+
+    def _forget(self, call: _Call) -> None:
+        self.calls.pop(call.call_id, None)
+        self._ended[call.call_id] = None
+        while len(self._ended) > 4096:
+            self._ended.popitem(last=False)
+        if self._by_linkedid.get(call.linkedid) is call:
+            del self._by_linkedid[call.linkedid]
+        for name in list(call.channels):
+            if self._by_channel.get(name) is call:
+                del self._by_channel[name]
+        for channel in call.channels.values():
+            if channel.hangup_check is not None:
+                channel.hangup_check.cancel()
+
+    # -- heartbeat and resynchronisation -------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            if self.manager.connected:
+                await self.beat()
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+
+    async def beat(self) -> bool:
+        """Refresh the heartbeat global the dialplan checks before ``AGI(agi:async)``."""
+        try:
+            response = await self.manager.send_action({
+                "Action": "Setvar", "Variable": self.config.heartbeat_variable, "Value": str(int(self.clock()))})
+        except (AmiError, OSError) as exc:
+            log.warning("heartbeat not set: %s", _reason(exc))
+            return False
+        if not response.ok:
+            log.error("heartbeat Setvar refused: %s (does the AMI user have write=call?)", response.message)
+            return False
+        self.heartbeats += 1
+        return True
+
+    def _on_login(self, _manager: AmiManager) -> None:
+        if self._resyncing is None or self._resyncing.done():
+            self._resyncing = asyncio.get_running_loop().create_task(self._after_login())
+
+    async def _after_login(self) -> None:
+        await self.beat()
+        try:
+            await self.resync()
+        except (AmiError, OSError) as exc:
+            log.warning("resynchronisation incomplete (%s); it runs again after the next login", _reason(exc))
+
+    async def resync(self) -> None:
+        """Bring our view and the PBX back in line after (re)connecting."""
+        self.resyncs += 1
+        items = await self.manager.send_action({"Action": "CoreShowChannels"}, as_list=True,
+                                               timeout=max(self.manager.action_timeout, 5.0))
+        live = {m.get("Channel", ""): m for m in items[1:] if m.get("Event") == "CoreShowChannel"}
+        now = self._now()
+        for call in list(self.calls.values()):
+            if call.controlled not in live:
+                log.warning("call %s: channel %s ended while the AMI link was down", call.call_id, call.controlled)
+                for name in [n for n in call.channels if n != call.controlled]:
+                    call.channels.pop(name, None)
+                    self._by_channel.pop(name, None)
+                self._feed(call, ev.HungUp(now, "ended while disconnected", call.controlled))
+                self._forget(call)
+                continue
+            for name in [n for n in call.channels if n != call.controlled and n not in live]:
+                call.channels.pop(name, None)
+                self._by_channel.pop(name, None)
+                self._feed(call, ev.HungUp(now, "left while disconnected", name))
+        for name, item in live.items():
+            parked = item.get("Application") == "AGI" and item.get("ApplicationData", "").startswith("agi:async")
+            call = self._by_channel.get(name)
+            if call is not None and parked:
+                await self._take_over(call, call.channels[name])
+            elif parked:
+                self._agi_parked(now, name, item.get("Linkedid") or item.get("Uniqueid", ""),
+                                 item.get("Uniqueid", ""), item.get("Context", ""), item.get("CallerIDNum"),
+                                 item.get("CallerIDName"))
+            elif call is None:
+                self._unseen_party(now, name, item)
+        for call in list(self.calls.values()):
+            await self._reassert(call)
+
+    def _unseen_party(self, now: float, name: str, item: AmiMessage) -> None:
+        """A channel of one of our calls, bridged while we were away: it joined unannounced."""
+        call = self._by_linkedid.get(item.get("Linkedid", ""))
+        if call is None or not item.get("BridgeId") or name == call.controlled:
+            return
+        role = "agent" if not any(c.role == "agent" for c in call.channels.values()) else "joiner"
+        self._channel(call, name, role)
+        number, caller_name = item.get("CallerIDNum"), item.get("CallerIDName")
+        self._feed(call, ev.PartyJoined(now, ev.Party(name, None if number in (None, "", "<unknown>") else number,
+                                                      None if caller_name in (None, "", "<unknown>") else caller_name,
+                                                      role), False))
+
+    async def _take_over(self, call: _Call, channel: _Channel) -> None:
+        """A channel of ours is still parked in AsyncAGI: re-send what was lost."""
+        channel.in_agi = True
+        if channel.continued is not None:
+            command = channel.continued
+            self._hand_back(channel.name, command.outcome, command.destination)
+        elif channel.collect is not None:
+            command = channel.collect
+            log.info("call %s: replaying the consent gather on %s after a reconnect", call.call_id, channel.name)
+            self._play_and_collect(call, command)
+        elif not self._alive(call):
+            self._release(channel.name, "error")
+
+    async def _reassert(self, call: _Call) -> None:
+        """Make the PBX match what the call should be: stopped, muted, or left alone."""
+        session = self.engine.session(call.call_id) if self.engine is not None else None
+        if call.stop_pending:
+            self._send_stop(call, call.controlled)
+            return
+        if session is None or not session.recording:
+            return
+        await self._apply_dialplan_signals(call)
+        if session.recording and call.mixmon_id == "" and session.state is State.STARTING:
+            value = await self._getvar(call.controlled, MIXMON_ID_VARIABLE)
+            if value:
+                call.mixmon_id = value
+                self._feed(call, ev.RecordingStarted(self._now(), value))
+        if session.desired_muted:
+            log.info("call %s: re-asserting mute after reconnect", call.call_id)
+            self._set_mute(call, cmd.MuteRecording(call.controlled))
+        elif session.state is State.UNMUTING:
+            self._set_mute(call, cmd.UnmuteRecording(call.controlled))
+
+    async def _apply_dialplan_signals(self, call: _Call) -> None:
+        """Signals sent while we were away are lost events, but the dialplan left them on the channel."""
+        session = self.engine.session(call.call_id) if self.engine is not None else None
+        if session is None:
+            return
+        payment = await self._getvar(call.controlled, PAYMENT_VARIABLE)
+        if payment == "1" and not session.payment_active:
+            log.warning("call %s: a payment started while disconnected; muting now", call.call_id)
+            self._feed(call, ev.PaymentStarted(self._now(), ev.Source.IVR))
+        paused = await self._getvar(call.controlled, PAUSE_VARIABLE)
+        if paused == "1" and session.flags.paused_by is None:
+            log.warning("call %s: a pause was requested while disconnected; muting now", call.call_id)
+            self._feed(call, ev.PauseRequested(self._now(), ev.Source.HOTKEY))
+
+    async def _getvar(self, channel: str, variable: str) -> str:
+        try:
+            response = await self.manager.send_action({"Action": "Getvar", "Channel": channel, "Variable": variable})
+        except (AmiError, OSError):
+            return ""
+        return response.get("Value", "") if response.ok else ""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ActionTimeout):
+        return f"no answer from Asterisk ({exc})"
+    return str(exc) or type(exc).__name__
+
+
+_COMMANDS: dict[type, Callable[[AsteriskListener, _Call, Any], None]] = {
+    cmd.PlayAndCollect: AsteriskListener._play_and_collect,
+    cmd.PlayPrompt: AsteriskListener._play_prompt,
+    cmd.StartRecording: AsteriskListener._start_recording,
+    cmd.MuteRecording: AsteriskListener._set_mute,
+    cmd.UnmuteRecording: AsteriskListener._set_mute,
+    cmd.StopRecording: AsteriskListener._stop_recording,
+    cmd.ContinueDialplan: AsteriskListener._continue,
+}
+
+__all__ = ["AsteriskListener", "CONSENT_VARIABLE", "JOIN_CONTEXT", "PAUSE_VARIABLE", "PAYMENT_VARIABLE",
+           "default_prompt_file"]

@@ -1,0 +1,90 @@
+"""Assemble and run one Asterisk listener: config -> ledger, engine, AMI link.
+
+Used by ``callguard run asterisk``, by ``callguard demo`` (against an
+embedded :class:`~callguard.testing.FakeAsterisk`) and by the end-to-end
+tests, so all three run exactly the same wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from callguard.adapters.asterisk.listener import AsteriskListener, default_prompt_file
+from callguard.config import Config
+from callguard.core.commands import PromptRef
+from callguard.core.prompts import PromptResolver
+from callguard.runtime import Engine, LedgerSink
+
+log = logging.getLogger("callguard.asterisk")
+
+
+def prompt_file_for(prompts: PromptResolver) -> Callable[[PromptRef], str]:
+    """How ``GET DATA`` names a prompt: the catalogue's installed Asterisk path when it has one."""
+    path_for = getattr(prompts, "path_for", None)
+    if path_for is None:
+        return default_prompt_file
+
+    def resolve(ref: PromptRef) -> str:
+        return path_for(ref, "asterisk")
+
+    return resolve
+
+
+@dataclass
+class RunningListener:
+    """A started listener and what it is wired to."""
+
+    listener: AsteriskListener
+    engine: Engine
+    ledger: LedgerSink
+
+    async def stop(self, release: bool = True) -> None:
+        await self.listener.stop(release=release)
+
+
+async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
+                         **listener_options: Any) -> RunningListener:
+    """Build the engine and listener for ``config`` and connect (first login must succeed)."""
+    from callguard.wiring import build_engine, build_prompts
+
+    prompts = prompts if prompts is not None else build_prompts(config)
+    listener = AsteriskListener(config.asterisk, prompt_file=prompt_file_for(prompts), **listener_options)
+    engine = build_engine(config, listener, ledger, asyncio.get_running_loop(), prompts=prompts)
+    listener.attach(engine)
+    await listener.start()
+    return RunningListener(listener, engine, ledger)
+
+
+async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
+                stop: asyncio.Event | None = None, stats_every_s: float = 60.0) -> None:
+    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    running = await start_listener(config, ledger, prompts=prompts)
+    log.info("listening to Asterisk at %s:%s as %r", config.asterisk.host, config.asterisk.port,
+             config.asterisk.username)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), stats_every_s)
+            stats = running.engine.stats
+            log.info("calls: %d active, %d started, %d finished; AMI %s; outcomes %s",
+                     len(running.engine.sessions), stats.calls_started, stats.calls_finished,
+                     "up" if running.listener.manager.connected else
+                     f"down ({running.listener.manager.last_error or 'reconnecting'})", stats.by_outcome)
+    finally:
+        await running.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+
+
+__all__ = ["RunningListener", "prompt_file_for", "serve", "start_listener"]
