@@ -1,0 +1,1164 @@
+"""A fake FreeSWITCH 1.10 that speaks ESL over real TCP, in both directions.
+
+It is faithful where callguard depends on FreeSWITCH's behaviour, as
+captured from a real 1.10.12 (tests/adapters/freeswitch/fixtures):
+
+* **inbound** (``mod_event_socket``): ``auth/request`` on connect, ``auth``
+  -> ``+OK accepted`` / ``-ERR invalid``, ``event plain ...`` where every
+  word after ``CUSTOM`` is a subclass (so event names placed after it are
+  ignored, as on the real thing), ``api`` -> ``api/response`` with
+  Content-Length, ``bgapi`` -> ``Job-UUID`` then a ``BACKGROUND_JOB`` event
+  with a body, ``text/event-plain`` events only for what was subscribed;
+* **outbound** (the ``socket`` application): connects to the listener,
+  answers ``connect`` with the channel's data, ``myevents``, ``linger``,
+  runs ``sendmsg`` applications one at a time (``play_and_get_digits`` with
+  FreeSWITCH's argument rules including ``transfer_on_failure``,
+  ``record_session``, ``stop_record_session``, ``playback``, ``set``,
+  ``transfer``, ``hangup``) with ``CHANNEL_EXECUTE`` /
+  ``CHANNEL_EXECUTE_COMPLETE``, and returns the channel to a model of the
+  shipped dialplan on ``exit`` (or when nothing listens: the fail-closed
+  path, fallback notice, no recording);
+* **media** is modelled as time spans: a :class:`FakeRecording` knows when
+  it was audible, masked or stopped, so tests can ask "was the payment
+  segment recorded?".
+
+A scriptable caller comes from :meth:`FakeFreeSWITCH.play` (a
+:class:`~callguard.testing.scenario.Scenario`: key presses, agent hotkeys as
+``CUSTOM callguard::pause``/``resume`` from the agent leg carrying
+``variable_callguard_call``, IVR payment signals, parties joining through
+the socket or straight into the bridge, hangups) or from the lower-level
+:meth:`FakeFreeSWITCH.new_call`.
+
+Fault knobs (:class:`Faults`): split every write into small chunks (also
+inside UTF-8 sequences), delay replies, stall the connection on a command
+(FreeSWITCH never drops a reply on a live connection; a hung ``api`` blocks
+the socket), drop inbound connections on a command or on demand, and flood
+subscribers with background events.
+
+Time: by default the fake runs on a **virtual clock** (``clock="virtual"``).
+Everything that takes time on a PBX (a prompt playing, a gather's timeout,
+a scripted key press or hangup at ``at`` seconds) waits for a point on that
+clock, and the clock only moves to the next point once both sides are
+quiet: nothing queued to write, no command being handled, no parked
+channel waiting for the listener's next instruction, and nothing the
+watched listener reports as in flight (:meth:`FakeFreeSWITCH.watch`).  So
+a two-minute scenario runs in milliseconds, in the same order every time,
+however loaded the test machine is, and ``Event-Date-Timestamp`` carries
+scenario time.  ``time_scale`` adds real pacing (seconds per scenario
+second) when a test wants wall-clock behaviour too.  ``clock="real"`` runs
+everything on the wall clock instead (benchmarks with many concurrent
+calls and background floods, where "quiet" never happens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import re
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from callguard.testing.esl_wire import (
+    AUTH_REQUEST,
+    RUDE_REJECTION,
+    EventClock,
+    api_frame,
+    disconnect_frame,
+    event_frame,
+    reply_frame,
+    serialize_event,
+)
+
+log = logging.getLogger("callguard.testing.fake_freeswitch")
+
+#: Decision words the shipped callguard.xml treats as "the listener decided".
+DECIDED = ("granted", "implied", "declined", "no-input", "not-recorded", "not-required", "error")
+
+
+@dataclass
+class Faults:
+    """What can go wrong on the wire.  All knobs default to "nothing"."""
+
+    #: write every frame in chunks of this many bytes (1 = byte by byte), each its own TCP segment
+    chunk: int = 0
+    #: seconds to wait before answering a command whose line matches the regex (blocks the connection)
+    reply_delay: dict[str, float] = field(default_factory=dict)
+    #: regexes: a matching command is never answered and the connection stalls (until it is closed)
+    stall_on: list[str] = field(default_factory=list)
+    #: regex: close the inbound connection when a matching command arrives
+    drop_inbound_on: str = ""
+    #: with ``drop_inbound_on``: carry the command out before dropping (the reply is what is lost)
+    drop_after_executing: bool = False
+    #: background events per second to every inbound subscriber (other calls' hangups/bridges)
+    flood_per_s: float = 0.0
+    #: refuse inbound logins (wrong password simulation is ``password=``): send text/rude-rejection
+    reject_acl: bool = False
+
+    def delay_for(self, line: str) -> float:
+        return max((d for pattern, d in self.reply_delay.items() if re.search(pattern, line)), default=0.0)
+
+    def stalls(self, line: str) -> bool:
+        return any(re.search(pattern, line) for pattern in self.stall_on)
+
+
+class _Conn:
+    """One TCP connection: an ordered writer task honouring the split fault."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, faults: Faults):
+        self.reader, self.writer, self.faults = reader, writer, faults
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump())
+        self.closed = False
+        self.writing = False
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, data: bytes) -> None:
+        if not self.closed:
+            self._queue.put_nowait(data)
+
+    @property
+    def busy(self) -> bool:
+        return not self.closed and (self.writing or not self._queue.empty())
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                data = await self._queue.get()
+                if data is None:
+                    break
+                self.writing = True
+                chunk = self.faults.chunk
+                if chunk <= 0:
+                    self.writer.write(data)
+                    await self.writer.drain()
+                else:
+                    for i in range(0, len(data), chunk):
+                        self.writer.write(data[i:i + chunk])
+                        await self.writer.drain()
+                        await asyncio.sleep(0)
+                self.writing = False
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.closed = True
+            self.writing = False
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    async def read_command(self) -> tuple[str, dict[str, str], bytes] | None:
+        """One ESL command: first line, ``Name: value`` headers, optional body."""
+        try:
+            block = await self.reader.readuntil(b"\n\n")
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, OSError):
+            return None
+        lines = block.decode("utf-8", "replace").rstrip("\n").split("\n")
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if not lines:
+            return "", {}, b""
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        if headers.get("content-length", "").isdigit():
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                body = await self.reader.readexactly(int(headers["content-length"]))
+        return lines[0].strip(), headers, body
+
+    def close(self, flush: bool = True) -> None:
+        """Close after what is queued (``flush``) or at once, without a goodbye."""
+        if flush:
+            self._queue.put_nowait(None)
+        else:
+            self.closed = True
+            self._task.cancel()
+            self.writer.transport.abort()
+
+
+@dataclass
+class FakeRecording:
+    """One ``record_session`` / ``uuid_record start``: when was it audible?"""
+
+    path: str
+    started: float  #: scenario time
+    ops: list[tuple[float, str]] = field(default_factory=list)  #: (scenario time, start|mask|unmask|stop)
+    masked: bool = False
+    stopped: float | None = None
+
+    def audible_spans(self, end: float) -> list[tuple[float, float]]:
+        """Intervals (scenario seconds) in which real audio was written."""
+        spans: list[tuple[float, float]] = []
+        since: float | None = None
+        for at, op in self.ops:
+            if op in ("start", "unmask") and since is None:
+                since = at
+            elif op in ("mask", "stop") and since is not None:
+                spans.append((since, at))
+                since = None
+        if since is not None:
+            spans.append((since, self.stopped if self.stopped is not None else end))
+        return spans
+
+    def audible_during(self, start: float, end: float) -> bool:
+        return any(a < end and b > start for a, b in self.audible_spans(end))
+
+
+@dataclass
+class FakeChannel:
+    """A leg: caller (inbound), agent or joiner (outbound b-leg)."""
+
+    uuid: str
+    name: str
+    direction: str
+    number: str
+    cid_name: str
+    destination: str
+    caller_number: str = ""  #: for b-legs: the original caller's id (FreeSWITCH copies it)
+    caller_name: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    answered: bool = True
+    hung_up: bool = False
+    hangup_cause: str = ""
+    recording: FakeRecording | None = None
+    recordings: list[FakeRecording] = field(default_factory=list)
+    link: "_OutboundLink | None" = None
+    transferred_to: str = ""
+    trace: list[tuple[float, str]] = field(default_factory=list)
+    _digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    _collecting: bool = False
+    _gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def profile(self) -> list[tuple[str, str]]:
+        """Channel and caller-profile headers, then every variable, as FreeSWITCH lists them."""
+        if self.direction == "inbound":
+            cid_number, cid_name, callee_number, callee_name = self.number, self.cid_name, self.destination, ""
+        else:
+            cid_number, cid_name = self.caller_number, self.caller_name
+            callee_number, callee_name = self.number, self.cid_name
+        out = [
+            ("Channel-State", "CS_HANGUP" if self.hung_up else "CS_EXECUTE"),
+            ("Channel-Call-State", "HANGUP" if self.hung_up else "ACTIVE"),
+            ("Channel-State-Number", "10" if self.hung_up else "4"),
+            ("Channel-Name", self.name),
+            ("Unique-ID", self.uuid),
+            ("Call-Direction", self.direction),
+            ("Presence-Call-Direction", self.direction),
+            ("Channel-HIT-Dialplan", "true"),
+            ("Channel-Call-UUID", self.uuid),
+            ("Answer-State", "hangup" if self.hung_up else ("answered" if self.answered else "ringing")),
+        ]
+        if self.hung_up:
+            out.append(("Hangup-Cause", self.hangup_cause))
+        out += [
+            ("Channel-Read-Codec-Name", "L16"),
+            ("Channel-Read-Codec-Rate", "8000"),
+            ("Channel-Write-Codec-Name", "L16"),
+            ("Channel-Write-Codec-Rate", "8000"),
+            ("Caller-Direction", self.direction),
+            ("Caller-Logical-Direction", self.direction),
+            ("Caller-Dialplan", "xml"),
+            ("Caller-Caller-ID-Name", cid_name),
+            ("Caller-Caller-ID-Number", cid_number),
+            ("Caller-Orig-Caller-ID-Name", cid_name),
+            ("Caller-Orig-Caller-ID-Number", cid_number),
+            ("Caller-Callee-ID-Name", callee_name),
+            ("Caller-Callee-ID-Number", callee_number),
+            ("Caller-ANI", cid_number),
+            ("Caller-Destination-Number", self.destination),
+            ("Caller-Unique-ID", self.uuid),
+            ("Caller-Source", "mod_sofia"),
+            ("Caller-Context", "default"),
+            ("Caller-Channel-Name", self.name),
+        ]
+        out += [(f"variable_{k}", v) for k, v in self.variables.items()]
+        return out
+
+    def other_leg(self) -> list[tuple[str, str]]:
+        """This leg described from the other side of a bridge (``Other-Leg-*``)."""
+        profile = dict(self.profile())
+        return [("Other-Type", "originatee"), ("Other-Leg-Direction", self.direction)] + [
+            (f"Other-Leg-{k[len('Caller-'):]}", profile[k]) for k in
+            ("Caller-Caller-ID-Name", "Caller-Caller-ID-Number", "Caller-Callee-ID-Name", "Caller-Callee-ID-Number",
+             "Caller-Destination-Number", "Caller-Unique-ID", "Caller-Channel-Name")]
+
+
+class _OutboundLink:
+    """FreeSWITCH's side of one ``socket`` application: we connected to the listener."""
+
+    def __init__(self, fake: "FakeFreeSWITCH", channel: FakeChannel, conn: _Conn):
+        self.fake, self.channel, self.conn = fake, channel, conn
+        self.myevents = False
+        self.linger = False
+        self.apps: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        self.exited = False
+        self.running = False  #: an application is executing on the channel
+        self.commands: list[str] = []
+
+    async def run(self) -> None:
+        runner = asyncio.create_task(self._run_apps())
+        try:
+            while True:
+                command = await self.conn.read_command()
+                if command is None:
+                    break
+                line, headers, body = command
+                if not line:
+                    continue
+                self.commands.append(line)
+                self.fake._busy += 1
+                try:
+                    await self.fake._pause_for(line, self.conn)
+                    if not await self._handle(line, headers, body):
+                        break
+                finally:
+                    self.fake._busy -= 1
+        finally:
+            self.exited = True
+            await self.apps.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            self.conn.close()
+
+    async def _handle(self, line: str, headers: dict[str, str], body: bytes) -> bool:
+        word = line.split(" ", 1)[0]
+        if word == "connect":
+            self.conn.send(self._connect_reply())
+        elif word == "myevents":
+            self.myevents = True
+            self.conn.send(reply_frame("+OK Events Enabled"))
+        elif word == "linger":
+            self.linger = True
+            self.conn.send(reply_frame("+OK will linger"))
+        elif word == "nolinger":
+            self.linger = False
+            self.conn.send(reply_frame("+OK will not linger"))
+        elif word == "sendmsg":
+            self._sendmsg(headers, body)
+        elif word == "api":
+            self.conn.send(api_frame(await self.fake.run_api(line[4:].strip())))
+        elif word == "exit":
+            self.conn.send(reply_frame("+OK bye"))
+            self.conn.send(disconnect_frame(self.channel.uuid))
+            return False
+        else:
+            self.conn.send(reply_frame("-ERR command not found"))
+        return True
+
+    def _connect_reply(self) -> bytes:
+        headers = self.fake.clock_headers("CHANNEL_DATA", calling=("mod_event_socket.c", "parse_command", 2021))
+        headers += self.channel.profile()
+        headers += [("Content-Type", "command/reply"), ("Reply-Text", "+OK\n"), ("Socket-Mode", "async"),
+                    ("Control", "full")]
+        return serialize_event(headers)
+
+    def _sendmsg(self, headers: dict[str, str], body: bytes) -> None:
+        self.conn.send(reply_frame("+OK"))
+        if headers.get("call-command") != "execute":
+            return
+        arg = headers.get("execute-app-arg", "") or body.decode("utf-8", "replace")
+        self.apps.put_nowait((headers.get("execute-app-name", ""), arg))
+
+    async def _run_apps(self) -> None:
+        while True:
+            item = await self.apps.get()
+            if item is None:
+                return
+            self.running = True
+            try:
+                await self.fake.execute_app(self.channel, *item)
+            finally:
+                self.running = False
+
+    def event(self, frame: bytes) -> None:
+        if self.myevents and not self.exited:
+            self.conn.send(frame)
+
+    def hung_up(self) -> None:
+        """The channel hung up while the socket was attached."""
+        if self.exited:
+            return
+        if self.linger:
+            self.conn.send(disconnect_frame(self.channel.uuid, linger=True, channel_name=self.channel.name))
+        else:
+            self.conn.send(disconnect_frame(self.channel.uuid))
+            self.exited = True
+            self.conn.close()
+
+
+class _InboundClient:
+    """One client of the event socket (the listener's inbound connection)."""
+
+    def __init__(self, fake: "FakeFreeSWITCH", conn: _Conn):
+        self.fake, self.conn = fake, conn
+        self.authed = False
+        self.events: set[str] = set()
+        self.custom: set[str] = set()
+        self.all_custom = False
+        self.commands: list[str] = []
+
+    def wants(self, name: str, subclass: str) -> bool:
+        if not self.authed:
+            return False
+        if name == "CUSTOM":
+            return "ALL" in self.events or self.all_custom or subclass in self.custom
+        return "ALL" in self.events or name in self.events
+
+    async def run(self) -> None:
+        if self.fake.faults.reject_acl:
+            self.conn.send(RUDE_REJECTION)
+            self.conn.close()
+            return
+        self.conn.send(AUTH_REQUEST)
+        try:
+            while True:
+                command = await self.conn.read_command()
+                if command is None:
+                    break
+                line = command[0]
+                if not line:
+                    continue
+                self.commands.append(line)
+                faults = self.fake.faults
+                if faults.drop_inbound_on and re.search(faults.drop_inbound_on, line):
+                    if faults.drop_after_executing and line.startswith("api "):
+                        await self.fake.run_api(line[4:].strip())
+                    self.fake.dropped.append(line)
+                    self.conn.close(flush=False)
+                    break
+                self.fake._busy += 1
+                try:
+                    if not await self.fake._pause_for(line, self.conn):
+                        break
+                    if not await self._handle(line):
+                        break
+                finally:
+                    self.fake._busy -= 1
+        finally:
+            self.conn.close()
+            if self in self.fake.clients:
+                self.fake.clients.remove(self)
+
+    async def _handle(self, line: str) -> bool:
+        word, _, rest = line.partition(" ")
+        if word == "auth":
+            if rest == self.fake.password:
+                self.authed = True
+                self.conn.send(reply_frame("+OK accepted"))
+                return True
+            self.conn.send(reply_frame("-ERR invalid"))
+            self.conn.send(disconnect_frame())
+            return False
+        if not self.authed:
+            self.conn.send(reply_frame("-ERR command not found"))
+            return True
+        if word == "event":
+            fmt, _, names = rest.partition(" ")
+            if fmt != "plain":
+                self.conn.send(reply_frame(f"-ERR unsupported format {fmt}"))
+                return True
+            custom = False
+            for name in names.split():
+                if custom:
+                    self.custom.add(name)  # every word after CUSTOM is a subclass (verified)
+                elif name == "CUSTOM":
+                    custom = True
+                else:
+                    self.events.add(name)
+            if custom and not self.custom:
+                self.all_custom = True
+            self.conn.send(reply_frame("+OK event listener enabled plain"))
+        elif word == "noevents":
+            self.events.clear()
+            self.custom.clear()
+            self.all_custom = False
+            self.conn.send(reply_frame("+OK no longer listening for events"))
+        elif word == "api":
+            self.conn.send(api_frame(await self.fake.run_api(rest)))
+        elif word == "bgapi":
+            job = str(uuidlib.uuid4())
+            self.conn.send(reply_frame(f"+OK Job-UUID: {job}", {"Job-UUID": job}))
+            result = await self.fake.run_api(rest)
+            name, _, arg = rest.partition(" ")
+            self.fake.emit("BACKGROUND_JOB", None, [("Job-UUID", job), ("Job-Command", name),
+                                                    ("Job-Command-Arg", arg)], body=result)
+        elif word == "exit":
+            self.conn.send(reply_frame("+OK bye"))
+            self.conn.send(disconnect_frame())
+            return False
+        else:
+            self.conn.send(reply_frame("-ERR command not found"))
+        return True
+
+
+@dataclass
+class CallRecord:
+    """What happened to one scripted call, for assertions."""
+
+    caller: FakeChannel
+    agent: FakeChannel | None = None
+    joiners: dict[str, FakeChannel] = field(default_factory=dict)
+    #: ``socket`` result: "connected", "refused"
+    socket: str = ""
+    #: model of the shipped dialplan after the socket: "decided", "fallback", "transferred", "hung-up"
+    dialplan: str = ""
+    ended_at: float = 0.0  #: scenario time the caller hung up
+
+    @property
+    def call_id(self) -> str:
+        return self.caller.uuid
+
+    @property
+    def decision(self) -> str:
+        return self.caller.variables.get("callguard_decision", "")
+
+    @property
+    def recordings(self) -> list[FakeRecording]:
+        return self.caller.recordings
+
+
+class FakeFreeSWITCH:
+    """The fake server.  ``async with FakeFreeSWITCH() as fs: ...``"""
+
+    def __init__(self, *, password: str = "ClueCon", host: str = "127.0.0.1", port: int = 0,
+                 socket_address: tuple[str, int] = ("127.0.0.1", 8084), faults: Faults | None = None,
+                 clock: str = "virtual", time_scale: float = 0.0, prompt_duration_s: float = 4.0,
+                 prompt_durations: dict[str, float] | None = None, mask_reply_delay_s: float = 0.0,
+                 base_epoch: float | None = None):
+        if clock not in ("virtual", "real"):
+            raise ValueError("clock must be 'virtual' or 'real'")
+        self.password = password
+        self.host, self.requested_port = host, port
+        self.socket_address = socket_address
+        self.faults = faults or Faults()
+        self.clock_mode = clock
+        self.time_scale = time_scale
+        self.prompt_duration_s = prompt_duration_s
+        self.prompt_durations = dict(prompt_durations or {})
+        self.mask_reply_delay_s = mask_reply_delay_s
+        self.core_uuid = str(uuidlib.uuid4())
+        self.base_epoch = base_epoch if base_epoch is not None else time.time()
+        self._events = EventClock(self.core_uuid, clock=self.now_epoch)
+        self.channels: dict[str, FakeChannel] = {}
+        self.clients: list[_InboundClient] = []
+        self.globals: dict[str, str] = {}
+        self.api_log: list[tuple[float, str]] = []
+        self.dropped: list[str] = []
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._names = itertools.count(1)
+        self._stall = asyncio.Event()
+        self._busy = 0  #: applications working (not waiting for the clock or a person) + commands handled
+        self._links: set[_OutboundLink] = set()
+        self._watched: list[Callable[[], bool]] = []
+        self._base_loop = 0.0
+        self.vnow = 0.0  #: scenario seconds on the virtual clock
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._timer_seq = itertools.count()
+        self._timer_added = asyncio.Event()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> "FakeFreeSWITCH":
+        self._base_loop = asyncio.get_running_loop().time()
+        self._server = await asyncio.start_server(self._accept, self.host, self.requested_port, limit=1 << 20)
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.clock_mode == "virtual":
+            self._spawn(self._run_clock())
+        if self.faults.flood_per_s > 0:
+            self._spawn(self._flood())
+        return self
+
+    async def stop(self) -> None:
+        self._stall.set()
+        if self._server is not None:
+            self._server.close()
+        for client in list(self.clients):
+            client.conn.close(flush=False)
+        for link in list(self._links):
+            link.conn.close(flush=False)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    async def __aenter__(self) -> "FakeFreeSWITCH":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- quiet / busy ----------------------------------------------------------------------------
+
+    def watch(self, busy: Callable[[], bool]) -> None:
+        """Also wait for ``busy()`` to be false before the virtual clock moves (e.g. ``listener.busy``)."""
+        self._watched.append(busy)
+
+    def busy(self) -> bool:
+        """Work in progress on our side, or a parked channel waiting for the listener."""
+        if self._busy:
+            return True
+        if any(c.conn.busy for c in self.clients):
+            return True
+        for link in self._links:
+            if link.conn.busy or not link.apps.empty():
+                return True
+            if not link.exited and not link.running and not link.channel.hung_up:
+                return True  # the listener owes this parked channel its next instruction
+        return any(watched() for watched in self._watched)
+
+    async def settle(self, quiet_polls: int = 3, poll_s: float = 0.002, cap_s: float = 10.0) -> None:
+        """Wait until :meth:`busy` has been false for ``quiet_polls`` polls in a row (at most ``cap_s``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cap_s
+        quiet = 0
+        while quiet < quiet_polls and loop.time() < deadline:
+            await asyncio.sleep(poll_s)
+            quiet = 0 if self.busy() else quiet + 1
+
+    # -- clocks ---------------------------------------------------------------------------------
+
+    def scenario_time(self) -> float:
+        """Seconds of scenario time: the virtual clock, or wall-clock seconds since start."""
+        if self.clock_mode == "virtual":
+            return self.vnow
+        return asyncio.get_running_loop().time() - self._base_loop
+
+    def now_epoch(self) -> float:
+        """The clock FreeSWITCH stamps events with (scenario time on ``base_epoch``)."""
+        try:
+            return self.base_epoch + self.scenario_time()
+        except RuntimeError:
+            return time.time()
+
+    async def until(self, at: float) -> None:
+        """Wait until scenario time ``at``."""
+        if self.clock_mode == "real":
+            await asyncio.sleep(max(0.0, at - self.scenario_time()))
+            return
+        if at <= self.vnow:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (at, next(self._timer_seq), future))
+        self._timer_added.set()
+        await future
+
+    async def _run_clock(self) -> None:
+        """Move the virtual clock to the next waiting point whenever everything is quiet."""
+        while True:
+            while not any(not f.done() for _, _, f in self._timers):
+                self._timers.clear()
+                self._timer_added.clear()
+                await self._timer_added.wait()
+            await self.settle()
+            while self._timers and self._timers[0][2].done():
+                heapq.heappop(self._timers)
+            if not self._timers:
+                continue
+            at = self._timers[0][0]
+            if self.time_scale > 0 and at > self.vnow:
+                await asyncio.sleep((at - self.vnow) * self.time_scale)
+                if self.busy() or not self._timers or self._timers[0][0] < at:
+                    continue  # work arrived or something earlier was scheduled meanwhile
+            self.vnow = max(self.vnow, at)
+            while self._timers and self._timers[0][0] <= self.vnow:
+                _, _, future = heapq.heappop(self._timers)
+                if not future.done():
+                    future.set_result(None)
+                    await asyncio.sleep(0)
+
+    def clock_headers(self, name: str, subclass: str = "",
+                      calling: tuple[str, str, int] = ("switch_channel.c", "switch_channel_perform", 1)
+                      ) -> list[tuple[str, str]]:
+        return self._events.headers(name, subclass, calling)
+
+    # -- inbound server ---------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = _InboundClient(self, _Conn(reader, writer, self.faults))
+        self.clients.append(client)
+        await client.run()
+
+    def drop_inbound(self) -> int:
+        """Close every inbound connection now (no goodbye); how many there were."""
+        count = 0
+        for client in list(self.clients):
+            client.conn.close(flush=False)
+            count += 1
+        return count
+
+    def release_stalls(self) -> None:
+        """Let commands held by ``Faults.stall_on`` be answered."""
+        self._stall.set()
+        self._stall = asyncio.Event()
+
+    async def _pause_for(self, line: str, conn: _Conn) -> bool:
+        """Apply the reply-delay and stall faults to one command; False: the connection is gone."""
+        if self.faults.stalls(line):
+            stall = self._stall
+            while not conn.closed and not conn.reader.at_eof() and not stall.is_set():
+                await asyncio.sleep(0.01)
+            return not conn.closed
+        delay = self.faults.delay_for(line)
+        if self.mask_reply_delay_s and re.search(r"uuid_record \S+ mask ", line):
+            delay = max(delay, self.mask_reply_delay_s)
+        if delay:
+            await asyncio.sleep(delay)
+        return True
+
+    def emit(self, name: str, channel: FakeChannel | None, extra: Iterable[tuple[str, str]] = (),
+             subclass: str = "", body: str | bytes = b"", outbound: bool = True) -> bytes:
+        """Fire an event: to subscribed inbound clients and to the channel's ``myevents`` socket."""
+        headers = self.clock_headers(name, subclass)
+        if channel is not None:
+            headers += channel.profile()
+        headers += list(extra)
+        frame = event_frame(headers, body)
+        for client in list(self.clients):
+            if client.wants(name, subclass):
+                client.conn.send(frame)
+        if outbound and channel is not None and channel.link is not None:
+            channel.link.event(frame)
+        return frame
+
+    async def _flood(self) -> None:
+        """Other calls' events, as a busy box would send them."""
+        interval = 1.0 / self.faults.flood_per_s
+        loop = asyncio.get_running_loop()
+        ghost = FakeChannel(str(uuidlib.uuid4()), "sofia/internal/ghost", "inbound", "+15555550100", "Ghost", "200")
+        next_at = loop.time()
+        while True:
+            batch = 0
+            now = loop.time()
+            while next_at <= now and batch < 2000:
+                ghost.uuid = str(uuidlib.uuid4())
+                self.emit("CHANNEL_HANGUP_COMPLETE", ghost, [("Hangup-Cause", "NORMAL_CLEARING")], outbound=False)
+                next_at += interval
+                batch += 1
+            await asyncio.sleep(max(0.001, next_at - loop.time()))
+
+    # -- api ----------------------------------------------------------------------------------------
+
+    async def run_api(self, command: str) -> str:
+        """What ``api <command>`` answers (the body of the api/response)."""
+        self.api_log.append((self.scenario_time(), command))
+        name, _, arg = command.partition(" ")
+        args = arg.split()
+        if name == "uuid_record":
+            return self._uuid_record(args)
+        if name in ("uuid_setvar", "uuid_getvar", "uuid_exists", "uuid_kill"):
+            ch = self.channels.get(args[0]) if args else None
+            if name == "uuid_exists":
+                return "true" if ch is not None and not ch.hung_up else "false"
+            if ch is None or ch.hung_up:
+                return "-ERR No such channel!\n"
+            if name == "uuid_setvar" and len(args) >= 2:
+                ch.variables[args[1]] = " ".join(args[2:])
+                return "+OK\n"
+            if name == "uuid_getvar" and len(args) == 2:
+                return ch.variables.get(args[1]) or "_undef_"
+            if name == "uuid_kill":
+                self._spawn(self.hangup(ch, args[1] if len(args) > 1 else "NORMAL_CLEARING"))
+                return "+OK\n"
+            return f"-USAGE: {name} <uuid> ...\n"
+        if name == "global_setvar" and "=" in arg:
+            key, _, value = arg.partition("=")
+            self.globals[key.strip()] = value.strip()
+            return "+OK\n"
+        if name == "global_getvar":
+            return self.globals.get(arg.strip(), "")
+        if name == "status":
+            return "UP 0 years, 0 days\nFreeSWITCH (Version 1.10.12 fake) is ready\n"
+        return f"-ERR {name} Command not found!\n"
+
+    def _uuid_record(self, args: list[str]) -> str:
+        usage = "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>]\n"
+        if len(args) < 3:
+            return usage
+        uuid, action, path = args[0], args[1], args[2]
+        ch = self.channels.get(uuid)
+        if ch is None or ch.hung_up:
+            return "-ERR Cannot locate session!\n"
+        if action == "start":
+            self._start_recording(ch, path)
+            return "+OK Success\n"
+        rec = ch.recording
+        if rec is None or (path != "all" and rec.path != path):
+            return "-ERR Cannot locate recording!\n"
+        now = self.scenario_time()
+        if action == "mask":
+            rec.masked = True
+            rec.ops.append((now, "mask"))
+        elif action == "unmask":
+            rec.masked = False
+            rec.ops.append((now, "unmask"))
+        elif action == "stop":
+            self._stop_recording(ch)
+        else:
+            return usage
+        return "+OK Success\n"
+
+    def _start_recording(self, ch: FakeChannel, path: str) -> None:
+        if ch.recording is not None and ch.recording.path == path:
+            return
+        now = self.scenario_time()
+        rec = FakeRecording(path, now, ops=[(now, "start")])
+        ch.recording = rec
+        ch.recordings.append(rec)
+        self.emit("RECORD_START", ch, [("Record-File-Path", path)], outbound=False)
+
+    def _stop_recording(self, ch: FakeChannel) -> None:
+        rec = ch.recording
+        if rec is None:
+            return
+        rec.stopped = self.scenario_time()
+        rec.ops.append((rec.stopped, "stop"))
+        ch.recording = None
+        self.emit("RECORD_STOP", ch, [("Record-File-Path", rec.path)], outbound=False)
+
+    # -- applications ------------------------------------------------------------------------------------
+
+    async def execute_app(self, ch: FakeChannel, app: str, arg: str) -> None:
+        """Run one dialplan application on ``ch`` (CHANNEL_EXECUTE ... CHANNEL_EXECUTE_COMPLETE)."""
+        self._busy += 1
+        try:
+            await self._execute_app(ch, app, arg)
+        finally:
+            self._busy -= 1
+
+    async def _execute_app(self, ch: FakeChannel, app: str, arg: str) -> None:
+        app_headers = [("Application", app), ("Application-Data", arg), ("Application-UUID", str(uuidlib.uuid4()))]
+        ch.variables["current_application"] = app
+        ch.variables["current_application_data"] = arg
+        ch.trace.append((self.scenario_time(), f"{app} {arg}".strip()))
+        self.emit("CHANNEL_EXECUTE", ch, app_headers)
+        response = "_none_"
+        if ch.hung_up:
+            pass
+        elif app == "play_and_get_digits":
+            await self._pagd(ch, arg)
+        elif app == "playback":
+            await self._play(ch, arg)
+            response = "FILE PLAYED"
+        elif app == "record_session":
+            self._start_recording(ch, arg.split(" +", 1)[0].strip())
+        elif app == "stop_record_session":
+            if ch.recording is not None and (arg in ("", "all") or arg == ch.recording.path):
+                self._stop_recording(ch)
+        elif app in ("set", "export") and "=" in arg:
+            key, _, value = arg.partition("=")
+            ch.variables[key] = value
+        elif app == "transfer":
+            ch.transferred_to = arg
+        elif app == "hangup":
+            await self.hangup(ch, arg or "NORMAL_CLEARING")
+        self.emit("CHANNEL_EXECUTE_COMPLETE", ch, app_headers + [("Application-Response", response)])
+
+    def duration_of(self, path: str) -> float:
+        for key, seconds in self.prompt_durations.items():
+            if key in path:
+                return seconds
+        if path.startswith("silence_stream://"):
+            tail = path.rsplit("/", 1)[-1]
+            return int(tail) / 1000.0 if tail.isdigit() else 0.0
+        return self.prompt_duration_s
+
+    async def _play(self, ch: FakeChannel, path: str) -> None:
+        """A prompt playing: until its end on the scenario clock, or the hangup."""
+        await self._first(ch, self.until(self.scenario_time() + self.duration_of(path)))
+
+    async def _first(self, ch: FakeChannel, *waits: Any) -> Any:
+        """The result of the first of ``waits`` to finish, None if the channel hangs up first.
+
+        Waiting for the clock or for a person is not work: :meth:`busy` does not count it.
+        """
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        gone = asyncio.ensure_future(ch._gone.wait())
+        self._busy -= 1
+        try:
+            done, _ = await asyncio.wait([*tasks, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._busy += 1
+            for task in [*tasks, gone]:
+                if not task.done():
+                    task.cancel()
+        for task in tasks:
+            if task in done and not task.cancelled():
+                return task.result()
+        return None
+
+    async def _pagd(self, ch: FakeChannel, arg: str) -> None:
+        """``play_and_get_digits`` with FreeSWITCH's argument rules (mod_dptools, switch_ivr_play_say.c)."""
+        argv = arg.split(" ")
+
+        def at(i: int, default: str = "") -> str:
+            return argv[i] if len(argv) > i else default
+
+        min_digits = max(int(at(0, "0") or 0), 0)
+        max_digits = max(int(at(1, "1") or 1), min_digits, 1)
+        tries = int(at(2, "1") or 1)
+        timeout_s = max(1000, int(at(3, "1000") or 1000)) / 1000.0
+        terminators = at(4) or "#"
+        prompt, invalid = at(5), at(6)
+        var, regex = at(7), at(8)
+        transfer_on_failure = " ".join(argv[10:]) if len(argv) > 10 else ""
+        if var:
+            ch.variables.pop(var, None)
+            ch.variables.pop(f"{var}_invalid", None)
+        success = False
+        while tries > 0 and not ch.hung_up:
+            digits = await self._collect(ch, self.duration_of(prompt), timeout_s, max_digits, terminators)
+            if ch.hung_up:
+                break
+            if digits:
+                if not regex or re.search(regex, digits):
+                    if var:
+                        ch.variables[var] = digits
+                    success = True
+                    break
+                if var:
+                    ch.variables[f"{var}_invalid"] = digits
+            await self._play(ch, invalid)
+            tries -= 1
+        if not success and transfer_on_failure and not ch.hung_up:
+            target = transfer_on_failure.split(" ")[0]
+            ch.trace.append((self.scenario_time(), f"PAGD failure! Transfer to: {target}"))
+            if target == "None":
+                # What greenswitch's "None None" leads to (verified): no such extension, the caller is dropped.
+                await self.hangup(ch, "NO_ROUTE_DESTINATION")
+            else:
+                ch.transferred_to = transfer_on_failure
+
+    async def _collect(self, ch: FakeChannel, prompt_s: float, timeout_s: float, max_digits: int,
+                       terminators: str) -> str:
+        """Digits pressed during the prompt (which they cut short) or within the timeout after it."""
+        while not ch._digits.empty():
+            ch._digits.get_nowait()
+        ch._collecting = True
+        digits = ""
+        try:
+            window_end = self.scenario_time() + prompt_s + timeout_s
+            while len(digits) < max_digits and not ch.hung_up:
+                if digits:
+                    window_end = self.scenario_time() + timeout_s
+                digit = await self._first(ch, ch._digits.get(), self.until(window_end))
+                if not isinstance(digit, str):
+                    break  # timed out or hung up
+                if digit in terminators and max_digits == 1:
+                    return ""  # a lone terminator is swallowed (switch_ivr_read)
+                if digit in terminators:
+                    break
+                digits += digit
+        finally:
+            ch._collecting = False
+        return digits
+
+    def press(self, ch: FakeChannel, digits: str) -> None:
+        """The party on ``ch`` presses keys (DTMF events; collected if a gather runs)."""
+        for digit in digits:
+            self.emit("DTMF", ch, [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "RTP")])
+            if ch._collecting:
+                ch._digits.put_nowait(digit)
+
+    # -- channels -------------------------------------------------------------------------------------
+
+    def new_channel(self, number: str, name: str = "", *, direction: str = "inbound", destination: str = "100",
+                    caller: FakeChannel | None = None, variables: dict[str, str] | None = None) -> FakeChannel:
+        serial = next(self._names)
+        uid = str(uuidlib.uuid4())
+        chan_name = f"sofia/internal/{serial}" if direction == "inbound" else f"sofia/internal/b-{serial}"
+        ch = FakeChannel(uid, chan_name, direction, number, name, destination,
+                         caller_number=caller.number if caller else "", caller_name=caller.cid_name if caller else "")
+        ch.variables.update({"direction": direction, "uuid": uid, "channel_name": chan_name, "call_uuid": uid})
+        ch.variables.update(variables or {})
+        self.channels[uid] = ch
+        return ch
+
+    async def run_socket(self, ch: FakeChannel) -> str:
+        """The ``socket <listener> async full`` application on ``ch``: "connected" or "refused"."""
+        host, port = self.socket_address
+        ch.variables["current_application"] = "socket"
+        ch.variables["current_application_data"] = f"{host}:{port} async full"
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            ch.trace.append((self.scenario_time(), "socket: Connection refused"))
+            return "refused"
+        link = _OutboundLink(self, ch, _Conn(reader, writer, self.faults))
+        ch.link = link
+        self._links.add(link)
+        try:
+            await link.run()
+        finally:
+            ch.link = None
+            self._links.discard(link)
+        return "connected"
+
+    async def hangup(self, ch: FakeChannel, cause: str = "NORMAL_CLEARING") -> None:
+        if ch.hung_up:
+            return
+        ch.hung_up = True
+        ch.hangup_cause = cause
+        ch._gone.set()
+        self.emit("CHANNEL_HANGUP", ch)
+        if ch.recording is not None:
+            self._stop_recording(ch)  # carries Answer-State: hangup and the cause, as captured
+        self.emit("CHANNEL_HANGUP_COMPLETE", ch)
+        if ch.link is not None:
+            ch.link.hung_up()
+
+    def fire_custom(self, ch: FakeChannel, subclass: str, fields: dict[str, str]) -> None:
+        """The dialplan's ``event`` application on ``ch``: a CUSTOM event with ``ch``'s variables."""
+        self.emit("CUSTOM", ch, list(fields.items()), subclass=subclass, outbound=False)
+
+    def bridge(self, a: FakeChannel, b: FakeChannel) -> None:
+        """``CHANNEL_BRIDGE`` on ``a`` with ``b`` as the other leg."""
+        self.emit("CHANNEL_BRIDGE", a, [("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)]
+                  + b.other_leg(), outbound=False)
+
+    # -- scripted calls ------------------------------------------------------------------------------------
+
+    async def play(self, scenario: Any, *, agent_through_socket: bool = False) -> CallRecord:
+        """Play a :class:`~callguard.testing.scenario.Scenario` and return what happened.
+
+        The caller's leg runs a model of the shipped ``callguard.xml``:
+        ``export callguard_call=${uuid}``, ``socket``, then with a decision
+        bridge the agent (if the scenario has one) and go on; with none
+        (listener down or gone) play the fallback notice and go on
+        unrecorded.  Hotkeys come from the agent leg, IVR signals from the
+        caller's leg, as CUSTOM events carrying ``variable_callguard_call``;
+        both also flag the recorded leg (``callguard_paused`` /
+        ``callguard_payment``) as callguard_features.xml does.
+        """
+        from callguard.testing.scenario import Step
+
+        if any(step.action == "api" for step in scenario.steps):
+            raise ValueError("scenario steps with api = ... are callguard API calls, not PBX events; "
+                             "the fake PBX cannot play them (use callguard simulate)")
+        steps = list(scenario.steps)
+        if not any(s.action == "hangup" and s.party == "caller" for s in steps):
+            steps.append(Step(scenario.duration + 30.0, "hangup", "caller"))
+        caller = self.new_channel(scenario.caller.number, scenario.caller.name)
+        caller.variables["callguard_call"] = caller.uuid
+        caller.variables["export_vars"] = "callguard_call"
+        record = CallRecord(caller)
+        self.emit("CHANNEL_ANSWER", caller)
+        runner = self._spawn(self._script(steps, self.scenario_time(), record))
+        record.socket = await self.run_socket(caller)
+        if caller.hung_up:
+            record.dialplan = "hung-up"
+        elif caller.transferred_to:
+            record.dialplan = "transferred"
+        elif caller.variables.get("callguard_decision") in DECIDED:
+            record.dialplan = "decided"
+        else:
+            # callguard.xml's fail-closed branch: the notice from the PBX itself, no recording.
+            record.dialplan = "fallback"
+            caller.trace.append((self.scenario_time(), "playback fallback-notice"))
+            await self._play(caller, "fallback-notice")
+        if scenario.agent is not None and not caller.hung_up and record.dialplan != "transferred":
+            agent = self.new_channel(scenario.agent.number, scenario.agent.name, direction="outbound",
+                                     destination=scenario.agent.number, caller=caller,
+                                     variables={"callguard_call": caller.uuid})
+            record.agent = agent
+            if agent_through_socket:
+                await self.run_socket(agent)
+            if not caller.hung_up and not agent.hung_up:
+                self.bridge(caller, agent)
+        await runner
+        return record
+
+    async def _script(self, steps: list[Any], start: float, record: CallRecord) -> None:
+        for step in steps:
+            await self.until(start + step.at)
+            if record.caller.hung_up:
+                return
+            await self._step(step, record)
+
+    async def _step(self, step: Any, record: CallRecord) -> None:
+        caller = record.caller
+        if step.action == "press":
+            target = self._party(step.party, record)
+            if target is not None:
+                self.press(target, step.value)
+        elif step.action in ("hotkey", "ivr"):
+            self.signal(record, step.value, source="agent-hotkey" if step.action == "hotkey" else "ivr")
+        elif step.action == "join":
+            joiner = self.new_channel(step.value, step.name, direction="outbound", destination=step.value,
+                                      caller=caller, variables={"callguard_call": caller.uuid})
+            record.joiners[step.value] = joiner
+            self._spawn(self._join(caller, joiner, step.announceable))
+        elif step.action == "leave":
+            joiner = record.joiners.get(step.value)
+            if joiner is not None:
+                await self.hangup(joiner)
+        elif step.action == "hangup":
+            if step.party == "caller":
+                await self.hangup_call(record)
+            else:
+                target = self._party(step.party, record)
+                if target is not None:
+                    await self.hangup(target)
+
+    def signal(self, record: CallRecord, what: str, source: str = "agent-hotkey") -> None:
+        """A feature code or IVR signal (pause | resume | payment-start | payment-end).
+
+        Hotkeys fire from the agent's leg (when there is one), IVR signals
+        from the caller's; both flag the recorded leg as callguard_features.xml does.
+        """
+        caller = record.caller
+        origin = record.agent if source == "agent-hotkey" and record.agent is not None else caller
+        subclass = {"pause": "callguard::pause", "resume": "callguard::resume",
+                    "payment-start": "callguard::payment_start", "payment-end": "callguard::payment_end"}[what]
+        if what in ("pause", "resume"):
+            caller.variables["callguard_paused"] = source if what == "pause" else ""
+        else:
+            caller.variables["callguard_payment"] = source if what == "payment-start" else ""
+            caller.variables["sensitive_dtmf"] = "true" if what == "payment-start" else "false"
+        self.fire_custom(origin, subclass, {"callguard_action": what.replace("-", "_"), "callguard_source": source})
+
+    async def _join(self, caller: FakeChannel, joiner: FakeChannel, announceable: bool) -> None:
+        if announceable:
+            # callguard.xml dials joiners with execute_on_answer=socket: they hear
+            # the notice from the listener before they are bridged.
+            await self.run_socket(joiner)
+        if not joiner.hung_up and not caller.hung_up:
+            self.bridge(caller, joiner)
+
+    def _party(self, party: str, record: CallRecord) -> FakeChannel | None:
+        if party == "caller":
+            return record.caller
+        if party == "agent":
+            return record.agent
+        return record.joiners.get(party)
+
+    async def hangup_call(self, record: CallRecord) -> None:
+        """The caller hangs up; the other legs follow (as a bridge tears down)."""
+        record.ended_at = self.scenario_time()
+        await self.hangup(record.caller)
+        for leg in [record.agent, *record.joiners.values()]:
+            if leg is not None:
+                await self.hangup(leg)
+
+
+__all__ = ["CallRecord", "Faults", "FakeChannel", "FakeFreeSWITCH", "FakeRecording"]
