@@ -58,6 +58,7 @@ import heapq
 import itertools
 import logging
 import re
+import socket
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable

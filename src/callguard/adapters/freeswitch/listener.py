@@ -514,11 +514,11 @@ class FreeSwitchListener:
             return True
         if self.outbound is not None and self.outbound.backlog:
             return True
-        for call in list(self.parked.values()):
-            waiting = call._waiting
-            if not call.queue.empty() or (waiting is not None and waiting[0] != "play_and_get_digits"):
-                return True
-        return False
+        # An application FreeSWITCH accepted runs on the PBX's time (a prompt,
+        # a gather), and what is queued behind it waits for it: only commands
+        # on their way, or queued with nothing running, count as our work.
+        return any(call.sending or (not call.queue.empty() and call._waiting is None)
+                   for call in list(self.parked.values()))
 
     def _rate_of(self, state: CallState, channel: str) -> int:
         return state.rate if channel == state.channel else self._rates.get(channel, 8000)

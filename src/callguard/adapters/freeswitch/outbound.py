@@ -155,6 +155,8 @@ class OutboundCall:
     hung_up: bool = False
     finished: bool = False
     queue: gevent.queue.Queue = field(default_factory=gevent.queue.Queue)
+    #: a command is on its way to FreeSWITCH (its reply not in yet)
+    sending: bool = False
     _waiting: tuple[str, gevent.event.AsyncResult] | None = None
 
     @property
@@ -214,8 +216,12 @@ class OutboundCall:
         waiter = gevent.event.AsyncResult()
         self._waiting = (item.app, waiter)
         try:
-            with gevent.Timeout(self.action_timeout_s, TimeoutError):
-                reply = self.session.send(item.data[:-2].decode("utf-8"))
+            self.sending = True
+            try:
+                with gevent.Timeout(self.action_timeout_s, TimeoutError):
+                    reply = self.session.send(item.data[:-2].decode("utf-8"))
+            finally:
+                self.sending = False
             if not reply.data.startswith("+OK"):
                 self._waiting = None
                 if item.on_failure:
