@@ -82,6 +82,15 @@ class PromptCatalog:
         )
         if self.configured_languages is not None:
             self._complete &= frozenset(self.configured_languages)
+        # the catalogue never changes once loaded: answer the per-call
+        # questions (resolve, path_for) from dictionaries
+        self._refs = {
+            (b.prompt_id, b.language): PromptRef(b.prompt_id, b.language, b.sha256, b.duration_s)
+            for b in manifest.entries()
+            if b.prompt_id in spec.prompts and b.language in spec.prompts[b.prompt_id].texts
+            and (self.configured_languages is None or b.language in self.configured_languages)
+        }
+        self._paths: dict[tuple[PromptRef, str, int], str] = {}
 
     # -- construction -------------------------------------------------------
 
@@ -134,8 +143,11 @@ class PromptCatalog:
 
     def resolve(self, prompt_id: str, language: str) -> PromptRef:
         """The built prompt; :class:`UnknownPrompt` says what is missing and how to fix it."""
-        built = self._built(prompt_id, language)
-        return PromptRef(prompt_id, language, built.sha256, built.duration_s)
+        ref = self._refs.get((prompt_id, language))
+        if ref is None:
+            built = self._built(prompt_id, language)  # raises the precise error
+            ref = PromptRef(prompt_id, language, built.sha256, built.duration_s)
+        return ref
 
     def _built(self, prompt_id: str, language: str) -> BuiltPrompt:
         where = self.spec.path
@@ -191,12 +203,15 @@ class PromptCatalog:
 
     def path_for(self, ref: PromptRef, pbx: str, rate: int = 8000) -> str:
         """What the adapter puts into ``GET DATA`` (Asterisk) or ``play_and_get_digits`` (FreeSWITCH)."""
+        cached = self._paths.get((ref, pbx, rate))
+        if cached is not None:
+            return cached
         built = self.built(ref)
         fmt = self._format_for(built, pbx, rate)
         path = self.pbx_dirs[pbx] / fmt.relpath(ref.prompt_id, ref.language)
-        if pbx == "asterisk":
-            return str(path.with_suffix(""))
-        return str(path)
+        result = str(path.with_suffix("")) if pbx == "asterisk" else str(path)
+        self._paths[(ref, pbx, rate)] = result
+        return result
 
     def file_for(self, ref: PromptRef, format_name: str) -> Path:
         """The built file of one format (for checks, install and tests)."""
