@@ -23,6 +23,12 @@ COMMAND_MODULES = (
     "policy",
     "prompts",
     "simulate",
+    "vault",
+    "keys",
+    "recordings",
+    "retention",
+    "dsar",
+    "audit",
 )
 
 

@@ -267,5 +267,45 @@ def _verify_keyless(vault: Vault, recording: Recording, path: Path) -> None:
         raise VaultError("its wrapped key is missing from the key store (unreadable: shredded or not mounted)")
 
 
-__all__ = ["RecordingDetail", "RecordingView", "VerifyResult", "data_key", "delete", "export", "list_recordings",
+def rescan_dtmf(vault: Vault, user: str | None, recording_id: str, reason: str = "DTMF leak scan") -> dict[str, Any]:
+    """Scan a stored recording for keypad tones (needs its private key) and update the catalogue.
+
+    For recordings ingested with ``scan_dtmf`` off, or to re-check with a
+    newer detector.  The audio is decrypted chunk by chunk in memory and
+    never written to disk.
+    """
+    from callguard.ledger.queries import timeline
+    from callguard.vault.dtmf import AudioFormatError, scan as scan_audio
+    from callguard.vault.envelope import DecryptingReader
+    from callguard.vault.leaks import classify, recording_window, summary
+
+    actor = vault.authorize(user, "dtmf-scan", recording_id, reason, permission="audit")
+
+    def work() -> dict[str, Any]:
+        recording = _load(vault, recording_id)
+        key = data_key(vault, recording)
+        with vault.session() as session:
+            window = recording_window(timeline(session, recording.call_id), recording.source_name)
+        with open(vault.ciphertext_path(recording.file), "rb") as stream:
+            audio = DecryptingReader(stream, key, where=recording.file, expect_recording=recording.id,
+                                     expect_size=recording.ciphertext_size)
+            try:
+                tones, _ = scan_audio(audio)  # type: ignore[arg-type]
+                report = summary(classify(tones, window), window)
+            except AudioFormatError as exc:
+                report = {"skipped": str(exc)}
+        with vault.session() as session, session.begin():
+            row = session.get(Recording, recording_id)
+            assert row is not None
+            row.dtmf_report = json.dumps(report)
+            if "skipped" not in report:
+                row.dtmf_scanned_at, row.dtmf_tones, row.dtmf_leaks = vault.clock(), len(report["tones"]), report["leaks"]
+        return report
+
+    report = _guarded(vault, actor, "dtmf-scan", recording_id, reason, work)
+    vault.record(actor, "dtmf-scan", recording_id, reason, "done", {"leaks": report.get("leaks")})
+    return report
+
+
+__all__ = ["RecordingDetail", "RecordingView", "VerifyResult", "data_key", "delete", "export", "list_recordings", "rescan_dtmf",
            "listen", "show", "verify"]

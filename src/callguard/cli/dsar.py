@@ -1,0 +1,140 @@
+"""``callguard dsar``: data-subject access and erasure requests, with their 30-day clock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from callguard.cli.vault_common import as_option, day, open_vault, reason_option, when
+from callguard.vault import dsar as ops
+
+
+@click.group("dsar")
+def dsar_group() -> None:
+    """Data-subject requests: open, export, erase, list (--overdue), close."""
+
+
+def _describe(view: ops.DsarView, now: float) -> str:
+    if view.closed_at:
+        state = f"closed {day(view.closed_at)} ({view.close_reason})"
+    elif view.overdue(now):
+        state = f"OVERDUE by {-view.days_left(now):.0f} day(s)"
+    else:
+        state = f"open, {view.days_left(now):.0f} day(s) left"
+    return f"{view.label}  {view.kind:8} {view.number:16} opened {day(view.opened_at)}  due {day(view.due_at)}  {state}"
+
+
+@dsar_group.command("open")
+@click.option("--number", required=True, metavar="E164", help="The requester's phone number, e.g. +442079460123.")
+@click.option("--kind", type=click.Choice(ops.KINDS), default="access", show_default=True)
+@click.option("--note", default="", help="How the request arrived, identity check done, etc.")
+@reason_option(required=False)
+@as_option
+@click.pass_context
+def open_cmd(ctx: click.Context, number: str, kind: str, note: str, reason: str, user: str | None) -> None:
+    """Open a request: find every call, recording, ledger and access-log entry for NUMBER."""
+    with open_vault(ctx) as vault:
+        view = ops.open_request(vault, user, number, kind=kind, reason=reason, note=note)
+    found = view.found
+    click.echo(f"{view.label} opened for {view.number} ({kind}); due {day(view.due_at)}")
+    click.echo(f"  calls: {len(found['calls'])}, recordings: {len(found['recordings'])} "
+               f"({found['stored_recordings']} stored), ledger entries: {found['ledger_entries']}, "
+               f"access-log entries: {found['access_log_entries']}")
+    next_step = "dsar export" if kind == "access" else "dsar erase"
+    click.echo(f"  next: callguard {next_step} {view.id} ...")
+
+
+@dsar_group.command("list")
+@click.option("--overdue", is_flag=True, help="Only open requests past their due date.")
+@click.option("--open", "open_only", is_flag=True, help="Only open requests.")
+@as_option
+@click.pass_context
+def list_cmd(ctx: click.Context, overdue: bool, open_only: bool, user: str | None) -> None:
+    """Requests by due date; exit 1 with --overdue when any request is overdue."""
+    with open_vault(ctx) as vault:
+        views = ops.list_requests(vault, user, overdue=overdue, open_only=open_only)
+        now = vault.clock()
+    for view in views:
+        click.echo(_describe(view, now))
+    click.echo(f"{len(views)} request(s)")
+    if overdue and views:
+        raise click.exceptions.Exit(1)
+
+
+@dsar_group.command("show")
+@click.argument("request_id", type=int)
+@as_option
+@click.pass_context
+def show(ctx: click.Context, request_id: int, user: str | None) -> None:
+    """One request: what was found, what was exported or erased."""
+    with open_vault(ctx) as vault:
+        view = ops.show(vault, user, request_id)
+        now = vault.clock()
+    click.echo(_describe(view, now))
+    click.echo(f"  found: {json.dumps(view.found)}")
+    if view.exported_at:
+        click.echo(f"  exported {when(view.exported_at)} to {view.export_path}")
+    if view.erase_report:
+        _print_erasure(view.erase_report)
+
+
+def _print_erasure(report: dict) -> None:
+    click.echo(f"  deleted: {len(report['deleted'])} recording(s)")
+    for item in report["deleted"]:
+        click.echo(f"    - {item['recording_id']} (call {item['call_id']}), deletion record #{item['deletion_id']}")
+    for item in report["already_deleted"]:
+        click.echo(f"    - {item['recording_id']} was already deleted {day(item['deleted_at'])} ({item['cause']})")
+    click.echo(f"  kept: {len(report['kept'])} item(s)")
+    for item in report["kept"]:
+        click.echo(f"    - {item['what']}\n        why: {item['why']}")
+
+
+@dsar_group.command("export")
+@click.argument("request_id", type=int)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write the DSAR-<id> bundle into.")
+@reason_option(required=False)
+@as_option
+@click.pass_context
+def export(ctx: click.Context, request_id: int, out: Path, reason: str, user: str | None) -> None:
+    """Write the bundle for the requester: decrypted recordings, timelines, access history, index."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open_vault(ctx) as vault:
+        target = ops.export_bundle(vault, user, request_id, out, reason or f"answering DSAR-{request_id}")
+    index = json.loads((target / "index.json").read_text())
+    click.echo(f"wrote {target}: {len(index['calls'])} call(s), "
+               f"{sum('file' in r for r in index['recordings'])} recording(s)")
+
+
+@dsar_group.command("erase")
+@click.argument("request_id", type=int)
+@reason_option(required=False)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@as_option
+@click.pass_context
+def erase(ctx: click.Context, request_id: int, reason: str, yes: bool, user: str | None) -> None:
+    """Delete the requester's recordings unless a hold or legal duty keeps them; say what was kept and why."""
+    if not yes:
+        click.confirm(f"Erase the recordings of DSAR-{request_id} permanently?", abort=True)
+    with open_vault(ctx) as vault:
+        report = ops.erase(vault, user, request_id, reason or f"erasure request DSAR-{request_id}")
+    click.echo(f"DSAR-{request_id} erasure done")
+    _print_erasure(report)
+
+
+@dsar_group.command("close")
+@click.argument("request_id", type=int)
+@reason_option()
+@as_option
+@click.pass_context
+def close(ctx: click.Context, request_id: int, reason: str, user: str | None) -> None:
+    """Close a request by hand (withdrawn, identity not verified, ...)."""
+    with open_vault(ctx) as vault:
+        view = ops.close(vault, user, request_id, reason)
+    click.echo(f"{view.label} closed: {reason}")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(dsar_group)
