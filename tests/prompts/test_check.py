@@ -112,3 +112,10 @@ def test_a_pbx_with_no_format_fails(catalog_dir: Path, pbx: str) -> None:
     report = _check(catalog_dir, pbxes=(pbx,))
     assert any(f"has no {pbx} format" in e for e in report.errors)
     assert any("the build has formats" in e for e in report.errors)
+
+
+def test_the_default_language_must_be_a_configured_one(catalog_dir: Path) -> None:
+    report = _check(catalog_dir, default_language="fr")
+    assert report.errors == ["[policy] default_language 'fr' is not in [prompts] languages (en, es): callers "
+                             "from elsewhere would get no notice"]
+    assert _check(catalog_dir, default_language="en").errors == []

@@ -182,7 +182,7 @@ def check(ctx: click.Context, catalog_path: str | None, pbx: str) -> None:
         catalog, languages=config.prompts.languages, notice_max_s=config.prompts.notice_max_s,
         grant_digits=config.consent.grant_digits, decline_digits=config.consent.decline_digits,
         notice_start_limit_s=config.consent.notice_start_limit_s,
-        notice_end_limit_s=config.consent.notice_end_limit_s,
+        notice_end_limit_s=config.consent.notice_end_limit_s, default_language=config.policy.default_language,
         pbxes=PBXES if pbx == "all" else (pbx,))
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -149,13 +149,16 @@ class PromptCatalog:
             ref = PromptRef(prompt_id, language, built.sha256, built.duration_s)
         return ref
 
+    def _unknown(self, prompt_id: str) -> UnknownPrompt:
+        close = difflib.get_close_matches(prompt_id, list(self.spec.prompts), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return UnknownPrompt(f"unknown prompt {prompt_id!r}{hint}; {self.spec.path} has: {', '.join(self.spec.prompts)}")
+
     def _built(self, prompt_id: str, language: str) -> BuiltPrompt:
         where = self.spec.path
         prompt = self.spec.prompts.get(prompt_id)
         if prompt is None:
-            close = difflib.get_close_matches(prompt_id, list(self.spec.prompts), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownPrompt(f"unknown prompt {prompt_id!r}{hint}; {where} has: {', '.join(self.spec.prompts)}")
+            raise self._unknown(prompt_id)
         if language not in prompt.texts:
             raise UnknownPrompt(f"prompt {prompt_id!r} has no {language!r} version in {where} (it has "
                                 f"{', '.join(sorted(prompt.texts))}); add text.{language} and a recording, "
@@ -173,11 +176,10 @@ class PromptCatalog:
 
     def prompt(self, prompt_id: str) -> PromptSpec:
         """The catalogue entry (purpose, texts) for ``prompt_id``."""
-        try:
-            return self.spec.prompts[prompt_id]
-        except KeyError:
-            self._built(prompt_id, self.spec.default_language)  # raises the helpful UnknownPrompt
-            raise
+        prompt = self.spec.prompts.get(prompt_id)
+        if prompt is None:
+            raise self._unknown(prompt_id)
+        return prompt
 
     def built(self, ref: PromptRef) -> BuiltPrompt:
         """The manifest entry for ``ref``; refuses a ref from another build."""

@@ -98,12 +98,16 @@ def _check_entry(catalog: PromptCatalog, built: BuiltPrompt, pbxes: Iterable[str
 def check_catalog(catalog: PromptCatalog, *, languages: Iterable[str], notice_max_s: float,
                   grant_digits: str | None = None, decline_digits: str | None = None,
                   notice_start_limit_s: float | None = None, notice_end_limit_s: float | None = None,
-                  required: Iterable[str] = REQUIRED_PROMPTS, pbxes: Iterable[str] = PBXES) -> CheckReport:
+                  default_language: str | None = None, required: Iterable[str] = REQUIRED_PROMPTS,
+                  pbxes: Iterable[str] = PBXES) -> CheckReport:
     """Everything that must hold before a PBX plays this catalogue."""
     report = CheckReport()
     spec = catalog.spec
     languages = list(languages)
-    pbxes = [p for p in pbxes]
+    pbxes = list(pbxes)
+    if default_language is not None and default_language not in languages:
+        report.errors.append(f"[policy] default_language {default_language!r} is not in [prompts] languages "
+                             f"({', '.join(languages)}): callers from elsewhere would get no notice")
     for pbx in pbxes:
         if not any(FORMATS[f].pbx == pbx for f in spec.build.formats):
             report.errors.append(f"[build] formats in {spec.path} has no {pbx} format; add e.g. "

@@ -144,7 +144,3 @@ FORMATS: dict[str, OutputFormat] = {
     )
 }
 
-
-def formats_for(pbx: str, names: tuple[str, ...] | list[str] | None = None) -> list[OutputFormat]:
-    """The formats of one PBX, limited to ``names`` when given."""
-    return [f for f in FORMATS.values() if f.pbx == pbx and (names is None or f.name in names)]

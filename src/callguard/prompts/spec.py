@@ -90,7 +90,6 @@ class CatalogSpec:
 
     path: Path
     name: str
-    default_language: str
     grant_digits: str
     decline_digits: str
     source_dir: Path
@@ -113,13 +112,11 @@ class CatalogSpec:
         """Where ``prompts synth`` writes the espeak-ng placeholder."""
         return self.placeholder_dir / language / f"{prompt_id}.wav"
 
-    def prompt(self, prompt_id: str) -> PromptSpec:
-        return self.prompts[prompt_id]
 
 
 # -- parsing ----------------------------------------------------------------------
 
-_CATALOG_KEYS = {"name", "default_language", "grant_digits", "decline_digits", "source_dir",
+_CATALOG_KEYS = {"name", "grant_digits", "decline_digits", "source_dir",
                  "placeholder_dir", "build_dir"}
 _BUILD_KEYS = {"target_dbfs", "peak_ceiling_dbfs", "silence_threshold_db", "keep_silence_ms", "formats"}
 _SYNTH_KEYS = {"speed_wpm", "voices"}
@@ -208,7 +205,6 @@ def parse_catalog(data: dict[str, Any], path: Path) -> CatalogSpec:
     cat = _table(data, "catalog", where, problems)
     problems.unknown(f"{where}: [catalog]", set(cat), _CATALOG_KEYS)
     at = f"{where}: [catalog]"
-    default_language = _get(cat, "default_language", str, "en", at, problems)
     digits = {}
     for key, default in (("grant_digits", "1"), ("decline_digits", "2")):
         digits[key] = _get(cat, key, str, default, at, problems)
@@ -261,11 +257,9 @@ def parse_catalog(data: dict[str, Any], path: Path) -> CatalogSpec:
             prompts[prompt_id] = spec
     if not raw_prompts:
         problems.append(f"{where}: no [prompts.<id>] tables; the catalogue is empty")
-    if default_language and not LANGUAGE_RE.fullmatch(default_language):
-        problems.append(f"{where}: [catalog] default_language: {default_language!r} is not a language code")
     if problems:
         raise CatalogError(list(problems))
-    return CatalogSpec(path, cat.get("name", path.parent.name), default_language, digits["grant_digits"],
+    return CatalogSpec(path, cat.get("name", path.parent.name), digits["grant_digits"],
                        digits["decline_digits"], dirs["source_dir"], dirs["placeholder_dir"],
                        dirs["build_dir"], build, synth, prompts)
 
