@@ -70,7 +70,7 @@ def synthesize(spec: CatalogSpec, *, prompt_ids: list[str] | None = None, langua
     for prompt in spec.prompts.values():
         if prompt_ids and prompt.prompt_id not in prompt_ids:
             continue
-        for lang, text in prompt.texts.items():
+        for lang in prompt.texts:
             if languages and lang not in languages:
                 continue
             voice = chosen.get(lang, lang)
