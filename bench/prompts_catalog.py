@@ -36,7 +36,7 @@ def per_call(fn, n: int) -> float:
 
 
 def report(name: str, ours: float, base: float, unit: str = "us", scale: float = 1e6) -> None:
-    print(f"{name:<44} {ours * scale:10.2f} {unit}  baseline {base * scale:10.2f} {unit}  ratio {ours / base:6.2f}x")
+    print(f"{name:<44} {ours * scale:10.2f} {unit}  baseline {base * scale:10.2f} {unit}  ratio {ours / base:8.3g}x")
 
 
 def main() -> None:
