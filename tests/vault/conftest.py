@@ -68,7 +68,7 @@ def call_entries(call_id: str, number: str, t0: float, *, regime: str = "all-par
                  payment: tuple[float, float] | None = None, mute_latency: float = 0.05,
                  mute_confirmed: bool = True, duration: float = 30.0, continued: bool = True,
                  extra: list[tuple[str, float, dict]] | None = None, file: str | None = None,
-                 recording_allowed: bool = True) -> list[LedgerEntry]:
+                 recording_allowed: bool = True, notice_len: float = 6.0) -> list[LedgerEntry]:
     """A call's timeline as the engine writes it (see the engine API notes)."""
     chan = f"PJSIP/{call_id}"
     party = {"channel": chan, "number": number, "name": "Test Caller", "role": "caller",
@@ -83,10 +83,10 @@ def call_entries(call_id: str, number: str, t0: float, *, regime: str = "all-par
         LedgerEntry(call_id, "notice-started", t0 + notice_offset, {
             "channel": chan, "prompt_id": "notice", "language": "en", "sha256": "ab" * 32,
             "offset_s": notice_offset}),
-        LedgerEntry(call_id, "notice-ended", t0 + notice_offset + 6, {
-            "channel": chan, "offset_s": notice_offset + 6, "digits": "1" if consent == "granted" else "2"}),
+        LedgerEntry(call_id, "notice-ended", t0 + notice_offset + notice_len, {
+            "channel": chan, "offset_s": notice_offset + notice_len, "digits": "1" if consent == "granted" else "2"}),
     ]
-    t = t0 + notice_offset + 6.2
+    t = t0 + notice_offset + notice_len + 0.2
     if consent is not None:
         out.append(LedgerEntry(call_id, "consent", t, {"decision": consent, "digits": "1", "attempt": 1}))
     if consent in ("declined", "no-input") and continued:
@@ -175,3 +175,16 @@ __all__ = ["FakeClock", "ME", "T0", "USERS", "call_entries", "install_key", "mak
            "with_vault", "write_ledger"]
 
 os.environ.pop("CALLGUARD_VAULT_PASSPHRASE", None)
+
+
+@pytest.fixture(scope="session")
+def small_wav(tmp_path_factory) -> Path:
+    """Half a second of real pink noise (sox), generated once; copy it per test."""
+    from tests.vault.vault_audio import noise_wav
+
+    return noise_wav(tmp_path_factory.mktemp("small") / "small.wav", 0.5)
+
+
+def spool_copy(src: Path, directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(src, directory / name))

@@ -77,6 +77,13 @@ CHECKS: dict[str, tuple[str, str]] = {
 
 #: A recording running when the caller declines must stop within this many seconds.
 DECLINE_STOP_S = 2.0
+
+
+def failsafe_stop_s(limits: "Limits") -> float:
+    """A stop this soon after an unconfirmed pause is the engine's fail-safe, not a failure."""
+    return 2 * limits.confirm_timeout_s + 0.5
+
+
 #: Findings listed per check in the text report (the rest are counted).
 SHOW_PER_CHECK = 25
 
@@ -180,7 +187,7 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
                 if rule.get("recording_allowed") is False:
                     add("recording-not-allowed", entry, f"the rule ({rule.get('regime')}) did not allow "
                                                         f"recording: {', '.join(map(str, rule.get('reasons') or []))}")
-                if rule.get("explicit_consent") and not granted:
+                if rule.get("explicit_consent") and not granted and declined_at is None:
                     add("consent-missing", entry, f"regime {rule.get('regime')} requires explicit consent; "
                                                   f"no grant before the recording started")
             if declined_at is not None and not granted:
@@ -201,10 +208,11 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
             if kind == "recording-stopped":
                 recording = False
             for pause in open_pauses:
-                if kind == "recording-stopped":
-                    continue  # stopping is the fail-safe answer to a pause
-                add("pause-unconfirmed", pause, f"{pause.kind} ({_data(pause).get('source')}) was never "
-                                               f"confirmed muted before hangup")
+                waited = entry.pbx_time - pause.pbx_time
+                if kind == "recording-stopped" and waited <= failsafe_stop_s(limits):
+                    continue  # stopping is the fail-safe answer to an unconfirmed pause
+                add("pause-unconfirmed", pause, f"{pause.kind} ({_data(pause).get('source')}) was never confirmed "
+                                               f"muted; the recording ran {waited:.1f} s more until {kind}")
             open_pauses = []
             if kind == "hangup" and payment_open is not None:
                 add("pause-left-open", payment_open, "payment segment started but never ended before hangup")
@@ -215,8 +223,14 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
                 payment_open = entry
             if recording:
                 open_pauses.append(entry)
-        elif kind == "payment-ended":
-            payment_open = None
+        elif kind in ("payment-ended", "resume-requested"):
+            if kind == "payment-ended":
+                payment_open = None
+            for pause in open_pauses:
+                add("pause-unconfirmed", pause, f"{pause.kind} ({_data(pause).get('source')}) ended "
+                                               f"{entry.pbx_time - pause.pbx_time:.1f} s later without the "
+                                               f"recording ever being muted")
+            open_pauses = []
         elif kind == "recording-muted":
             latency = _num(data.get("latency_s"))
             for pause in open_pauses:

@@ -36,7 +36,8 @@ DEFAULT_ROLES: dict[str, list[str]] = {
 }
 
 #: Actions whose reason must say why (content access and irreversible acts).
-REASON_REQUIRED = frozenset({"listen", "export", "delete", "hold", "dsar", "keys"})
+REASON_REQUIRED = frozenset({"listen", "export", "delete", "hold-place", "hold-release", "dsar-open",
+                             "dsar-export", "dsar-erase", "dsar-close", "keys-rewrap"})
 MIN_REASON_LEN = 8
 
 __all__ = ["DEFAULT_ROLES", "MIN_REASON_LEN", "PERMISSIONS", "REASON_REQUIRED"]

@@ -126,8 +126,8 @@ class Vault:
             holders = sorted(r for r, perms in self.config.roles.items() if permission in perms)
             refusal = (f"{actor.name!r} (role {actor.role}) may not {permission}; roles that may: "
                        f"{', '.join(holders) or 'none'}")
-        elif permission in REASON_REQUIRED and len(reason) < MIN_REASON_LEN:
-            refusal = (f"{permission} needs a reason of at least {MIN_REASON_LEN} characters saying why "
+        elif action in REASON_REQUIRED and len(reason) < MIN_REASON_LEN:
+            refusal = (f"{action} needs a reason of at least {MIN_REASON_LEN} characters saying why "
                        f"(e.g. --reason 'complaint #4411 review')")
         self.access_log.append(actor=actor.name, os_user=actor.os_user, role=actor.role, action=action,
                                target=target, reason=reason, outcome="denied" if refusal else "granted",
