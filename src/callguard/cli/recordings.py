@@ -84,7 +84,7 @@ def get(ctx: click.Context, recording: str, reason: str, user: str | None) -> No
     Nothing is written to disk; the whole file is authenticated before the
     first byte is played.  Refuses to write audio to a terminal.
     """
-    stdout = click.get_binary_stream("stdout")
+    stdout = getattr(sys.stdout, "buffer", sys.stdout)
     if sys.stdout.isatty():
         raise click.ClickException("stdout is a terminal; pipe it into a player, e.g. "
                                    f"`callguard recordings get {recording} --reason ... | ffplay -`")
