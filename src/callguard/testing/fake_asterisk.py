@@ -450,6 +450,7 @@ class FakeAsterisk:
         self.action_hooks: list[Callable[[dict[str, str], float], None]] = []
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.flood_sent = 0
         self.logins = 0
         self._sessions: set[_Session] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -1202,6 +1203,7 @@ class FakeAsterisk:
                 index = (index + 1) % len(batch)
             data = b"".join(chunk)
             sent += due
+            self.flood_sent += due
             for session in list(self._sessions):
                 if session.wants("VarSet", "call"):
                     session.write(data, "flood", "flood")

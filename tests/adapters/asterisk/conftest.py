@@ -25,7 +25,7 @@ def make_config(port: int, **sections: dict[str, Any]) -> Config:
         "asterisk": {"port": port, "secret": SECRET, "heartbeat_interval_s": 0.1, "ping_interval_s": 0.5,
                      "reconnect_min_s": 0.02, "reconnect_max_s": 0.1, "action_timeout_ms": 1000,
                      "recording_dir": "/var/spool/asterisk/monitor/callguard"},
-        "consent": {"timeout_ms": 500, "max_attempts": 2},
+        "consent": {"timeout_ms": 2500, "max_attempts": 2},
         # Generous: CI machines stall; the fail-safe test sets its own.
         "recording": {"confirm_timeout_ms": 2000, "start_timeout_ms": 3000},
         "policy": {"home": "US-NY"},
@@ -95,7 +95,11 @@ class Rig:
         def seen() -> bool:
             return any(e.kind == kind and all(e.data.get(k) == v for k, v in match.items())
                        for e in self.timeline(call_id))
-        await self.wait_for(seen, timeout, f"{kind} {match} in call {call_id}")
+        try:
+            await self.wait_for(seen, timeout, f"{kind} {match} in call {call_id}")
+        except AssertionError as exc:
+            actions = [(a.get("action"), a.get("command", a.get("state", ""))) for _, a in self.pbx.actions[-8:]]
+            raise AssertionError(f"{exc}; ledger has {self.kinds(call_id)}; last actions {actions}") from None
 
     async def settle(self, call) -> None:
         """Until the engine has forgotten the call and the ledger has it all."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -39,7 +40,7 @@ async def test_consent_grants_and_records(rig: Rig):
     # The wire, exactly as the fixtures show it.
     channel = call.channel.name
     commands = rig.agi_sent(channel)
-    assert commands[0] == "GET DATA callguard/en/notice 500 1"
+    assert commands[0] == "GET DATA callguard/en/notice 2500 1"
     assert commands[-2:] == ["SET VARIABLE CALLGUARD_CONSENT granted", "ASYNCAGI BREAK"]
     (mixmon,) = rig.sent("MixMonitor")
     assert mixmon == {"action": "MixMonitor", "actionid": mixmon["actionid"], "channel": channel,
@@ -69,6 +70,7 @@ async def test_decline_continues_unrecorded(rig: Rig):
 
 
 async def test_no_input_retries_then_continues_unrecorded(rig: Rig):
+    rig.config = dataclasses.replace(rig.config, consent=dataclasses.replace(rig.config.consent, timeout_ms=500))
     await rig.start_listener()
     call = rig.pbx.place_call("+14155550123", "José Cust")
     await call.wait_agi_left(timeout=5)
@@ -166,7 +168,7 @@ async def test_late_joiner_from_all_party_state_hears_the_notice(rig: Rig):
     assert joined["+14155550199"]["party"]["jurisdiction"] == "US-CA"
     assert rig.entry(cid, "rule-applied", regime="all-party").data["changed_from"] == "one-party"
     assert rig.entry(cid, "consent", party="joiner").data["decision"] == "granted"
-    assert rig.agi_sent(joiner.name)[0] == "GET DATA callguard/en/renotice-join 500 1"
+    assert rig.agi_sent(joiner.name)[0] == "GET DATA callguard/en/renotice-join 2500 1"
     assert rig.agi_sent(joiner.name)[-1] == "ASYNCAGI BREAK"
     assert "violation" not in rig.kinds(cid)
 

@@ -33,23 +33,49 @@ class UnsafeAgiArgument(ValueError):
     """An AGI argument we were about to send is not on the allowlist."""
 
 
+#: The AGI environment in the order Asterisk writes it (res_agi.c setup_env).
+ENV_KEYS = ("agi_request", "agi_channel", "agi_language", "agi_type", "agi_uniqueid", "agi_version",
+            "agi_callerid", "agi_calleridname", "agi_callingpres", "agi_callingani2", "agi_callington",
+            "agi_callingtns", "agi_dnid", "agi_rdnis", "agi_context", "agi_extension", "agi_priority",
+            "agi_enhanced", "agi_accountcode", "agi_threadid")
+_ENV_ORDER = {key: i for i, key in enumerate(ENV_KEYS)}
+_CALLER_KEYS = frozenset({"agi_callerid", "agi_calleridname"})
+_ENV_LINE = re.compile(r"(agi_[a-z0-9_]+): ?(.*)", re.S)
+
+
 def parse_env(encoded: str) -> dict[str, str]:
     """Decode ``AsyncAGIStart``'s ``Env`` into ``{"agi_callerid": ..., ...}``.
 
-    Invalid UTF-8 in percent escapes (hostile caller names) is replaced,
-    never fatal.  Values keep every character, including CR/LF: they are
-    data for the ledger only.
+    Asterisk writes each value raw after ``key: `` and ends it with a
+    newline, so a caller ID containing a newline spills onto following
+    lines.  Keys are therefore only accepted in the order Asterisk writes
+    them (``agi_arg_N`` after the fixed ones; after the caller's own
+    fields only the exact next key); any other line continues the previous
+    value.  That restores the caller's text exactly, and a forged
+    ``agi_context:`` inside a caller name stays part of the name.  Invalid UTF-8 in percent escapes is replaced, never fatal.  The
+    values are data for the ledger only.
     """
     text = unquote(encoded, encoding="utf-8", errors="replace")
+    if text.endswith("\n\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
     env: dict[str, str] = {}
+    last_key, last_rank = "", -1
     for line in text.split("\n"):
-        key, sep, value = line.partition(": ")
-        if not sep:
-            key, sep, value = line.partition(":")
-            if not sep:
+        m = _ENV_LINE.fullmatch(line)
+        if m is not None and m.group(1) not in env:
+            key = m.group(1)
+            rank = _ENV_ORDER.get(key, len(ENV_KEYS) if key.startswith("agi_arg_") else -1)
+            # After a caller-controlled value only the very next key may end
+            # it; elsewhere tolerate keys an older Asterisk does not write.
+            strict = last_key in _CALLER_KEYS
+            if rank == last_rank + 1 or (not strict and (rank > last_rank or rank == len(ENV_KEYS))):
+                env[key] = m.group(2)
+                last_key, last_rank = key, rank
                 continue
-        if key and key not in env:
-            env[key] = value
+        if last_key:
+            env[last_key] += "\n" + line
     return env
 
 

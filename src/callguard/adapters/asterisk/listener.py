@@ -414,10 +414,13 @@ class AsteriskListener:
     # -- AMI events -------------------------------------------------------------------------
 
     def _on_agi_start(self, msg: AmiMessage) -> None:
+        # Channel, ids and context come from the AMI headers (Asterisk's own
+        # data); only the caller's own fields come from the Env, where they
+        # arrive exact (URL-encoded) instead of escaped.
         env = agi.parse_env(msg.get("Env", ""))
-        name = msg.get("Channel") or env.get("agi_channel", "")
+        name = msg.get("Channel", "")
         linkedid = msg.get("Linkedid") or msg.get("Uniqueid") or name
-        context = env.get("agi_context") or msg.get("Context", "")
+        context = msg.get("Context", "")
         number = env.get("agi_callerid", msg.get("CallerIDNum"))
         caller_name = env.get("agi_calleridname", msg.get("CallerIDName"))
         self._agi_parked(msg.at, name, linkedid, msg.get("Uniqueid", ""), context, number, caller_name,

@@ -35,6 +35,16 @@ def prompt_file_for(prompts: PromptResolver) -> Callable[[PromptRef], str]:
     return resolve
 
 
+def warm_up(engine: Engine) -> None:
+    """Load the numbering and geocoding metadata now, not on the first call.
+
+    ``phonenumbers`` loads its region and geocoder data lazily; the first
+    lookup takes seconds, which would otherwise stall the event loop (and
+    every call's pause path) when the first caller arrives.
+    """
+    engine.policy.evaluate(["+14155550123", "+442079460000", "+33142685300", "100"])
+
+
 @dataclass
 class RunningListener:
     """A started listener and what it is wired to."""
@@ -56,6 +66,7 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
     listener = AsteriskListener(config.asterisk, prompt_file=prompt_file_for(prompts), **listener_options)
     engine = build_engine(config, listener, ledger, asyncio.get_running_loop(), prompts=prompts)
     listener.attach(engine)
+    warm_up(engine)
     await listener.start()
     return RunningListener(listener, engine, ledger)
 
@@ -87,4 +98,4 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                 loop.remove_signal_handler(signum)
 
 
-__all__ = ["RunningListener", "prompt_file_for", "serve", "start_listener"]
+__all__ = ["RunningListener", "prompt_file_for", "serve", "start_listener", "warm_up"]

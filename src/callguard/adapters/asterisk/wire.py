@@ -212,6 +212,9 @@ class AmiParser:
         return eol + 2
 
     def feed(self, data: bytes) -> list[AmiMessage]:
+        # Where the end-of-message search may resume: bytes already searched
+        # cannot hide a terminator (minus 3, for one split across reads).
+        scan = max(len(self._buf) - 3, 0)
         buf = self._buf + data if self._buf else data
         pos = 0
         if self._expect_banner:
@@ -225,7 +228,7 @@ class AmiParser:
         decisions = self._decisions
         skipped = 0
         while True:
-            end = find(EOM, pos)
+            end = find(EOM, max(pos, scan))
             if end < 0:
                 break
             while pos < end and startswith(EOL, pos):

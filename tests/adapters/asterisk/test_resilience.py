@@ -1,0 +1,270 @@
+"""What happens when the wire misbehaves: drops, silence, splits, floods, hostile callers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from callguard.testing.ami_wire import split_every, split_inside_utf8
+
+from .conftest import Rig
+
+
+async def _recorded_call(rig: Rig, number: str = "+14155550123", name: str = "José Cust"):
+    call = rig.pbx.place_call(number, name)
+    await call.answer_prompt("1")
+    await rig.wait_kind(call.linkedid, "recording-started")
+    await call.wait_agi_left()
+    await rig.wait_for(lambda: call.bridge_id is not None, what="bridge")
+    return call
+
+
+async def _reconnected(rig: Rig, logins_before: int) -> None:
+    await rig.wait_for(lambda: rig.pbx.logins > logins_before and rig.listener.resyncs >= 2, 10,
+                       "reconnect and resync")
+
+
+async def test_connection_dropped_during_a_pause_mutes_again(rig: Rig):
+    await rig.start_listener()
+    call = await _recorded_call(rig)
+    await call.hotkey("pause")
+    await rig.wait_kind(call.linkedid, "recording-muted")
+    mutes_before = len(rig.sent("MixMonitorMute", state="1"))
+    logins = rig.pbx.logins
+    rig.pbx.drop_connections()
+    await _reconnected(rig, logins)
+    # The listener re-asserts the mute it wants; the recording stayed silent.
+    await rig.wait_for(lambda: len(rig.sent("MixMonitorMute", state="1")) > mutes_before, 5, "mute re-sent")
+    assert call.recording.muted and call.recording.stopped_at is None
+    await call.hotkey("resume")
+    await rig.wait_kind(call.linkedid, "recording-unmuted")
+    await call.hangup()
+    await rig.settle(call)
+
+
+async def test_payment_signalled_while_disconnected_is_applied_after_reconnect(rig: Rig):
+    await rig.start_listener()
+    call = await _recorded_call(rig)
+    rig.pbx.refuse_connections = True
+    logins = rig.pbx.logins
+    rig.pbx.drop_connections()
+    await rig.wait_for(lambda: not rig.listener.manager.connected, 5, "disconnect")
+    await call.ivr("payment-start")  # the UserEvent is lost: nobody is connected
+    assert not call.recording.muted
+    rig.pbx.refuse_connections = False
+    await _reconnected(rig, logins)
+    # The dialplan left CALLGUARD_PAYMENT=1 on the channel; resync finds it.
+    await rig.wait_kind(call.linkedid, "recording-muted")
+    assert call.recording.muted
+    assert rig.entry(call.linkedid, "payment-started").data["source"] == "ivr"
+    await call.hangup()
+    await rig.settle(call)
+
+
+async def test_mute_failing_while_disconnected_stops_the_recording_after_reconnect(rig: Rig):
+    await rig.start_listener()
+    call = await _recorded_call(rig)
+    rig.pbx.refuse_connections = True
+    logins = rig.pbx.logins
+    rig.pbx.drop_connections()
+    await rig.wait_for(lambda: not rig.listener.manager.connected, 5, "disconnect")
+    # An API pause while the link is down: the mute cannot be sent, so the
+    # engine fails safe and asks for a stop, which must reach the PBX later.
+    from callguard.core import events as ev
+    rig.engine.feed(call.linkedid, ev.PauseRequested(rig.pbx.now(), ev.Source.API))
+    await rig.wait_kind(call.linkedid, "recording-stopped")
+    assert call.recording.stopped_at is None  # not yet: no connection
+    rig.pbx.refuse_connections = False
+    await _reconnected(rig, logins)
+    await rig.wait_for(lambda: call.recording.stopped_at is not None, 5, "StopMixMonitor after reconnect")
+    await call.hangup()
+    await rig.settle(call)
+
+
+async def test_call_parked_while_disconnected_is_taken_over(rig: Rig):
+    await rig.start_listener()
+    rig.pbx.refuse_connections = True
+    logins = rig.pbx.logins
+    rig.pbx.drop_connections()
+    await rig.wait_for(lambda: not rig.listener.manager.connected, 5, "disconnect")
+    call = rig.pbx.place_call("+14155550123", "José Cust")  # heartbeat still fresh: enters AGI
+    await call.wait_answered()
+    assert call.path == "asyncagi"
+    rig.pbx.refuse_connections = False
+    await _reconnected(rig, logins)
+    await call.answer_prompt("1")
+    await rig.wait_kind(call.linkedid, "recording-started")
+    await call.wait_agi_left()
+    assert call.outcome == "granted"
+    await call.hangup()
+    await rig.settle(call)
+
+
+async def test_gather_lost_in_a_disconnect_is_replayed(rig: Rig):
+    rig.pbx.prompt_durations["notice"] = 0.3
+    await rig.start_listener()
+    call = rig.pbx.place_call("+14155550123", "José Cust")
+    await rig.wait_kind(call.linkedid, "notice-started")
+    logins = rig.pbx.logins
+    rig.pbx.drop_connections()  # the GET DATA result will be lost
+    await call.press("1")
+    await _reconnected(rig, logins)
+    await call.answer_prompt("1")  # the notice is played again; this answer counts
+    await rig.wait_kind(call.linkedid, "recording-started")
+    gets = [c for c in rig.agi_sent(call.channel.name) if c.startswith("GET DATA")]
+    assert len(gets) == 2
+    await call.hangup()
+    await rig.settle(call)
+
+
+async def test_call_ended_while_disconnected_is_closed(rig: Rig):
+    await rig.start_listener()
+    call = await _recorded_call(rig)
+    rig.pbx.refuse_connections = True
+    logins = rig.pbx.logins
+    rig.pbx.drop_connections()
+    await rig.wait_for(lambda: not rig.listener.manager.connected, 5, "disconnect")
+    await call.hangup()
+    rig.pbx.refuse_connections = False
+    await _reconnected(rig, logins)
+    await rig.settle(call)
+    assert rig.entry(call.linkedid, "hangup").data["cause"] == "ended while disconnected"
+
+
+async def test_listener_absent_heartbeat_goes_stale_and_calls_fall_back(rig: Rig):
+    # The heartbeat holds whole seconds (like ${EPOCH}); 1.5 s is the shortest safe limit.
+    rig.pbx.heartbeat_stale_s = 1.5
+    # No listener yet: the dialplan plays the fallback notice and continues unrecorded.
+    call = rig.pbx.place_call("+14155550123", "José Cust")
+    await call.wait_answered()
+    await rig.wait_for(lambda: call.outcome is not None, what="fallback")
+    assert call.path == "fallback" and call.outcome == "not-recorded" and call.recording is None
+    await call.hangup()
+    # The listener comes: heartbeats make the dialplan hand calls over again.
+    running = await rig.start_listener()
+    call2 = rig.pbx.place_call("+14155550123", "José Cust")
+    await call2.answer_prompt("1")
+    await rig.wait_kind(call2.linkedid, "recording-started")
+    assert call2.path == "asyncagi"
+    await call2.hangup()
+    await rig.settle(call2)
+    # It goes away (crash: no goodbye): within the staleness limit, calls fall back again.
+    running.listener._heartbeat.cancel()
+    await running.listener.manager.aclose(logoff=False)
+    await rig.wait_for(lambda: not rig.pbx.heartbeat_fresh(), 4, "heartbeat to go stale")
+    call3 = rig.pbx.place_call("+14155550123", "José Cust")
+    await rig.wait_for(lambda: call3.outcome is not None, what="fallback")
+    assert call3.path == "fallback"
+    await call3.hangup()
+    rig.running = None
+
+
+async def test_mute_not_confirmed_in_time_stops_the_recording(rig: Rig):
+    rig.config = dataclasses.replace(rig.config, recording=dataclasses.replace(rig.config.recording,
+                                                                              confirm_timeout_ms=200))
+    await rig.start_listener()
+    call = await _recorded_call(rig)
+    rig.pbx.mute_works = False  # Success, but the recording is not silenced and no event comes
+    await call.ivr("payment-start")
+    await rig.wait_kind(call.linkedid, "recording-stopped")
+    await rig.wait_for(lambda: call.recording.stopped_at is not None, 5, "StopMixMonitor")
+    await call.ivr("payment-end")
+    await call.hangup()
+    await rig.settle(call)
+    cid = call.linkedid
+    assert rig.entry(cid, "error").data["what"] == "mute not confirmed in time"
+    assert rig.entry(cid, "recording-stopped").data["reason"] == "mute-not-confirmed"
+    (window,) = call.payment_windows()
+    # The stop came within the confirmation deadline (plus scheduling slack).
+    assert call.recording.stopped_at - window[0] < 1.5
+
+
+async def test_unanswered_actions_time_out_and_fail_safe(rig: Rig):
+    await rig.start_listener()
+    call = await _recorded_call(rig)
+    rig.pbx.lose = lambda kind, name, data: kind == "response" and name == "MixMonitorMute"
+    rig.pbx.mute_works = False
+    await call.hotkey("pause")
+    await rig.wait_kind(call.linkedid, "recording-stopped")
+    rig.pbx.lose = None
+    await call.hangup()
+    await rig.settle(call)
+    # The action deadline (1 s here) ran out before the confirmation deadline (2 s).
+    assert rig.entry(call.linkedid, "recording-stopped").data["reason"] == "MuteRecording-failed"
+    assert "no answer from Asterisk" in rig.entry(call.linkedid, "error").data["detail"]
+
+
+@pytest.mark.parametrize("splitter", [split_every(1), split_inside_utf8(), split_every(7)],
+                         ids=["every-byte", "inside-utf8", "7-bytes"])
+async def test_writes_split_anywhere_keep_names_intact(rig: Rig, splitter):
+    rig.pbx.splitter = splitter
+    rig.pbx.noise = False  # one write per byte is slow enough without the chatter
+    await rig.start_listener()
+    call = await _recorded_call(rig, "+14155550123", "José Ñandú Cust")
+    await call.hotkey("pause")
+    await rig.wait_kind(call.linkedid, "recording-muted")
+    await call.hangup()
+    await rig.settle(call)
+    assert rig.entry(call.linkedid, "call-offered").data["parties"][0]["name"] == "José Ñandú Cust"
+
+
+async def test_background_flood_does_not_disturb_calls(rig: Rig):
+    await rig.start_listener()
+    rig.pbx.start_flood(2000)
+    call = await _recorded_call(rig)
+    await call.hotkey("pause")
+    await rig.wait_kind(call.linkedid, "recording-muted")
+    await call.hotkey("resume")
+    await rig.wait_kind(call.linkedid, "recording-unmuted")
+    rig.pbx.stop_flood()
+    await call.hangup()
+    await rig.settle(call)
+    parser = rig.listener.manager.protocol.parser
+    # Most of the flood is noise the parser drops by name, without building a message.
+    assert rig.pbx.flood_sent > 0
+    await rig.wait_for(lambda: parser.skipped > 0.6 * rig.pbx.flood_sent, 5, "flood to be read")
+
+
+HOSTILE = [
+    ("../../etc/passwd", "../../etc/passwd"),
+    ("${SHELL(rm -rf /)}", "${SHELL(rm -rf /)}"),
+    ("+1415\r\nAction: Hangup\r\nChannel: x", "Evil\r\nAction: Hangup\r\n\r\nAction: Originate"),
+    ("1" * 10_000, "N" * 10_000),
+    ("+1415\nnewline", "line1\nline2"),
+    (b"+1415\xff\xfe", b"Bad \xc3\x28 UTF-8 \xff"),
+    ('"; Hangup() ; "', "'quote' \"dq\" `cmd` $(id) |pipe"),
+]
+
+
+@pytest.mark.parametrize("number,name", HOSTILE, ids=["traversal", "dialplan-func", "crlf", "10kB", "newline",
+                                                     "invalid-utf8", "quotes"])
+async def test_hostile_caller_ids_change_nothing_but_the_ledger_text(rig: Rig, number, name):
+    await rig.start_listener()
+    call = rig.pbx.place_call(number, name)
+    await call.answer_prompt("1")
+    await rig.wait_kind(call.linkedid, "recording-started")
+    await call.wait_agi_left()
+    await call.hotkey("pause")
+    await rig.wait_kind(call.linkedid, "recording-muted")
+    await call.hangup()
+    await rig.settle(call)
+    cid = call.linkedid
+    # The ledger stores the caller's text as given (invalid UTF-8 replaced, never dropped).
+    party = rig.entry(cid, "call-offered").data["parties"][0]
+    decode = lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v  # noqa: E731
+    assert party["number"] == decode(number) and party["name"] == decode(name)
+    # Nothing the caller sent reached a file name, a variable or an AGI command.
+    (mixmon,) = rig.sent("MixMonitor")
+    assert mixmon["file"] == f"/var/spool/asterisk/monitor/callguard/callguard-{cid}.wav"
+    assert rig.agi_sent(call.channel.name) == [
+        "GET DATA callguard/en/notice 2500 1", "SET VARIABLE CALLGUARD_CONSENT granted", "ASYNCAGI BREAK"]
+    sent_kinds = {a["action"] for _, a in rig.pbx.actions}
+    assert sent_kinds <= {"Challenge", "Login", "Setvar", "CoreShowChannels", "AGI", "MixMonitor",
+                          "MixMonitorMute", "Ping", "Getvar"}
+    for _, action in rig.pbx.actions:
+        for value in action.values():
+            assert "\r" not in value and "\n" not in value
+            assert "etc/passwd" not in value and "SHELL" not in value and "Hangup" not in value
+    assert call.outcome == "granted" and not call.ended.is_set() or call.recording.stopped_at is not None
