@@ -421,8 +421,9 @@ class FakeAsterisk:
                  prompt_durations: Mapping[str, float] | None = None, default_prompt_s: float = 0.05,
                  confirm_delay_s: float = 0.0, heartbeat_variable: str = "CALLGUARD_HEARTBEAT",
                  heartbeat_stale_s: float = HEARTBEAT_STALE_S, noise: bool = True, seed: int = 0,
-                 agent: tuple[str, str] | None = ("2001", "Agent Smith")):
+                 agent: tuple[str, str] | None = ("2001", "Agent Smith"), ssl: Any = None):
         self.host = host
+        self.ssl = ssl  #: an ``ssl.SSLContext`` to speak AMI over TLS (like ``tlsenable = yes``)
         self.port = port
         self.username = username
         self.secret = secret
@@ -467,7 +468,8 @@ class FakeAsterisk:
 
     async def start(self) -> "FakeAsterisk":
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Session(self), self.host, self.port, reuse_address=True)
+        self._server = await loop.create_server(lambda: _Session(self), self.host, self.port, reuse_address=True,
+                                                ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

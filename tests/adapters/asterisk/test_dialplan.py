@@ -1,0 +1,118 @@
+"""The shipped Asterisk snippets agree with the listener and hold together.
+
+No Asterisk here, so this checks what a typo would break: contexts that are
+referenced exist, the UserEvents carry actions and sources the listener
+understands, the variables the listener reads are the ones the dialplan
+sets, parentheses balance, and the AMI user is loopback-only and cannot
+read the "dialplan" event class.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from callguard.adapters.asterisk import listener
+from callguard.core.events import Source
+
+DIALPLAN = Path(__file__).parents[3] / "dialplan" / "asterisk"
+
+
+def sections(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.split(";", 1)[0].strip() if not raw.strip().startswith(";") else ""
+        if not line:
+            continue
+        m = re.fullmatch(r"\[([^\]]+)\]", line)
+        if m:
+            current = out.setdefault(m.group(1), [])
+        else:
+            assert current is not None, f"{path.name}: {raw!r} outside a section"
+            current.append(line)
+    return out
+
+
+EXT = sections(DIALPLAN / "extensions_callguard.conf")
+FEATURES = sections(DIALPLAN / "features_callguard.conf")
+MANAGER = sections(DIALPLAN / "manager_callguard.conf")
+
+
+def test_every_referenced_context_exists():
+    refs = set()
+    for lines in list(EXT.values()) + list(FEATURES.values()):
+        for line in lines:
+            refs |= set(re.findall(r"Gosub\(([a-z-]+),", line))
+            refs |= set(re.findall(r"U\(([a-z-]+)\^", line))
+    assert refs and refs <= set(EXT), refs - set(EXT)
+    assert listener.JOIN_CONTEXT in EXT
+
+
+def test_parentheses_and_expressions_balance():
+    for name, lines in EXT.items():
+        for line in lines:
+            assert line.count("(") == line.count(")"), (name, line)
+            assert line.count("${") <= line.count("}"), (name, line)
+            assert line.count("[") == line.count("]"), (name, line)
+
+
+def test_user_events_match_what_the_listener_understands():
+    events = [re.search(r"UserEvent\((\w+),Action: ([a-z-]+),Source: ([a-z-]+)\)", line)
+              for lines in EXT.values() for line in lines if "UserEvent(" in line]
+    assert events and all(events)
+    for m in events:
+        assert m.group(1).lower() == listener.USER_EVENT
+        assert m.group(2) in listener._SIGNALS
+        assert Source.parse(m.group(3)).value == m.group(3)
+    assert {m.group(2) for m in events} == set(listener._SIGNALS)
+
+
+def test_state_variables_are_the_ones_resync_reads():
+    text = (DIALPLAN / "extensions_callguard.conf").read_text()
+    for variable in (listener.PAYMENT_VARIABLE, listener.PAUSE_VARIABLE, listener.CONSENT_VARIABLE):
+        assert re.search(rf"Set\((MASTER_CHANNEL\()?{variable}\)?=", text), variable
+    assert "AGI(agi:async)" in "".join(EXT["callguard-inbound"])
+    assert "AGI(agi:async)" in "".join(EXT["callguard-join"])
+
+
+def test_the_heartbeat_is_checked_before_every_agi():
+    for context in ("callguard-inbound", "callguard-join"):
+        lines = EXT[context]
+        first_agi = next(i for i, line in enumerate(lines) if "AGI(agi:async" in line)
+        checks = [i for i, line in enumerate(lines) if "CALLGUARD_HEARTBEAT" in line]
+        assert checks and max(checks) < first_agi, context
+
+
+def test_hotkeys_are_inherited_and_not_usable_by_the_caller():
+    inbound = "".join(EXT["callguard-inbound"])
+    assert "Set(__DYNAMIC_FEATURES=" in inbound and "callguard_pause#callguard_resume" in inbound
+    assert "Set(CALLGUARD_ROLE=caller)" in inbound  # plain: not inherited by the agent
+    mapping = dict(line.split("=>") for line in FEATURES["applicationmap"])
+    assert mapping["callguard_pause "].strip().startswith("*1,self,Gosub(callguard-feature,pause,1)")
+    assert mapping["callguard_resume "].strip().startswith("*2,self,Gosub(callguard-feature,resume,1)")
+    for exten in ("pause", "resume"):
+        first = next(line for line in EXT["callguard-feature"] if line.startswith(f"exten => {exten},1,"))
+        assert 'CALLGUARD_ROLE}" = "caller"' in first
+
+
+@pytest.mark.parametrize("key,value", [("deny", "0.0.0.0/0.0.0.0"), ("permit", "127.0.0.1/255.255.255.255")])
+def test_ami_user_is_loopback_only(key: str, value: str):
+    settings = [line.split("=", 1) for line in MANAGER["callguard"]]
+    assert [k.strip() for k, _ in settings].index("deny") < [k.strip() for k, _ in settings].index("permit")
+    assert (key, value) in [(k.strip(), v.strip()) for k, v in settings]
+
+
+def test_ami_user_has_least_privilege():
+    settings = {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in MANAGER["callguard"])
+                if k.strip() in ("read", "write")}
+    assert set(settings["read"].split(",")) == {"call", "agi", "user", "system"}
+    assert set(settings["write"].split(",")) == {"call", "agi", "system"}
+    filters = [line for line in MANAGER["callguard"] if line.startswith("eventfilter")]
+    assert "eventfilter = !Event: VarSet" in filters and "eventfilter = !Event: Newexten" in filters
+    # Never filter out what the listener needs.
+    needed = {"AsyncAGIStart", "AsyncAGIExec", "AsyncAGIEnd", "AGIExecStart", "MixMonitorStart", "MixMonitorStop",
+              "MixMonitorMute", "UserEvent", "BridgeEnter", "BridgeLeave", "Hangup"}
+    assert not any(name in line for line in filters for name in needed)
