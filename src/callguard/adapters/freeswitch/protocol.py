@@ -84,6 +84,11 @@ class Headers(Mapping[str, str]):
     def from_bytes(cls, block: bytes) -> "Headers":
         return cls(block.decode("utf-8", "replace"))
 
+    @property
+    def raw_text(self) -> str:
+        """The block as received (UTF-8 decoded, values still URL-encoded)."""
+        return self._text[1:]
+
     def raw(self, name: str) -> str | None:
         """The header's value exactly as sent (still URL-encoded)."""
         if self._dict is not None:
