@@ -187,7 +187,7 @@ def _append_only(table_name: str) -> None:
         ).execute_if(dialect="sqlite"))
     event.listen(table, "after_create", DDL(
         "CREATE OR REPLACE FUNCTION callguard_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
+        "$$ BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
     ).execute_if(dialect="postgresql"))
     event.listen(table, "after_create", DDL(
         f"CREATE TRIGGER {table_name}_append_only BEFORE UPDATE OR DELETE ON {table_name} "
