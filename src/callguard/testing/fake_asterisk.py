@@ -232,21 +232,32 @@ class FakeCall:
         return self.parties.get(party)
 
     async def press(self, digits: str, party: str = "caller", at: float | None = None) -> None:
-        """The party presses keys (they count if a ``GET DATA`` is running)."""
+        """The party presses keys (they count if a ``GET DATA`` is running).
+
+        With the PBX's ``dtmf_grace_s`` > 0, keys pressed when no gather runs
+        (yet) wait that long for one instead of being lost - a concession to
+        slow machines in demos; real Asterisk drops them.
+        """
         await self._at(at)
+        grace = self.pbx.dtmf_grace_s * self.pbx.time_scale
+        if grace > 0:
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and not self._gathering(party):
+                await asyncio.sleep(0.002)
         channel = self._party(party)
         if channel is None or channel.hung_up:
             return
         for digit in digits:
             self.pbx._dtmf(channel, digit)
 
+    def _gathering(self, party: str) -> bool:
+        channel = self._party(party)
+        return channel is not None and channel.gather is not None and not channel.gather.future.done()
+
     async def answer_prompt(self, digits: str, party: str = "caller", timeout: float = 10.0) -> None:
         """Wait until a ``GET DATA`` plays to the party, then press ``digits`` (timing-proof tests)."""
         async def asked() -> None:
-            while True:
-                channel = self._party(party)
-                if channel is not None and channel.gather is not None and not channel.gather.future.done():
-                    return
+            while not self._gathering(party):
                 await asyncio.sleep(0.002)
         await asyncio.wait_for(asked(), timeout)
         await self.press(digits, party)
@@ -409,6 +420,7 @@ class FakeAsterisk:
     * ``confirm_delay_s``: how long MixMonitor takes to confirm a change.
     * ``mute_works``: ``False`` makes ``MixMonitorMute`` answer Success but
       neither mute nor confirm (the fail-safe case).
+    * ``dtmf_grace_s``: hold keys pressed before a gather runs (demos).
     * ``splitter`` (+ ``split_pause_s``): cut every write into pieces.
     * ``response_delay_s`` / ``event_delay_s``: deliver late.
     * ``lose(kind, name, data) -> bool``: drop a response or event.
@@ -437,6 +449,7 @@ class FakeAsterisk:
         self.noise = noise
         self.default_agent = agent
         self.mute_works = True
+        self.dtmf_grace_s = 0.0  #: see FakeCall.press
         self.splitter: Splitter | None = None
         self.split_pause_s = 0.0
         self.response_delay_s = 0.0

@@ -40,7 +40,7 @@ async def test_consent_grants_and_records(rig: Rig):
     # The wire, exactly as the fixtures show it.
     channel = call.channel.name
     commands = rig.agi_sent(channel)
-    assert commands[0] == "GET DATA callguard/en/notice 2500 1"
+    assert commands[0] == "GET DATA en/callguard/notice 2500 1"
     assert commands[-2:] == ["SET VARIABLE CALLGUARD_CONSENT granted", "ASYNCAGI BREAK"]
     (mixmon,) = rig.sent("MixMonitor")
     assert mixmon == {"action": "MixMonitor", "actionid": mixmon["actionid"], "channel": channel,
@@ -63,7 +63,7 @@ async def test_decline_continues_unrecorded(rig: Rig):
     assert "recording-started" not in rig.kinds(cid)
     assert not rig.sent("MixMonitor")
     commands = rig.agi_sent(call.channel.name)
-    assert "STREAM FILE callguard/en/opt-out-confirm \"\"" in commands
+    assert "STREAM FILE en/callguard/opt-out-confirm \"\"" in commands
     assert commands[-2:] == ["SET VARIABLE CALLGUARD_CONSENT declined", "ASYNCAGI BREAK"]
     assert call.outcome == "declined" and call.recording is None
     assert call.path == "asyncagi" and call.agent is not None  # the call went on, unrecorded
@@ -81,7 +81,7 @@ async def test_no_input_retries_then_continues_unrecorded(rig: Rig):
     assert [c["decision"] for c in consents] == ["no-input", "no-input"]
     assert consents[-1]["final"] is True
     gets = [c for c in rig.agi_sent(call.channel.name) if c.startswith("GET DATA")]
-    assert gets == ["GET DATA callguard/en/notice 500 1", "GET DATA callguard/en/no-input-retry 500 1"]
+    assert gets == ["GET DATA en/callguard/notice 500 1", "GET DATA en/callguard/no-input-retry 500 1"]
     assert call.outcome == "no-input" and call.recording is None
 
 
@@ -168,7 +168,7 @@ async def test_late_joiner_from_all_party_state_hears_the_notice(rig: Rig):
     assert joined["+14155550199"]["party"]["jurisdiction"] == "US-CA"
     assert rig.entry(cid, "rule-applied", regime="all-party").data["changed_from"] == "one-party"
     assert rig.entry(cid, "consent", party="joiner").data["decision"] == "granted"
-    assert rig.agi_sent(joiner.name)[0] == "GET DATA callguard/en/renotice-join 2500 1"
+    assert rig.agi_sent(joiner.name)[0] == "GET DATA en/callguard/renotice-join 2500 1"
     assert rig.agi_sent(joiner.name)[-1] == "ASYNCAGI BREAK"
     assert "violation" not in rig.kinds(cid)
 

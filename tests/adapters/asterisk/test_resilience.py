@@ -259,7 +259,7 @@ async def test_hostile_caller_ids_change_nothing_but_the_ledger_text(rig: Rig, n
     (mixmon,) = rig.sent("MixMonitor")
     assert mixmon["file"] == f"/var/spool/asterisk/monitor/callguard/callguard-{cid}.wav"
     assert rig.agi_sent(call.channel.name) == [
-        "GET DATA callguard/en/notice 2500 1", "SET VARIABLE CALLGUARD_CONSENT granted", "ASYNCAGI BREAK"]
+        "GET DATA en/callguard/notice 2500 1", "SET VARIABLE CALLGUARD_CONSENT granted", "ASYNCAGI BREAK"]
     sent_kinds = {a["action"] for _, a in rig.pbx.actions}
     assert sent_kinds <= {"Challenge", "Login", "Setvar", "CoreShowChannels", "AGI", "MixMonitor",
                           "MixMonitorMute", "Ping", "Getvar"}

@@ -89,8 +89,13 @@ AGI_SLACK_S = 30.0
 
 
 def default_prompt_file(ref: PromptRef) -> str:
-    """``callguard/<lang>/<id>`` under Asterisk's sounds directory."""
-    return f"callguard/{ref.language}/{ref.prompt_id}"
+    """``<lang>/callguard/<id>`` under Asterisk's sounds directory.
+
+    The layout ``callguard prompts install --asterisk`` writes; naming the
+    language explicitly plays the language the policy chose, whatever the
+    channel's own language is.
+    """
+    return f"{ref.language}/callguard/{ref.prompt_id}"
 
 
 @dataclass

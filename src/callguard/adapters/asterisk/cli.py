@@ -1,0 +1,102 @@
+"""``callguard run asterisk``: the listener as a long-running service.
+
+Reads ``[asterisk]`` (and the rest of callguard.toml), opens the ledger,
+loads the prompt catalogue, connects to AMI and serves until SIGINT or
+SIGTERM, then releases parked channels, stops unsupervised recordings and
+flushes the ledger.  Everything a site can get wrong at start-up (no
+secret, a missing CA file, the wrong password, an unreachable database)
+is reported in one sentence with what to do, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+
+import click
+
+from callguard.cli.common import get_config
+from callguard.config import Config
+
+log = logging.getLogger("callguard.asterisk")
+
+
+def check_asterisk_config(config: Config) -> list[str]:
+    """Problems that would stop the listener from working, worded for the admin."""
+    a = config.asterisk
+    problems = []
+    if not a.secret:
+        problems.append("[asterisk] secret is empty: set it in callguard.toml or, better, in the environment as "
+                        "CALLGUARD_ASTERISK__SECRET (the secret of the [callguard] user in manager.conf)")
+    if a.tls and a.ca_file and not os.path.isfile(a.ca_file):
+        problems.append(f"[asterisk] ca_file {a.ca_file!r} does not exist; point it at the CA that signed "
+                        f"Asterisk's AMI certificate (manager.conf tlscertfile)")
+    if not a.recording_dir or not a.recording_dir.startswith("/"):
+        problems.append(f"[asterisk] recording_dir {a.recording_dir!r} must be an absolute path on the PBX host "
+                        f"(e.g. /var/spool/asterisk/monitor/callguard)")
+    if a.heartbeat_interval_s <= 0 or a.heartbeat_interval_s > 3:
+        problems.append(f"[asterisk] heartbeat_interval_s = {a.heartbeat_interval_s:g}: use 0 < interval <= 3 so "
+                        f"the dialplan's staleness limit (CALLGUARD_STALE_AFTER, 6 s) sees at least two beats")
+    return problems
+
+
+@click.command("asterisk")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="callguard.toml to use (default: the global --config, ./callguard.toml, /etc/callguard/).")
+@click.option("--host", default=None, help="Override [asterisk] host.")
+@click.option("--port", type=int, default=None, help="Override [asterisk] port.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@click.option("--check", is_flag=True, help="Check the configuration, ledger and prompts, then exit.")
+@click.pass_context
+def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port: int | None, log_level: str,
+             check: bool) -> None:
+    """Listen to Asterisk over AMI and handle every call sent to AGI(agi:async).
+
+    Include dialplan/asterisk/*.conf on the PBX first (see dialplan/README.md).
+    """
+    from callguard.adapters.asterisk.manager import AuthenticationFailed
+    from callguard.adapters.asterisk.runner import serve
+    from callguard.ledger import LedgerError
+    from callguard.prompts.spec import CatalogError
+    from callguard.wiring import build_ledger, build_prompts
+
+    config = get_config(ctx, config_path)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, asterisk=dataclasses.replace(config.asterisk, **overrides))
+    problems = check_asterisk_config(config)
+    if problems:
+        raise click.ClickException("cannot start the Asterisk listener:\n  " + "\n  ".join(problems))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        prompts = build_prompts(config)
+    except CatalogError as exc:
+        raise click.ClickException("cannot load the prompt catalogue:\n  " + "\n  ".join(exc.problems)) from None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from None
+    try:
+        ledger = build_ledger(config)
+    except LedgerError as exc:
+        raise click.ClickException(f"cannot open the ledger: {exc}") from None
+    if check:
+        ledger.close(5)
+        click.echo(f"ok: ledger {config.ledger.url}, prompts in {', '.join(sorted(prompts.languages()))}, "
+                   f"AMI {config.asterisk.host}:{config.asterisk.port} as {config.asterisk.username!r}")
+        return
+    try:
+        asyncio.run(serve(config, ledger, prompts=prompts))
+    except AuthenticationFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if not ledger.close(timeout=30):
+            log.error("some ledger entries could not be written (see above)")
+
+
+__all__ = ["asterisk", "check_asterisk_config"]
