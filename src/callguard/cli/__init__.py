@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "ledger",
     "policy",
     "prompts",
+    "run",
     "simulate",
     "vault",
     "keys",
