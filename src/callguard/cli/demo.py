@@ -15,13 +15,20 @@ from callguard.ledger import LedgerError
 @click.command("demo")
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="Ledger to write the demo calls into (default: a SQLite file in the temp directory).")
+@click.option("--backend", type=click.Choice(["asterisk", "simulator"]), default="asterisk", show_default=True,
+              help="asterisk: the real listener over TCP against an embedded fake Asterisk; "
+                   "simulator: the engine on a virtual clock, no sockets.")
 @click.pass_context
-def demo_command(ctx: click.Context, db_url: str | None) -> None:
+def demo_command(ctx: click.Context, db_url: str | None, backend: str) -> None:
     """Run demo calls (consent, decline, payment pause, late joiner, ...) and summarise the evidence."""
+    from callguard.adapters.asterisk.demo import asterisk_backend
+
     config = get_config(ctx)
     console = Console(highlight=False, width=None if Console().is_terminal else 132)
     try:
-        report = run_demo(config, simulator_backend, "simulator", db_url)
+        report = run_demo(config, asterisk_backend if backend == "asterisk" else simulator_backend, backend, db_url)
+    except TimeoutError as exc:
+        raise click.ClickException(f"demo failed: the demo calls did not finish in time ({exc})") from None
     except (LedgerError, UnknownPrompt, OSError) as exc:
         raise click.ClickException(f"demo failed: {exc}") from None
     table = Table(title=f"callguard demo ({report.backend})", show_lines=False)

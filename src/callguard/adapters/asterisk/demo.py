@@ -25,7 +25,7 @@ from callguard.testing.fake_asterisk import FakeAsterisk, FakeCall
 from callguard.testing.scenario import Scenario
 
 #: Scenario seconds per real second is 1 / DEFAULT_TIME_SCALE.
-DEFAULT_TIME_SCALE = 0.1
+DEFAULT_TIME_SCALE = 0.05
 _API_EVENTS: dict[str, type[ev.Event]] = {"pause": ev.PauseRequested, "resume": ev.ResumeRequested,
                                            "payment-start": ev.PaymentStarted, "payment-end": ev.PaymentEnded}
 
