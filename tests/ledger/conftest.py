@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import pytest
@@ -25,12 +26,17 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_base_url() -> str:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"{PG_ENV} is not set; set it to a PostgreSQL URL "
                     "(postgresql+psycopg://user@host:port/db) to run the PostgreSQL ledger tests")
+    return base
+
+
+@contextmanager
+def pg_schema(base: str) -> Iterator[str]:
+    """A URL on a fresh schema of ``base`` (dropped on exit)."""
     schema = f"cg_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     with admin.begin() as connection:
@@ -42,6 +48,12 @@ def pg_url() -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with pg_schema(pg_base_url()) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from callguard.core.commands import LedgerEntry
 
@@ -52,12 +52,21 @@ def sample_call(call_id: str = "1714567890.42", t0: float = T0, *, caller: str =
     return [LedgerEntry(call_id, kind, at, data) for at, kind, data in steps]
 
 
-def execute(engine: Engine, sql: str, **params: Any) -> None:
-    """Tamper with the database behind the ledger's back, as an attacker would."""
-    with engine.begin() as connection:
+def execute(bind: Engine | Connection, sql: str, **params: Any) -> None:
+    """Tamper with the database behind the ledger's back, as an attacker would.
+
+    On an engine this commits; on a connection it runs inside the caller's
+    transaction (the verify tests roll it back afterwards).
+    """
+    if isinstance(bind, Connection):
+        bind.execute(text(sql), params)
+        return
+    with bind.begin() as connection:
         connection.execute(text(sql), params)
 
 
-def scalar(engine: Engine, sql: str, **params: Any) -> Any:
-    with engine.connect() as connection:
+def scalar(bind: Engine | Connection, sql: str, **params: Any) -> Any:
+    if isinstance(bind, Connection):
+        return bind.execute(text(sql), params).scalar()
+    with bind.connect() as connection:
         return connection.execute(text(sql), params).scalar()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine
 
 from callguard.cli import main
 from callguard.ledger import Ledger
@@ -18,11 +19,10 @@ from tests.ledger.support import execute, sample_call
 CHAIN = "asterisk@pbx1"
 
 
-@pytest.fixture
-def ledger_db(db_url, raw_engine):
-    """A ledger with two calls on one chain and one call on another."""
-    a = Ledger.open(db_url, CHAIN)
-    b = Ledger.open(db_url, "freeswitch@pbx2")
+def fill(url: str) -> str:
+    """Two calls on one chain and one call on another."""
+    a = Ledger.open(url, CHAIN)
+    b = Ledger.open(url, "freeswitch@pbx2")
     for entry in sample_call("call-A"):
         a.append(entry, entry.at + 0.002)
     for entry in sample_call("call-B", 1_714_571_490.0, caller="+4915112345678", name="Jörg\x1b[31m"):
@@ -30,7 +30,12 @@ def ledger_db(db_url, raw_engine):
     for entry in sample_call("call-C", 1_714_575_090.0):
         b.append(entry, entry.at)
     assert a.close(10) and b.close(10)
-    return db_url
+    return url
+
+
+@pytest.fixture
+def ledger_db(db_url):
+    return fill(db_url)
 
 
 def run(*args: str):
@@ -183,8 +188,10 @@ def test_url_comes_from_the_config(ledger_db, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "elsewhere.sqlite' does not exist" in result.output
 
 
-def test_real_subprocess(ledger_db, raw_engine):
+def test_real_subprocess(sqlite_url):
     """The installed console script, as an operator runs it (the clean case runs via CliRunner)."""
+    ledger_db = fill(sqlite_url)
+    raw_engine = create_engine(sqlite_url)
     script = Path(sys.executable).with_name("callguard")
     command = [str(script)] if script.exists() else [sys.executable, "-c",
                                                      "from callguard.cli import main; main()"]
@@ -194,3 +201,4 @@ def test_real_subprocess(ledger_db, raw_engine):
     assert bad.returncode == 1
     assert f"chain '{CHAIN}' seq 2 (call 'call-A', rule-applied): the stored hash was altered" in bad.stdout
     assert "Error: ledger verification FAILED" in bad.stderr and "Traceback" not in bad.stderr
+    raw_engine.dispose()

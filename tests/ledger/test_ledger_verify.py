@@ -4,25 +4,53 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from contextlib import nullcontext
 
-from callguard.ledger import verify
+import pytest
+from sqlalchemy import create_engine, text
+
+from callguard.ledger import Ledger, verify
 from callguard.ledger.chain import entry_hash
+from tests.ledger.conftest import pg_base_url, pg_schema
 from tests.ledger.support import execute, sample_call, scalar
 
 CHAIN = "asterisk@pbx1"
 N = 14  # entries in sample_call()
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def chain_url(request, tmp_path_factory):
+    """One chain holding one sample call per backend, written once by the real writer."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('verify') / 'ledger.sqlite'}"
+        scope = nullcontext(url)
+    else:
+        scope = pg_schema(pg_base_url())
+    with scope as url:
+        ledger = Ledger.open(url, CHAIN)
+        for entry in sample_call("call-A"):
+            ledger.append(entry, entry.at + 0.001)
+        assert ledger.close(timeout=10)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chain_engine(chain_url):
+    engine = create_engine(chain_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
-def filled(open_ledger, raw_engine):
-    """A chain holding one sample call, writer closed."""
-    ledger = open_ledger(CHAIN)
-    for entry in sample_call("call-A"):
-        ledger.append(entry, entry.at + 0.001)
-    assert ledger.close(timeout=10)
-    assert verify(raw_engine).ok
-    return raw_engine
+def filled(chain_engine):
+    """A connection inside a transaction on the chain: tamper, verify, then roll back."""
+    with chain_engine.connect() as connection:
+        transaction = connection.begin()
+        assert verify(connection).ok
+        try:
+            yield connection
+        finally:
+            transaction.rollback()
 
 
 def problems(engine, chain_id=None):
@@ -123,10 +151,7 @@ def test_reordered_entries_are_named(filled):
 def test_swapped_entries_are_named(filled):
     # Swap everything except seq between entries 2 and 9.
     cols = ("call_id", "kind", "pbx_time_us", "received_at_us", "data", "prev_hash", "hash")
-    with filled.connect() as connection:
-        from sqlalchemy import text
-
-        rows = {r.seq: r for r in connection.execute(text("SELECT * FROM ledger_entries WHERE seq IN (2, 9)"))}
+    rows = {r.seq: r for r in filled.execute(text("SELECT * FROM ledger_entries WHERE seq IN (2, 9)"))}
     for target, source in ((2, 9), (9, 2)):
         sets = ", ".join(f"{c} = :{c}" for c in cols)
         execute(filled, f"UPDATE ledger_entries SET {sets} WHERE seq = :seq", seq=target,
