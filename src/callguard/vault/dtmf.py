@@ -41,15 +41,13 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from callguard.vault.audio import AudioFormatError, AudioInfo, open_wav, wav_info
+
 ROWS = (697.0, 770.0, 852.0, 941.0)
 COLS = (1209.0, 1336.0, 1477.0, 1633.0)
 KEYS = ("123A", "456B", "789C", "*0#D")
 FRAME_S = 0.0256
 BLOCK_S = 8.0
-
-
-class AudioFormatError(ValueError):
-    """The audio cannot be scanned (not PCM WAV, unsupported sample width)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,33 +219,6 @@ class DtmfDetector:
 
 
 # -- reading audio ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AudioInfo:
-    rate: int
-    channels: int
-    sample_width: int
-    frames: int
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.rate if self.rate else 0.0
-
-
-def open_wav(source: str | Path | BinaryIO) -> wave.Wave_read:
-    try:
-        return wave.open(source if not isinstance(source, Path) else str(source), "rb")
-    except wave.Error as exc:
-        raise AudioFormatError(f"not a PCM WAV file ({exc}); convert it with "
-                               f"`ffmpeg -i IN -acodec pcm_s16le OUT.wav`") from None
-    except EOFError:
-        raise AudioFormatError("the WAV file is empty or cut short") from None
-
-
-def wav_info(source: str | Path | BinaryIO) -> AudioInfo:
-    with open_wav(source) as w:
-        return AudioInfo(w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
 
 
 def pcm_blocks(reader: wave.Wave_read, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:

@@ -50,7 +50,7 @@ from sqlalchemy import select
 
 from callguard.config import Config
 from callguard.ledger.queries import get_call, timeline
-from callguard.vault.dtmf import AudioFormatError, scan as scan_dtmf, wav_info
+from callguard.vault.audio import AudioFormatError, wav_info
 from callguard.vault.envelope import ChunkReader, IntegrityError, VaultError, encrypt_stream
 from callguard.vault.keys import check_wrapped, wrap
 from callguard.vault.leaks import classify, recording_window, summary
@@ -177,6 +177,8 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     facts = _audio_facts(source)
     dtmf = None
     if vault.settings.scan_dtmf:
+        from callguard.vault.dtmf import scan as scan_dtmf  # numpy: only when scanning
+
         try:
             tones, _ = scan_dtmf(source)
             dtmf = summary(classify(tones, window), window)

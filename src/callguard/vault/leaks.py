@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from callguard.vault.dtmf import Tone
+if TYPE_CHECKING:  # the detector needs numpy; reading spans does not
+    from callguard.vault.dtmf import Tone
 
 #: A tone within this many seconds of a span edge is attributed generously to the span
 #: (PBX confirmation times and file start differ by a few milliseconds).
@@ -94,7 +95,7 @@ def recording_window(entries: Iterable[Any], file_name: str | None = None) -> Re
     return RecordingWindow(start, stopped, muted, pauses)
 
 
-def classify(tones: Sequence[Tone], window: RecordingWindow) -> list[dict[str, Any]]:
+def classify(tones: Sequence["Tone"], window: RecordingWindow) -> list[dict[str, Any]]:
     """Every tone with where it fell: ``unmuted`` (a leak) or ``muted-span`` (mute failed)."""
     out = []
     for tone in tones:
