@@ -76,16 +76,15 @@ def group_commit(url: str, entries: list[LedgerEntry]) -> tuple[float, list[int]
 def naive(url: str, entries: list[LedgerEntry]) -> tuple[float, list[int]]:
     """One transaction per entry: what a direct SQLAlchemy implementation does."""
     engine = open_for_writing(url)
-    chain, seq, prev = "bench@naive", 0, GENESIS_HASH
+    chain, prev = "bench@naive", GENESIS_HASH
     latencies: list[int] = []
     started = time.perf_counter()
-    for entry in entries:
+    for seq, entry in enumerate(entries, start=1):
         t = time.perf_counter_ns()
         text = encode_data(entry.data)
         data = json.loads(text)
-        seq += 1
-        fields = dict(chain_id=chain, seq=seq, call_id=entry.call_id, kind=entry.kind,
-                      pbx_time_us=to_us(entry.at), received_at_us=to_us(entry.at), prev_hash=prev)
+        fields = {"chain_id": chain, "seq": seq, "call_id": entry.call_id, "kind": entry.kind,
+                  "pbx_time_us": to_us(entry.at), "received_at_us": to_us(entry.at), "prev_hash": prev}
         digest = entry_hash(data=data, **fields)
         with Session(engine) as session, session.begin():
             session.add(LedgerEntryRecord(data=text, hash=digest, **fields))

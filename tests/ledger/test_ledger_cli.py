@@ -197,7 +197,7 @@ def test_real_subprocess(sqlite_url):
                                                      "from callguard.cli import main; main()"]
     execute(raw_engine, "UPDATE ledger_entries SET hash = :h WHERE chain_id = :c AND seq = 2", h="0" * 64, c=CHAIN)
     bad = subprocess.run([*command, "ledger", "verify", "--db", ledger_db], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert bad.returncode == 1
     assert f"chain '{CHAIN}' seq 2 (call 'call-A', rule-applied): the stored hash was altered" in bad.stdout
     assert "Error: ledger verification FAILED" in bad.stderr and "Traceback" not in bad.stderr

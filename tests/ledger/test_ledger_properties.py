@@ -76,8 +76,8 @@ def test_single_edit_is_pinned_to_its_entry(connection, seq, field, data):
 def test_stored_data_hashes_the_same_after_a_round_trip(value):
     """What verify re-reads (json.loads of the stored text) hashes like what was written."""
     stored = encode_data({"v": value})
-    fields = dict(chain_id="c", seq=1, call_id="x", kind="consent", pbx_time_us=1, received_at_us=2,
-                  prev_hash="0" * 64)
+    fields = {"chain_id": "c", "seq": 1, "call_id": "x", "kind": "consent", "pbx_time_us": 1,
+              "received_at_us": 2, "prev_hash": "0" * 64}
     again = encode_data(json.loads(stored))
     assert again == stored
     assert entry_hash(data=json.loads(stored), **fields) == entry_hash(data=json.loads(again), **fields)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from contextlib import nullcontext
 
 import pytest
@@ -163,8 +162,8 @@ def test_swapped_entries_are_named(filled):
 
 def test_forged_entry_appended_past_the_head(filled):
     last_hash = scalar(filled, "SELECT hash FROM ledger_entries WHERE seq = :s", s=N)
-    fields = dict(chain_id=CHAIN, seq=N + 1, call_id="call-A", kind="consent", pbx_time_us=1, received_at_us=1,
-                  prev_hash=last_hash)
+    fields = {"chain_id": CHAIN, "seq": N + 1, "call_id": "call-A", "kind": "consent", "pbx_time_us": 1,
+              "received_at_us": 1, "prev_hash": last_hash}
     digest = entry_hash(data={"decision": "granted"}, **fields)
     execute(filled, "INSERT INTO ledger_entries (chain_id, seq, call_id, kind, pbx_time_us, received_at_us, "
             "data, prev_hash, hash) VALUES (:chain_id, :seq, :call_id, :kind, :pbx_time_us, :received_at_us, "

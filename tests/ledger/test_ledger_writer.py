@@ -14,7 +14,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from callguard.core.commands import LedgerEntry
-from callguard.ledger import Ledger, LedgerError, calls_by_number, get_call, timeline, verify
+from callguard.ledger import (
+    Ledger,
+    LedgerError,
+    calls_by_number,
+    get_call,
+    timeline,
+    verify,
+)
 from callguard.ledger.models import LedgerEntryRecord
 from tests.ledger.support import T0, execute, sample_call, scalar
 
@@ -262,7 +269,7 @@ def test_close_with_database_down_reports_unwritten_entries(sqlite_url, tmp_path
 
 def test_bad_appends_fail_at_the_caller(open_ledger):
     ledger = open_ledger()
-    with pytest.raises(ValueError, match="LedgerEntry"):
+    with pytest.raises(TypeError, match="LedgerEntry"):
         ledger.append({"kind": "consent"}, time.time())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="finite"):
         ledger.append(LedgerEntry("c", "consent", math.nan), time.time())

@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: ``prev_hash`` of the first entry of every chain.
 GENESIS_HASH = "0" * 64

@@ -132,4 +132,4 @@ class ChainHead(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
-__all__ = ["Base", "Call", "CallParty", "ChainHead", "HASH_LEN", "LedgerEntryRecord"]
+__all__ = ["HASH_LEN", "Base", "Call", "CallParty", "ChainHead", "LedgerEntryRecord"]

@@ -11,8 +11,9 @@ that carries the evidence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -145,7 +146,7 @@ def project(session: Session, entries: Iterable[ProjectedEntry]) -> None:
             calls[entry.call_id] = call
         try:
             _apply(call, entry)
-        except Exception:  # noqa: BLE001 - the index must never cost us the evidence
+        except Exception:
             log.exception("ledger: could not index %s entry of call %r; the entry itself is kept",
                           entry.kind, entry.call_id)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, or_, select
 from sqlalchemy.orm import Session, selectinload

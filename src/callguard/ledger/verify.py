@@ -22,8 +22,9 @@ from some point on, head included.  Keep the head hashes printed by
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.orm import Session
@@ -275,4 +276,4 @@ def verify(bind: Engine | Connection | Session, chain_id: str | None = None) -> 
             connection.close()
 
 
-__all__ = ["ChainReport", "MAX_PROBLEMS", "Problem", "VerifyReport", "chain_ids", "verify"]
+__all__ = ["MAX_PROBLEMS", "ChainReport", "Problem", "VerifyReport", "chain_ids", "verify"]

@@ -33,8 +33,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Self
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.engine import URL
@@ -181,13 +182,16 @@ class Ledger:
 
         ``on_commit(Committed)`` is called on the writer thread once the entry
         is committed; from asyncio use ``loop.call_soon_threadsafe`` inside it.
-        Raises ``ValueError`` for an entry the schema cannot hold, here at the
-        caller, so one bad entry can never block the queue behind it.
+        Raises ``TypeError`` / ``ValueError`` for an entry the schema cannot hold, here at the
+        caller, so one bad entry can never block the queue behind it.  The
+        data is serialised on the writer thread (to keep this call cheap), so
+        ``entry.data`` must not be mutated afterwards; the engine builds a
+        fresh dict per entry.
         """
         if self._closed:
             raise LedgerError(f"ledger {self.chain_id!r} is closed; entry {entry!r} not written")
         if not isinstance(entry, LedgerEntry):
-            raise ValueError(f"expected a LedgerEntry, got {type(entry).__name__}")
+            raise TypeError(f"expected a LedgerEntry, got {type(entry).__name__}")
         if not (0 < len(entry.call_id) <= ID_LEN and 0 < len(entry.kind) <= KIND_LEN):
             raise ValueError(f"ledger entry call id / kind too long or empty: {entry.call_id!r} {entry.kind!r}")
         if not (math.isfinite(entry.at) and math.isfinite(received_at)):
@@ -231,7 +235,7 @@ class Ledger:
         self.engine.dispose()
         return lost == 0
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -283,7 +287,7 @@ class Ledger:
                 return seq, last
         except LedgerError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear message
             raise LedgerError(f"cannot read chain {self.chain_id!r} from {self.url}: {error_text(exc)}") from None
 
     # -- writer thread -------------------------------------------------------
@@ -391,22 +395,21 @@ class Ledger:
 
     def _write(self, batch: list[_Item]) -> list[Committed]:
         """One transaction: head check, entries, index.  Returns what was committed."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            with session.begin():
-                if self._head is None:
-                    self._head = self._read_head(session)
-                    attempt, self._last_attempt = self._last_attempt, None
-                    if attempt is not None and self._head == attempt.head:
-                        # The COMMIT we saw fail had in fact gone through.
-                        committed = attempt.committed
-                        return self._committed(committed, attempt.head)
-                committed, rows, projected = self._chain(batch)
-                old_seq = self._head[0]
-                new_head = (committed[-1].seq, committed[-1].hash)
-                self._last_attempt = _Attempt(new_head, committed)
-                self._advance_head(session, old_seq, new_head)
-                session.execute(insert(LedgerEntryRecord.__table__), rows)  # Core: no ORM bookkeeping
-                project(session, projected)
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            if self._head is None:
+                self._head = self._read_head(session)
+                attempt, self._last_attempt = self._last_attempt, None
+                if attempt is not None and self._head == attempt.head:
+                    # The COMMIT we saw fail had in fact gone through.
+                    committed = attempt.committed
+                    return self._committed(committed, attempt.head)
+            committed, rows, projected = self._chain(batch)
+            old_seq = self._head[0]
+            new_head = (committed[-1].seq, committed[-1].hash)
+            self._last_attempt = _Attempt(new_head, committed)
+            self._advance_head(session, old_seq, new_head)
+            session.execute(insert(LedgerEntryRecord.__table__), rows)  # Core: no ORM bookkeeping
+            project(session, projected)
         return self._committed(committed, new_head)
 
     def _chain(self, batch: list[_Item]) -> tuple[list[Committed], list[dict[str, object]], list[ProjectedEntry]]:
@@ -464,7 +467,7 @@ class Ledger:
                 continue
             try:
                 item.on_commit(done)
-            except Exception:  # noqa: BLE001 - a caller's callback must not stop the writer
+            except Exception:
                 log.exception("ledger %s: on_commit callback for seq %d failed", self.chain_id, done.seq)
 
     def _at_exit(self) -> None:
