@@ -1075,8 +1075,7 @@ class FakeFreeSWITCH:
         else:
             # callguard.xml's fail-closed branch: the notice from the PBX itself, no recording.
             record.dialplan = "fallback"
-            caller.trace.append((self.scenario_time(), "playback fallback-notice"))
-            await self._play(caller, "fallback-notice")
+            await self.execute_app(caller, "playback", "fallback-notice")
         if scenario.agent is not None and not caller.hung_up and record.dialplan != "transferred":
             agent = self.new_channel(scenario.agent.number, scenario.agent.name, direction="outbound",
                                      destination=scenario.agent.number, caller=caller,

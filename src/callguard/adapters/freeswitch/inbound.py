@@ -34,7 +34,11 @@ log = logging.getLogger("callguard.freeswitch.inbound")
 
 
 class InboundError(ConnectionError):
-    """Could not log in to FreeSWITCH (refused, wrong password, ACL)."""
+    """Could not log in to FreeSWITCH (unreachable, refused, wrong password, ACL)."""
+
+
+class InboundRefused(InboundError):
+    """FreeSWITCH answered and said no (password, ACL): retrying will not help."""
 
 
 @dataclass
@@ -56,6 +60,7 @@ class InboundProtocol(asyncio.Protocol):
         self.auth_request.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.frames_in = 0
+        self.rejected = False
 
     # -- asyncio ---------------------------------------------------------------------
 
@@ -89,7 +94,9 @@ class InboundProtocol(asyncio.Protocol):
                 if not self.auth_request.done():
                     self.auth_request.set_result(None)
             elif kind == "text/rude-rejection":
-                self._close("FreeSWITCH rejected the connection (event_socket ACL): " + frame.text.strip())
+                self.rejected = True
+                self._close("FreeSWITCH rejected the connection by ACL (" + frame.text.strip() + "); allow this "
+                            "host in event_socket.conf.xml apply-inbound-acl")
             elif kind == "text/disconnect-notice":
                 self._close("FreeSWITCH sent a disconnect notice")
 
@@ -151,18 +158,22 @@ async def open_inbound(host: str, port: int, password: str, on_event: Callable[[
         await asyncio.wait_for(proto.auth_request, timeout)
         reply = await asyncio.wait_for(proto.send(encode_command(f"auth {password}"), "auth"), timeout)
         if reply.reply_text != "+OK accepted":
-            raise InboundError(f"FreeSWITCH refused the event socket password ({reply.reply_text.strip()}); "
-                               f"check [freeswitch] password against event_socket.conf.xml")
+            raise InboundRefused(f"FreeSWITCH refused the event socket password ({reply.reply_text.strip()}); "
+                                 f"check [freeswitch] password (or CALLGUARD_FREESWITCH__PASSWORD) against "
+                                 f"event_socket.conf.xml")
         reply = await asyncio.wait_for(proto.send(event_subscription(events, custom), "event"), timeout)
         if not reply.reply_text.startswith("+OK"):
             raise InboundError(f"FreeSWITCH refused the event subscription: {reply.reply_text.strip()}")
     except asyncio.TimeoutError:
         proto.close()
         raise InboundError(f"FreeSWITCH at {host}:{port} did not answer the login within {timeout:.1f} s") from None
+    except InboundRefused:
+        proto.close()
+        raise
     except (InboundError, ConnectionError) as exc:
         proto.close()
-        raise InboundError(str(exc)) from None
+        raise (InboundRefused if proto.rejected else InboundError)(str(exc)) from None
     return proto
 
 
-__all__ = ["InboundError", "InboundProtocol", "open_inbound"]
+__all__ = ["InboundError", "InboundProtocol", "InboundRefused", "open_inbound"]

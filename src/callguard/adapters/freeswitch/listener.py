@@ -62,7 +62,7 @@ from callguard.core import events as ev
 from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
 
-from .inbound import InboundError, InboundProtocol, open_inbound
+from .inbound import InboundError, InboundProtocol, InboundRefused, open_inbound
 from .outbound import OutboundCall, OutboundThread, _App, _Exit
 from .protocol import ESLEvent, Frame
 from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Offer, translate_inbound
@@ -131,6 +131,8 @@ class FreeSwitchListener:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
+        #: set when FreeSWITCH refused the first login (password, ACL): retrying will not help
+        self.refused: asyncio.Future[str] | None = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -139,12 +141,16 @@ class FreeSwitchListener:
         from callguard.wiring import build_engine, build_prompts
 
         self.loop = asyncio.get_running_loop()
+        self.refused = self.loop.create_future()
         prompts = self._prompts if self._prompts is not None else build_prompts(self.config)
         prompt_path = self._prompt_path or _catalog_paths(prompts)
         self.wire = Wire(self.fs.recording_dir, prompt_path)
         self.engine = build_engine(self.config, driver=self, ledger=self.ledger, scheduler=self.loop,
                                    prompts=prompts)
         self.engine.clock = self.clock
+        # phonenumbers loads its metadata on first use (seconds): do it now, not
+        # while the first caller waits in silence on the socket.
+        self.engine.policy.evaluate(["+14155550123", "+442079460000", "+33142685300", "100"])
         self.outbound = OutboundThread(self.fs.listen_host, self.fs.listen_port, self,
                                        max_calls=self.fs.max_calls,
                                        action_timeout_s=self.fs.action_timeout_ms / 1000.0)
@@ -165,7 +171,9 @@ class FreeSwitchListener:
         if self.inbound is not None:
             self.inbound.close()
         if self.outbound is not None:
-            await asyncio.to_thread(self.outbound.stop)
+            # Parked calls go back to their dialplan undecided: with nobody left to
+            # mask a recording, the fail-closed path (notice, no recording) is the safe one.
+            await asyncio.to_thread(self.outbound.stop, 5.0, lambda: list(self.parked.values()))
 
     async def __aenter__(self) -> "FreeSwitchListener":
         await self.start()
@@ -192,6 +200,10 @@ class FreeSwitchListener:
                                            events=INBOUND_EVENTS, custom=INBOUND_CUSTOM,
                                            timeout=max(1.0, self.fs.action_timeout_ms / 1000.0), clock=self.clock)
             except InboundError as exc:
+                if isinstance(exc, InboundRefused) and not self.stats["inbound_connects"]:
+                    assert self.refused is not None
+                    if not self.refused.done():
+                        self.refused.set_result(str(exc))
                 if str(exc) != self.last_error:
                     log.error("%s (retrying every %.1f-%.0f s)", exc, self.fs.reconnect_min_s, self.fs.reconnect_max_s)
                 self.last_error = str(exc)
@@ -545,4 +557,45 @@ def _catalog_paths(prompts: PromptResolver) -> PromptPath:
     return lambda ref, rate: path_for(ref, "freeswitch", rate)
 
 
-__all__ = ["CallState", "FreeSwitchListener", "PAUSE_FLAG", "PAYMENT_FLAG"]
+async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
+                stop: asyncio.Event | None = None, stats_every_s: float = 60.0,
+                ready: Callable[[FreeSwitchListener], None] | None = None) -> None:
+    """Run until ``stop`` is set (or SIGINT/SIGTERM); raise InboundRefused if FreeSWITCH says no at once."""
+    import contextlib
+    import signal
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    listener = FreeSwitchListener(config, ledger, prompts=prompts)
+    await listener.start()
+    fs = config.freeswitch
+    log.info("outbound socket on %s:%s; inbound ESL to %s:%s", fs.listen_host, listener.outbound_port,
+             fs.host, fs.port)
+    if ready is not None:
+        ready(listener)
+    assert listener.refused is not None
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            await asyncio.wait({stopped, listener.refused}, timeout=stats_every_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if listener.refused.done():
+                raise InboundRefused(listener.refused.result())
+            engine = listener.engine
+            assert engine is not None
+            log.info("calls: %d active, %d parked, %d started, %d finished; inbound ESL %s; outcomes %s",
+                     len(engine.sessions), len(listener.parked), engine.stats.calls_started,
+                     engine.stats.calls_finished, "up" if listener.inbound is not None else
+                     f"down ({listener.last_error or 'reconnecting'})", engine.stats.by_outcome)
+    finally:
+        stopped.cancel()
+        await listener.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+
+
+__all__ = ["CallState", "FreeSwitchListener", "PAUSE_FLAG", "PAYMENT_FLAG", "serve"]

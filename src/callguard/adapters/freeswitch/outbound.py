@@ -286,6 +286,17 @@ class OutboundCall:
         if self._waiting is not None:
             self._waiting[1].set(None)
 
+    def release(self) -> None:
+        """Give the channel back to the dialplan now, undecided (the listener is stopping).
+
+        Runs in the hub: the exit goes out from its own greenlet, even while an
+        application runs; the dialplan's fail-closed path then plays the notice
+        and goes on unrecorded.
+        """
+        if not self.finished and not self.hung_up:
+            self.hung_up = True  # nothing more is sent after this
+            gevent.spawn(self._exit)
+
     # -- called inside the hub by OutboundThread.submit ------------------------------
 
     def enqueue(self, item: _App | _Exit, bounce: Callable[[], None] | None = None) -> None:
@@ -317,7 +328,7 @@ class _Server(OutboundESLServer):
 
     def _make_app(self, session: CallguardSession) -> OutboundCall:
         return OutboundCall(session, self._side, action_timeout_s=self._action_timeout_s,
-                            idle_timeout_s=max(5.0, 2 * self._action_timeout_s))
+                            idle_timeout_s=max(8.0, 4 * self._action_timeout_s))
 
     def bind(self) -> int:
         self.server = gevent.socket.socket()
@@ -413,8 +424,11 @@ class OutboundThread(threading.Thread):
         if self._wakeup is not None:
             self._wakeup.send()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, release: Callable[[], list[OutboundCall]] | None = None) -> None:
+        """Stop accepting; release the parked calls (``release`` lists them) and wait for the thread."""
         if self._server is not None:
+            for call in (release() if release is not None else []):
+                self.submit(call.release)
             self.submit(self._server.stop)
         self.join(timeout)
 
