@@ -18,7 +18,7 @@ Why our own parser instead of panoramisk 1.4's ``AMIProtocol.data_received``:
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping  # noqa: F401 (Mapping: annotations)
 
 EOL = b"\r\n"
 EOM = b"\r\n\r\n"
@@ -59,12 +59,9 @@ class AmiMessage(dict):
     bytes arrived; :attr:`at` prefers the PBX's own ``Timestamp`` header.
     """
 
-    __slots__ = ("received_at", "body")
-
-    def __init__(self, *args: object, **kwargs: str) -> None:
-        super().__init__(*args, **kwargs)
-        self.received_at = 0.0
-        self.body = ""
+    #: Class-level defaults: no ``__init__`` to run per message (hot path).
+    received_at: float = 0.0
+    body: str = ""
 
     @property
     def name(self) -> str:
@@ -139,7 +136,7 @@ def parse_block(block: bytes) -> AmiMessage:
     msg = AmiMessage()
     try:
         # Fast path: every line is "Key: value" and no key repeats.
-        msg.update(line.split(": ", 1) for line in lines)  # type: ignore[misc]
+        msg.update([line.split(": ", 1) for line in lines])  # type: ignore[misc]
         if len(msg) == len(lines):
             return msg
         msg.clear()
@@ -261,10 +258,16 @@ class AmiParser:
         return len(self._buf)
 
 
+_GOOD_NAMES: set[str] = set()
+
+
 def check_header(name: str, value: str) -> None:
     """Raise :class:`UnsafeHeaderValue` unless ``name: value`` is one safe line."""
-    if not _HEADER_NAME.fullmatch(name):
-        raise UnsafeHeaderValue(f"invalid AMI header name {name!r}")
+    if name not in _GOOD_NAMES:
+        if not _HEADER_NAME.fullmatch(name):
+            raise UnsafeHeaderValue(f"invalid AMI header name {name!r}")
+        if len(_GOOD_NAMES) < 1024:
+            _GOOD_NAMES.add(name)
     if "\r" in value or "\n" in value or "\x00" in value:
         raise UnsafeHeaderValue(
             f"AMI header {name!r} value contains CR, LF or NUL; refusing to send it "
@@ -277,16 +280,22 @@ def encode_action(headers: Mapping[str, object] | Iterable[tuple[str, object]]) 
     Values are ``str()``-ed; a list or tuple value repeats the header
     (``Variable: a=1`` / ``Variable: b=2``).
     """
-    items = list(headers.items() if isinstance(headers, Mapping) else headers)
-    items.sort(key=lambda kv: kv[0].lower() != "action")  # stable: Action first
+    items = list(headers.items() if hasattr(headers, "items") else headers)  # type: ignore[union-attr]
+    if items and items[0][0] != "Action":
+        items.sort(key=lambda kv: kv[0].lower() != "action")  # stable: Action first
     lines: list[str] = []
     for name, value in items:
-        values = value if isinstance(value, (list, tuple)) else (value,)
-        for one in values:
-            text = str(one)
+        if isinstance(value, (list, tuple)):
+            for one in value:
+                text = str(one)
+                check_header(name, text)
+                lines.append(f"{name}: {text}")
+        else:
+            text = value if type(value) is str else str(value)
             check_header(name, text)
             lines.append(f"{name}: {text}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8")
 
 
 __all__ = [
