@@ -186,3 +186,19 @@ async def test_unannounced_joiner_under_all_party_stops_the_recording(rig: Rig):
     assert rig.entry(cid, "violation").data["what"] == "unannounced party"
     assert rig.entry(cid, "recording-stopped").data["reason"] == "party-forbids-recording"
     assert rig.sent("StopMixMonitor", channel=call.channel.name)
+
+
+async def test_decline_goes_to_the_configured_destination(rig: Rig):
+    rig.config = dataclasses.replace(rig.config, consent=dataclasses.replace(
+        rig.config.consent, decline_destination="callguard-declined,s,1"))
+    await rig.start_listener()
+    call = rig.pbx.place_call("+14155550123", "José Cust")
+    await call.answer_prompt("2")
+    await call.wait_agi_left()
+    await call.hangup()
+    await rig.settle(call)
+    assert rig.agi_sent(call.channel.name)[-5:] == [
+        "SET VARIABLE CALLGUARD_CONSENT declined", "SET CONTEXT callguard-declined", "SET EXTENSION s",
+        "SET PRIORITY 1", "ASYNCAGI BREAK"]
+    assert call.destination == "callguard-declined,s,1" and call.agent is None  # not to the agents
+    assert rig.entry(call.linkedid, "continued").data["destination"] == "callguard-declined,s,1"

@@ -178,6 +178,8 @@ def parse_destination(text: str) -> tuple[str, str, str]:
 
     ``exten`` defaults to ``s`` and ``priority`` to ``1`` like ``Goto``.
     """
+    if any(ch in text for ch in "\r\n\t\x00"):
+        raise UnsafeAgiArgument(f"destination {text!r} contains control characters")
     parts = [p.strip() for p in text.split(",")]
     if not 1 <= len(parts) <= 3 or not parts[0]:
         raise UnsafeAgiArgument(f"destination {text!r} is not 'context[,exten[,priority]]'")
