@@ -162,7 +162,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def vault(config, clock):
     # the ledger's schema (and ours) is created by opening for writing
-    v = Vault.open(config, clock=clock)
+    v = Vault.open(config, clock=clock, create=True)
     yield v
     v.close()
 

@@ -142,7 +142,7 @@ def test_broken_chains_are_flagged(seeded, clock):
 
 def test_sweep_schedule_gaps(config, clock, small_wav, tmp_path):
     start, _ = month_bounds("2026-10")
-    with Vault.open(config, clock=clock) as vault:
+    with Vault.open(config, clock=clock, create=True) as vault:
         for day in (0.5, 1.4, 2.3, 20.0):
             clock.now = start + day * DAY
             sweep(vault, None, apply=True)

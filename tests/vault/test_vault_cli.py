@@ -145,8 +145,12 @@ def test_retention_holds_dsar_audit(cli, tmp_path, small_wav):
 
 
 def test_clear_errors(cli, tmp_path, small_wav):
+    out = cli("recordings", "list", "--as", "bob", code=1).output
+    assert "callguard.sqlite' does not exist" in out and "[ledger] url" in out
+    assert not (tmp_path / "callguard.sqlite").exists()  # a typo never creates an empty database
+    _seed(cli.config, "other", T0)
     out = cli("vault", "ingest", str(tmp_path / "missing.wav"), "--call", "x", "--as", "svc", code=1).output
-    assert "Error:" in out and "Traceback" not in out
+    assert "Error:" in out and "no such file" in out and "Traceback" not in out
     cli("keys", "generate")
     wav = _spool(tmp_path, small_wav, "ghost")
     out = cli("vault", "ingest", str(wav), "--call", "ghost", "--as", "svc", code=1).output
@@ -166,6 +170,7 @@ def test_clear_errors(cli, tmp_path, small_wav):
 
 def test_identity_is_bound_to_the_os_account(tmp_path, monkeypatch):
     cfg = _toml(tmp_path, bind_os_user=True)
+    _seed(cfg, "c1", T0)
     runner = CliRunner()
     result = runner.invoke(main, ["--config", str(cfg), "recordings", "list", "--as", "alice"])
     assert result.exit_code == 1 and "is not the account running this command" in result.output

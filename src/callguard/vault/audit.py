@@ -44,8 +44,8 @@ from callguard.ledger.queries import StoredEntry
 from callguard.ledger.verify import verify as verify_ledger
 from callguard.vault.accesslog import verify_log
 from callguard.vault.envelope import VaultError
-from callguard.vault.holds import hold_condition
 from callguard.vault.models import STORED, DsarRequest, Recording, SweepRun
+from callguard.vault.retention import select_expired
 from callguard.vault.service import Vault
 
 VIOLATION = "violation"
@@ -399,12 +399,7 @@ def _vault_checks(vault: Vault, report: AuditReport, start: float, end: float, n
             select(Recording.id, Recording.call_id, Recording.recorded_at, Recording.dtmf_leaks,
                    Recording.dtmf_scanned_at, Recording.dtmf_report, Recording.state)
             .where(Recording.recorded_at >= start, Recording.recorded_at < end)).all()
-        cutoff = min(now, end)
-        overdue = session.execute(
-            select(Recording.id, Recording.call_id, Recording.purpose, Recording.expires_at)
-            .where(Recording.state == STORED, Recording.expires_at < cutoff,
-                   ~hold_condition(Recording.id, Recording.call_id))
-            .order_by(Recording.expires_at)).all()
+        overdue = select_expired(session, min(now, end))
         sweeps = [at for at, in session.execute(
             select(SweepRun.started_at).where(SweepRun.applied.is_(True), SweepRun.started_at >= start,
                                               SweepRun.started_at < end).order_by(SweepRun.started_at))]

@@ -43,17 +43,6 @@ class HoldView:
         return f"recording {self.recording_id}" if self.recording_id else f"call {self.call_id}"
 
 
-def hold_condition(recording_id_col, call_id_col):  # type: ignore[no-untyped-def]
-    """SQL: an active hold covers the recording (directly or through its call)."""
-    return (
-        select(LegalHold.id).where(
-            LegalHold.released_at.is_(None),
-            or_(LegalHold.recording_id == recording_id_col,
-                and_(LegalHold.recording_id.is_(None), LegalHold.call_id == call_id_col)),
-        ).exists()
-    )
-
-
 def active_holds(session: Session, recording: Recording) -> list[LegalHold]:
     return list(session.scalars(select(LegalHold).where(
         LegalHold.released_at.is_(None),
@@ -113,4 +102,4 @@ def list_holds(vault: Vault, user: str | None, *, include_released: bool = False
         return [HoldView.of(h) for h in session.scalars(stmt)]
 
 
-__all__ = ["HoldView", "active_holds", "hold_condition", "list_holds", "place", "release"]
+__all__ = ["HoldView", "active_holds", "list_holds", "place", "release"]

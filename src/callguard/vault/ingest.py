@@ -159,6 +159,8 @@ def ingest_file(vault: Vault, path: str | os.PathLike[str], call_id: str, *, pur
 def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str, reason: str,
             recorded_at: float | None, keep_plaintext: bool) -> IngestResult:
     days = vault.retention_days(purpose)
+    if not os.path.lexists(source):
+        raise VaultError(f"{source}: no such file")
     with vault.session() as session:
         if get_call(session, call_id) is None:
             raise VaultError(f"call {call_id!r} is not in the ledger; a recording is only stored with its "

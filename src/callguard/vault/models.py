@@ -65,8 +65,9 @@ class Recording(Base):
     dtmf_report: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        # The retention sweep's selection: stored and expired, oldest first.
-        Index("ix_vault_recordings_sweep", "state", "expires_at"),
+        # The retention sweep's selection (stored and expired, oldest first), covering the
+        # columns it reads so the scan never touches the table itself.
+        Index("ix_vault_recordings_sweep", "state", "expires_at", "id", "call_id", "purpose"),
     )
 
 

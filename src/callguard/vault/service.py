@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from callguard.config import Config
 from callguard.core.commands import LedgerEntry
-from callguard.ledger.db import open_for_writing
+from callguard.ledger.db import open_for_writing, sqlite_path
 from callguard.ledger.writer import Committed, Ledger
 from callguard.vault import models  # noqa: F401 - registers the vault tables on Base
 from callguard.vault.accesslog import AccessEvent, AccessLog
@@ -81,9 +82,20 @@ class Vault:
         self._ledger: Ledger | None = None
 
     @classmethod
-    def open(cls, config: Config, *, clock: Clock = time.time, os_account: str | None = None) -> "Vault":
-        """Connect to the ledger database (creating the vault tables if missing)."""
-        return cls(config, open_for_writing(config.ledger.url), clock=clock, os_account=os_account)
+    def open(cls, config: Config, *, clock: Clock = time.time, os_account: str | None = None,
+             create: bool = False) -> "Vault":
+        """Connect to the ledger database (adding the vault tables if missing).
+
+        The vault lives in the ledger's database, so a SQLite file that does
+        not exist yet is a wrong ``[ledger] url``, not a reason to create an
+        empty one - unless ``create`` says so (first-time setup, tests).
+        """
+        url = make_url(config.ledger.url)
+        path = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+        if path is not None and not create and not path.exists():
+            raise VaultError(f"ledger database {str(path)!r} does not exist; the vault keeps its records "
+                             f"there. Check [ledger] url (or start the listener once to create it)")
+        return cls(config, open_for_writing(url), clock=clock, os_account=os_account)
 
     def close(self) -> None:
         if self._ledger is not None:
