@@ -92,14 +92,16 @@ class Faults:
     reply_delay: dict[str, float] = field(default_factory=dict)
     #: regexes: a matching command is never answered and the connection stalls (until it is closed)
     stall_on: list[str] = field(default_factory=list)
-    #: regex: close the inbound connection when a matching command arrives
+    #: regex: close the inbound connection when a matching command arrives (once, then the knob clears)
     drop_inbound_on: str = ""
     #: with ``drop_inbound_on``: carry the command out before dropping (the reply is what is lost)
     drop_after_executing: bool = False
     #: background events per second to every inbound subscriber (other calls' hangups/bridges)
     flood_per_s: float = 0.0
-    #: refuse inbound logins (wrong password simulation is ``password=``): send text/rude-rejection
+    #: answer every inbound connection with text/rude-rejection (an ACL that does not allow the client)
     reject_acl: bool = False
+    #: answer ``auth`` with ``-ERR invalid`` whatever the password (FreeSWITCH restarting, config changed)
+    refuse_logins: bool = False
 
     def delay_for(self, line: str) -> float:
         return max((d for pattern, d in self.reply_delay.items() if re.search(pattern, line)), default=0.0)
@@ -434,6 +436,7 @@ class _InboundClient:
                     if faults.drop_after_executing and line.startswith("api "):
                         await self.fake.run_api(line[4:].strip())
                     self.fake.dropped.append(line)
+                    faults.drop_inbound_on = ""
                     self.conn.close(flush=False)
                     break
                 self.fake._busy += 1
@@ -452,7 +455,7 @@ class _InboundClient:
     async def _handle(self, line: str) -> bool:
         word, _, rest = line.partition(" ")
         if word == "auth":
-            if rest == self.fake.password:
+            if rest == self.fake.password and not self.fake.faults.refuse_logins:
                 self.authed = True
                 self.conn.send(reply_frame("+OK accepted"))
                 return True
@@ -562,6 +565,8 @@ class FakeFreeSWITCH:
         self._busy = 0  #: applications working (not waiting for the clock or a person) + commands handled
         self._links: set[_OutboundLink] = set()
         self._watched: list[Callable[[], bool]] = []
+        self._holds = 0
+        self.calls: list[CallRecord] = []  #: every call :meth:`play` started, as it starts
         self._base_loop = 0.0
         self.vnow = 0.0  #: scenario seconds on the virtual clock
         self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -615,9 +620,18 @@ class FakeFreeSWITCH:
         """Also wait for ``busy()`` to be false before the virtual clock moves (e.g. ``listener.busy``)."""
         self._watched.append(busy)
 
+    @contextlib.contextmanager
+    def hold(self) -> Any:
+        """Keep the virtual clock where it is (a test acting "between" two scripted moments)."""
+        self._holds += 1
+        try:
+            yield self
+        finally:
+            self._holds -= 1
+
     def busy(self) -> bool:
         """Work in progress on our side, or a parked channel waiting for the listener."""
-        if self._busy:
+        if self._busy or self._holds:
             return True
         if any(c.conn.busy for c in self.clients):
             return True
@@ -1063,6 +1077,7 @@ class FakeFreeSWITCH:
         caller.variables["callguard_call"] = caller.uuid
         caller.variables["export_vars"] = "callguard_call"
         record = CallRecord(caller)
+        self.calls.append(record)
         self.emit("CHANNEL_ANSWER", caller)
         runner = self._spawn(self._script(steps, self.scenario_time(), record))
         record.socket = await self.run_socket(caller)

@@ -116,10 +116,16 @@ async def make_rig(tmp_path) -> AsyncIterator[Callable[..., Any]]:
 
     yield build
     for rig in rigs:
-        if rig.listener is not None:
-            await rig.listener.stop()
-        await rig.fake.stop()
-        rig.ledger.close(5)
+        try:
+            if rig.listener is not None:
+                await asyncio.wait_for(rig.listener.stop(), 30)
+            await asyncio.wait_for(rig.fake.stop(), 30)
+        except asyncio.TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack()
+            raise
+        finally:
+            rig.ledger.close(5)
 
 
 @pytest.fixture

@@ -131,6 +131,8 @@ class InboundProtocol(asyncio.Protocol):
         in the same callback that parsed the hotkey event.
         """
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        # Fire-and-forget callers (heartbeat) may never look at a connection error.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         if not self.connected:
             future.set_exception(ConnectionError("not connected to FreeSWITCH"))
             return future

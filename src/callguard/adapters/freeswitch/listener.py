@@ -474,12 +474,14 @@ class FreeSwitchListener:
         proto, wire, engine = self.inbound, self.wire, self.engine
         assert proto is not None and wire is not None and engine is not None
         # 1. What could not be sent goes first, a pending stop replacing mute/unmute.
+        resent: set[str] = set()
         for state in list(self.calls.values()):
             pending, state.pending = state.pending, []
             if any(p.kind == "stop" for p in pending):
                 pending = [p for p in pending if p.kind not in ("mask", "unmask")]
             for item in pending:
                 self._send(state, item, proto)
+                resent.add(state.call_id)
         # 2. Each live call: still there?  Flags raised while we were away?  Silent if it should be.
         timeout = max(0.5, self.fs.action_timeout_ms / 1000.0)
         for call_id in list(self.calls):
@@ -502,9 +504,11 @@ class FreeSwitchListener:
                                        ev.PaymentStarted, ev.PaymentEnded, timeout)
             except (asyncio.TimeoutError, ConnectionError):
                 return  # the connection died again; the next reconnect resyncs
+            # 3. Silent again if it should be (a mask is idempotent), unless this resync
+            #    already re-sent the mute/unmute that was on the wire.
             session = engine.session(call_id)
             if session is not None and session.recording and session.desired_muted and state.file_name \
-                    and not any(i.kind == "mask" for i in state.inflight):
+                    and call_id not in resent:
                 self._api(state, "mask", wire.mask(state.channel, state.file_name), self._on_mask_reply)
 
     async def _apply_flag(self, proto: InboundProtocol, state: CallState, name: str, active: ev.Source | None,
