@@ -83,6 +83,14 @@ def test_keys_ingest_access_rotation(cli, tmp_path, small_wav):
                  "--as", "bob", code=1)
     assert "access denied" in denied.output and "may not export" in denied.output
     assert not (tmp_path / "b.wav").exists()
+    log = cli("vault", "log", "--denied", "--as", "dave").output
+    assert re.search(rf"denied\s+export\s+{rid1}\s+by bob \(qa, os:\S+\)\s+why: personal copy please", log)
+    assert "1 entry" in log
+    trail = [json.loads(line)
+             for line in cli("vault", "log", "--target", rid1, "--json", "--as", "dave").output.splitlines()]
+    assert [(e["actor"], e["action"], e["outcome"]) for e in trail] == [
+        ("alice", "export", "granted"), ("alice", "export", "done"), ("bob", "listen", "granted"),
+        ("bob", "listen", "done"), ("bob", "export", "denied"), ("dave", "access-log", "granted")]
     # rotation: new recordings use the new key, the old one stays readable
     new = re.search(r"key ([0-9a-f]{16}) \(active", cli("keys", "rotate").output).group(1)
     assert new != old

@@ -122,5 +122,51 @@ def scan(ctx: click.Context, recording: str, reason: str, user: str | None) -> N
         raise click.exceptions.Exit(1)
 
 
+@vault_group.command("log")
+@click.option("--since", default=None, metavar="YYYY-MM-DD", help="From this day (UTC).")
+@click.option("--until", default=None, metavar="YYYY-MM-DD", help="Before this day (UTC).")
+@click.option("--actor", default=None, metavar="USER", help="Only this user's attempts.")
+@click.option("--target", default=None, metavar="ID", help="Only attempts on this recording, call or request.")
+@click.option("--denied", is_flag=True, help="Only refused attempts.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with hashes.")
+@as_option
+@click.pass_context
+def log_cmd(ctx: click.Context, since: str | None, until: str | None, actor: str | None, target: str | None,
+            denied: bool, as_json: bool, user: str | None) -> None:
+    """The access log: who tried to do what to which recording, when, why, and the outcome.
+
+    Reading the log is itself logged (it names people and recordings).
+    """
+    from datetime import datetime, timezone
+
+    def parse(day_text: str | None) -> float | None:
+        if day_text is None:
+            return None
+        try:
+            return datetime.strptime(day_text, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            raise click.BadParameter(f"{day_text!r} is not a date like 2026-11-01") from None
+
+    start, end = parse(since), parse(until)
+    with open_vault(ctx) as vault:
+        vault.authorize(user, "access-log", target or actor or "*", "", permission="audit")
+        events = list(vault.access_log.events(since=start, until=end, actor=actor,
+                                              targets=[target] if target else None))
+    shown = 0
+    for event in events:
+        if denied and event.outcome != "denied":
+            continue
+        shown += 1
+        if as_json:
+            click.echo(json.dumps(event.as_dict(), sort_keys=True))
+            continue
+        extra = event.detail.get("refusal") or event.detail.get("error") or ""
+        click.echo(f"#{event.seq:<6} {when(event.at)}  {event.outcome:7} {event.action:16} {event.target[:34]:34} "
+                   f"by {event.actor} ({event.role or 'no role'}, os:{event.os_user})"
+                   f"{'  why: ' + event.reason if event.reason else ''}{'  -- ' + extra if extra else ''}")
+    if not as_json:
+        click.echo(f"{shown} entr{'y' if shown == 1 else 'ies'}")
+
+
 def register(main: click.Group) -> None:
     main.add_command(vault_group)

@@ -246,12 +246,12 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
             add("engine-violation", entry, f"{data.get('what')}: {data.get('detail')}")
     for pause in open_pauses:
         add("pause-unconfirmed", pause, f"{pause.kind} ({_data(pause).get('source')}) was never confirmed muted")
-    if declined_at is not None and not continued and not any(e.kind == "continued" for e in entries):
+    if declined_at is not None and not continued:
         add("opt-out-dropped", declined_at, "the caller declined and the call was not continued")
-    if first_recording is not None and notice is not None and stats.notice_offset is not None:
-        if stats.notice_offset > limits.notice_start_s:
-            add("notice-late", notice, f"notice started {stats.notice_offset:.1f} s after answer "
-                                       f"(limit {limits.notice_start_s:.1f} s)")
+    if (first_recording is not None and notice is not None and stats.notice_offset is not None
+            and stats.notice_offset > limits.notice_start_s):
+        add("notice-late", notice, f"notice started {stats.notice_offset:.1f} s after answer "
+                                   f"(limit {limits.notice_start_s:.1f} s)")
     if notice_end is not None:
         end = _num(_data(notice_end).get("offset_s"))
         if end is not None and end > limits.notice_end_s:
@@ -501,7 +501,7 @@ def render_text(report: AuditReport) -> str:
         + (", ".join(f"{k} {v}" for k, v in sorted(s["stored_by_purpose"].items())) or "none"),
         f"retention sweeps this month: {sum(1 for w in s['sweeps'] if w['applied'])} applied, "
         f"{sum(1 for w in s['sweeps'] if not w['applied'])} dry runs",
-        f"access: " + (", ".join(f"{k} {v}" for k, v in sorted(s["access"]["by_action"].items())) or "none"),
+        "access: " + (", ".join(f"{k} {v}" for k, v in sorted(s["access"]["by_action"].items())) or "none"),
         "",
         f"RESULT: {report.violations} violation(s), {report.warnings} warning(s)",
         "",
