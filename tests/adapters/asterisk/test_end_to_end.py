@@ -202,3 +202,14 @@ async def test_decline_goes_to_the_configured_destination(rig: Rig):
         "SET PRIORITY 1", "ASYNCAGI BREAK"]
     assert call.destination == "callguard-declined,s,1" and call.agent is None  # not to the agents
     assert rig.entry(call.linkedid, "continued").data["destination"] == "callguard-declined,s,1"
+
+
+async def test_other_applications_asyncagi_channels_are_left_alone(rig: Rig):
+    await rig.start_listener()
+    call = rig.pbx.place_call("+14155550123", "José Cust")
+    call.channel.context = "ivr-of-another-app"  # an AGI(agi:async) that is not callguard's
+    await call.wait_answered()
+    await asyncio.sleep(0.3)
+    assert call.linkedid not in rig.engine.sessions and not rig.agi_sent(call.channel.name)
+    assert call.channel.in_agi  # still waiting for its own application
+    await call.hangup()

@@ -268,3 +268,36 @@ async def test_hostile_caller_ids_change_nothing_but_the_ledger_text(rig: Rig, n
             assert "\r" not in value and "\n" not in value
             assert "etc/passwd" not in value and "SHELL" not in value and "Hangup" not in value
     assert call.outcome == "granted" and not call.ended.is_set() or call.recording.stopped_at is not None
+
+
+async def test_resync_snapshot_neither_kills_new_calls_nor_revives_ended_ones(rig: Rig):
+    """CoreShowChannels is a snapshot; events handled before the answer is read must win."""
+    await rig.start_listener()
+    ended = rig.pbx.place_call("+14155550123", "Soon Gone")
+    await rig.wait_for(lambda: ended.linkedid in rig.engine.sessions, what="first call offered")
+    original = rig.pbx._action_coreshowchannels
+
+    def snapshot_now_deliver_later(session, action):
+        held = []
+        write = session.write
+        session.write = lambda data, kind, name: held.append((data, kind, name))
+        try:
+            original(session, action)
+        finally:
+            session.write = write
+        asyncio.get_running_loop().call_later(0.4, lambda: [write(*h) for h in held])
+
+    rig.pbx._action_coreshowchannels = snapshot_now_deliver_later
+    resync = asyncio.create_task(rig.listener.resync())
+    await asyncio.sleep(0.05)
+    await ended.hangup()  # parked in the snapshot, gone before it arrives
+    fresh = rig.pbx.place_call("+14155550124", "Just Arrived")  # not in the snapshot
+    await rig.wait_for(lambda: fresh.linkedid in rig.engine.sessions, what="new call offered")
+    await resync
+    assert fresh.linkedid in rig.engine.sessions and fresh.linkedid in rig.listener.calls
+    assert not any(c.startswith(ended.linkedid) for c in rig.engine.sessions)
+    await fresh.answer_prompt("1")
+    await rig.wait_kind(fresh.linkedid, "recording-started")
+    assert rig.entry(ended.linkedid, "hangup").data["cause"] == "normal"
+    await fresh.hangup()
+    await rig.settle(fresh)

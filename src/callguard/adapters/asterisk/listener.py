@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("callguard.asterisk")
 
 JOIN_CONTEXT = "callguard-join"
+#: AsyncAGI channels in contexts with this prefix are callguard's (callguard-inbound, callguard-join, ...).
+CONTEXT_PREFIX = "callguard"
 CONSENT_VARIABLE = "CALLGUARD_CONSENT"
 MIXMON_ID_VARIABLE = "CALLGUARD_MIXMON_ID"
 #: Channel variables the shipped dialplan sets next to each UserEvent, so a
@@ -151,6 +153,7 @@ class AsteriskListener:
         self._by_channel: dict[str, _Call] = {}
         self._by_linkedid: dict[str, _Call] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._gone: OrderedDict[str, None] = OrderedDict()  #: channels of our calls that hung up
         self._heartbeat: asyncio.Task | None = None
         self._resyncing: asyncio.Task | None = None
         self.heartbeats = 0
@@ -436,6 +439,11 @@ class AsteriskListener:
         """A channel waits in ``AGI(agi:async)``: a new call, a joiner, or one to release."""
         if not name:
             return
+        if not context.startswith(CONTEXT_PREFIX):
+            # Another application's AsyncAGI channel (sites use AGI(agi:async)
+            # for other things too): not ours to answer or release.
+            log.debug("ignoring AsyncAGI channel %s in context %r", name, context)
+            return
         number = None if number in (None, "", "<unknown>") else number
         caller_name = None if caller_name in (None, "", "<unknown>") else caller_name
         existing = self._by_linkedid.get(linkedid)
@@ -575,6 +583,9 @@ class AsteriskListener:
         call = self._by_channel.get(name)
         if call is None:
             return
+        self._gone[name] = None
+        while len(self._gone) > 4096:
+            self._gone.popitem(last=False)
         channel = call.channels.pop(name, None)
         self._by_channel.pop(name, None)
         if channel is not None and channel.hangup_check is not None:
@@ -634,12 +645,20 @@ class AsteriskListener:
     async def resync(self) -> None:
         """Bring our view and the PBX back in line after (re)connecting."""
         self.resyncs += 1
+        # The list is a snapshot taken when Asterisk gets the action, but events
+        # keep arriving (and are handled) before this coroutine resumes: only
+        # judge what we knew when we asked, and never revive what hung up since.
+        known = {call_id: set(call.channels) for call_id, call in self.calls.items()}
         items = await self.manager.send_action({"Action": "CoreShowChannels"}, as_list=True,
                                                timeout=max(self.manager.action_timeout, 5.0))
-        live = {m.get("Channel", ""): m for m in items[1:] if m.get("Event") == "CoreShowChannel"}
+        live = {m.get("Channel", ""): m for m in items[1:]
+                if m.get("Event") == "CoreShowChannel" and m.get("Channel") not in self._gone}
         now = self._now()
-        for call in list(self.calls.values()):
-            if call.controlled not in live:
+        for call_id, names in known.items():
+            call = self.calls.get(call_id)
+            if call is None:
+                continue
+            if call.controlled not in live and call.controlled in names:
                 log.warning("call %s: channel %s ended while the AMI link was down", call.call_id, call.controlled)
                 for name in [n for n in call.channels if n != call.controlled]:
                     call.channels.pop(name, None)
@@ -647,7 +666,7 @@ class AsteriskListener:
                 self._feed(call, ev.HungUp(now, "ended while disconnected", call.controlled))
                 self._forget(call)
                 continue
-            for name in [n for n in call.channels if n != call.controlled and n not in live]:
+            for name in [n for n in call.channels if n != call.controlled and n in names and n not in live]:
                 call.channels.pop(name, None)
                 self._by_channel.pop(name, None)
                 self._feed(call, ev.HungUp(now, "left while disconnected", name))
