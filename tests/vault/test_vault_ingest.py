@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from callguard.vault.models import Recording
 from callguard.vault.recordings import delete, export, list_recordings, listen, show, verify
 from callguard.vault.service import AccessDenied, Vault
 
-from tests.vault.conftest import T0, call_entries, recording_start, with_vault, write_ledger
+from tests.vault.conftest import T0, call_entries, recording_start, spool_copy, with_vault, write_ledger
 from tests.vault.vault_audio import concat, digit_sequence, noise_wav, silence_wav, speech_wav
 
 
@@ -217,3 +218,20 @@ def test_adapter_entry_point_ingests_off_the_loop(config, call_with_payment):
     with Vault.open(config) as v, v.session() as s:
         row = s.get(Recording, result.recording_id)
         assert json.loads(row.dtmf_report)["leaked_digits"] == "1234"
+
+
+def test_ingestor_waits_for_the_ledger_to_catch_up(config, tmp_path, small_wav):
+    """The PBX's recording-stopped can reach the ingestor before the ledger commits it."""
+    entries = call_entries("late", "+442079460123", T0)
+    write_ledger(config, [e for e in entries if e.kind not in ("recording-stopped", "hangup")])
+    wav = spool_copy(small_wav, tmp_path / "spool", "callguard-late.wav")
+    ingestor = VaultIngestor(config)
+    ingestor.retry_delays = (0.3, 0.6, 1.2, 2.4, 4.8)
+    try:
+        future = ingestor.submit("late", wav)
+        time.sleep(0.2)
+        write_ledger(config, [e for e in entries if e.kind in ("recording-stopped", "hangup")])
+        result = future.result(timeout=60)
+    finally:
+        ingestor.close()
+    assert result.plaintext_removed and not wav.exists()

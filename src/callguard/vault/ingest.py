@@ -60,6 +60,15 @@ from callguard.vault.service import Actor, Vault
 log = logging.getLogger("callguard.vault")
 
 
+class NotReady(VaultError):
+    """The ledger does not (yet) show the call or its recording as stopped.
+
+    On the live path the PBX event that triggers ingest can arrive a few
+    milliseconds before the ledger writer commits the matching entry;
+    :class:`VaultIngestor` retries these, a person at the CLI gets the message.
+    """
+
+
 @dataclass(frozen=True)
 class IngestResult:
     recording_id: str
@@ -163,7 +172,7 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
         raise VaultError(f"{source}: no such file")
     with vault.session() as session:
         if get_call(session, call_id) is None:
-            raise VaultError(f"call {call_id!r} is not in the ledger; a recording is only stored with its "
+            raise NotReady(f"call {call_id!r} is not in the ledger; a recording is only stored with its "
                              f"evidence (check the id with `callguard ledger show`)")
         entries = timeline(session, call_id)
         existing = session.scalars(select(Recording).where(Recording.call_id == call_id,
@@ -173,7 +182,7 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
                          f"{existing.id} ({existing.state}); nothing was changed")
     window = recording_window(entries, source.name)
     if vault.settings.require_call_ended and not window.stopped:
-        raise VaultError(f"the ledger does not show the recording of call {call_id} as stopped; the PBX may "
+        raise NotReady(f"the ledger does not show the recording of call {call_id} as stopped; the PBX may "
                          f"still be writing {source.name}. Ingest after recording-stopped/hangup")
     fd, before = _open_source(source)
     facts = _audio_facts(source)
@@ -294,6 +303,9 @@ class VaultIngestor:
     ingest` (nothing is ever lost by a failed ingest).
     """
 
+    #: Waits between attempts while the ledger catches up with the PBX (seconds).
+    retry_delays: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
+
     def __init__(self, config: Config, *, user: str | None = None) -> None:
         self.config = config
         self.user = user
@@ -308,11 +320,18 @@ class VaultIngestor:
             return self._vault
 
     def _run(self, call_id: str, path: Path) -> IngestResult:
-        try:
-            return ingest_file(self._get_vault(), path, call_id, user=self.user)
-        except Exception:
-            log.exception("vault: ingest of %s for call %s failed; the plaintext was kept", path, call_id)
-            raise
+        for delay in (*self.retry_delays, None):
+            try:
+                return ingest_file(self._get_vault(), path, call_id, user=self.user)
+            except NotReady as exc:
+                if delay is None:
+                    log.error("vault: %s; %s kept for a later `callguard vault ingest`", exc, path)
+                    raise
+                time.sleep(delay)
+            except Exception:
+                log.exception("vault: ingest of %s for call %s failed; the plaintext was kept", path, call_id)
+                raise
+        raise AssertionError("unreachable")
 
     def submit(self, call_id: str, path: str | os.PathLike[str]) -> "Future[IngestResult]":
         return self._executor.submit(self._run, call_id, Path(path))
@@ -330,4 +349,4 @@ def on_recording_stopped(config: Config, call_id: str, path: str | os.PathLike[s
         return ingest_file(vault, path, call_id, user=user)
 
 
-__all__ = ["IngestResult", "VaultIngestor", "ingest_file", "on_recording_stopped"]
+__all__ = ["IngestResult", "NotReady", "VaultIngestor", "ingest_file", "on_recording_stopped"]
