@@ -120,8 +120,8 @@ def test_each_seeded_violation_is_flagged_and_nothing_else(seeded, clock):
     assert report.stats["calls"] == 15 and report.stats["recorded_calls"] == 13
     assert report.stats["notice_offset_p50"] == pytest.approx(0.8)
     text_report = render_text(report)
-    assert "[FAIL] Recording after the caller declined (recorded-after-decline): 1" in text_report
-    assert "[PASS] Ledger hash chain broken" in text_report
+    assert "[FAIL] Nothing recorded after a decline (recorded-after-decline): 1" in text_report
+    assert "[PASS] Ledger hash chains intact (ledger-broken)" in text_report
 
 
 def test_broken_chains_are_flagged(seeded, clock):
@@ -161,7 +161,7 @@ def test_html_report_is_self_contained_and_escaped(seeded, clock):
     assert page.count("<svg") >= 6
     assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert "Recording after the caller declined" in page
+    assert "Nothing recorded after a decline" in page
 
 
 def test_audit_rules_unit(clock):

@@ -53,26 +53,26 @@ WARNING = "warning"
 
 #: check id -> (title, severity).  Order is the report's order.
 CHECKS: dict[str, tuple[str, str]] = {
-    "notice-missing": ("Recording started without a notice first", VIOLATION),
-    "notice-late": ("Notice started later than the limit after answer", VIOLATION),
-    "notice-long": ("Notice ended later than the limit", WARNING),
-    "consent-missing": ("Explicit consent required but recording started without a grant", VIOLATION),
-    "recorded-after-decline": ("Recording after the caller declined", VIOLATION),
-    "recording-not-allowed": ("Recording although the rule did not allow it", VIOLATION),
-    "opt-out-dropped": ("Declined call was not continued (opt-out blocked service)", VIOLATION),
-    "pause-unconfirmed": ("Pause or payment segment never confirmed muted", VIOLATION),
-    "pause-slow": ("Mute confirmed later than the confirm timeout", WARNING),
-    "pause-left-open": ("Payment segment never ended before hangup", WARNING),
-    "engine-violation": ("Violations logged by the engine during calls", VIOLATION),
-    "dtmf-leak": ("Keypad tones audible in recordings outside muted spans", VIOLATION),
-    "dtmf-not-scanned": ("Recordings not scanned for DTMF", WARNING),
-    "sweep-missed": ("Retention sweep did not run on schedule", VIOLATION),
-    "retention-overdue": ("Recordings kept past their retention date (no hold)", VIOLATION),
-    "exports-unusual": ("Unusual number of exports by one user in a day", WARNING),
-    "access-denied": ("Denied access attempts", WARNING),
-    "access-log-broken": ("Access log hash chain broken", VIOLATION),
-    "ledger-broken": ("Ledger hash chain broken", VIOLATION),
-    "dsar-overdue": ("Data-subject requests past their due date", VIOLATION),
+    "notice-missing": ("Notice played before any recording", VIOLATION),
+    "notice-late": ("Notice started within the limit after answer", VIOLATION),
+    "notice-long": ("Notice ended within the limit", WARNING),
+    "consent-missing": ("Explicit consent given wherever the rule requires it", VIOLATION),
+    "recorded-after-decline": ("Nothing recorded after a decline", VIOLATION),
+    "recording-not-allowed": ("Recorded only where the rule allows recording", VIOLATION),
+    "opt-out-dropped": ("Declined calls continued (opt-out never blocks service)", VIOLATION),
+    "pause-unconfirmed": ("Every pause and payment segment confirmed muted", VIOLATION),
+    "pause-slow": ("Mutes confirmed within the confirm timeout", WARNING),
+    "pause-left-open": ("Payment segments closed before hangup", WARNING),
+    "engine-violation": ("No violations logged by the engine", VIOLATION),
+    "dtmf-leak": ("No keypad tones audible outside muted spans", VIOLATION),
+    "dtmf-not-scanned": ("Every recording scanned for keypad tones", WARNING),
+    "sweep-missed": ("Retention sweep ran on schedule", VIOLATION),
+    "retention-overdue": ("Nothing kept past its retention date (unless on legal hold)", VIOLATION),
+    "exports-unusual": ("No unusual export volume", WARNING),
+    "access-denied": ("No denied access attempts", WARNING),
+    "access-log-broken": ("Access log hash chain intact", VIOLATION),
+    "ledger-broken": ("Ledger hash chains intact", VIOLATION),
+    "dsar-overdue": ("Data-subject requests answered within their due date", VIOLATION),
 }
 
 #: A recording running when the caller declines must stop within this many seconds.
@@ -191,8 +191,8 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
                     add("consent-missing", entry, f"regime {rule.get('regime')} requires explicit consent; "
                                                   f"no grant before the recording started")
             if declined_at is not None and not granted:
-                add("recorded-after-decline", entry, f"recording started after the caller declined at "
-                                                     f"{declined_at.pbx_time - entries[0].pbx_time:.1f} s")
+                add("recorded-after-decline", entry, f"recording started after the caller declined "
+                                                     f"({entry.pbx_time - declined_at.pbx_time:.1f} s later)")
         elif kind in ("recording-stopped", "hangup"):
             if running_at_decline is not None:
                 late = entry.pbx_time - running_at_decline.pbx_time

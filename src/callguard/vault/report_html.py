@@ -47,7 +47,7 @@ def render_html(report: AuditReport) -> str:
     recorded = [d["recorded"] for d in s["per_day"]]
     unrecorded = [d["calls"] - d["recorded"] for d in s["per_day"]]
     findings_per_day = [d["findings"] for d in s["per_day"]]
-    check_items = [(CHECKS[c][0], len(f), PALETTE["red"] if CHECKS[c][1] == VIOLATION else PALETTE["amber"])
+    check_items = [(c, len(f), PALETTE["red"] if CHECKS[c][1] == VIOLATION else PALETTE["amber"])
                    for c, f in grouped.items() if f]
     users = s["access"]["by_user"]
     access_items = []
@@ -94,8 +94,9 @@ def render_html(report: AuditReport) -> str:
         if not findings:
             continue
         title, severity = CHECKS[check]
-        parts.append(f"<h2>{escape(title)} ({len(findings)})</h2><table><tr><th>Subject</th><th>When</th>"
-                     f"<th>Detail</th></tr>")
+        mark = "FAIL" if severity == VIOLATION else "WARN"
+        parts.append(f'<h2><span class="{mark}">{mark}</span> {escape(title)} — {len(findings)} finding(s) '
+                     f"<code>{escape(check)}</code></h2><table><tr><th>Subject</th><th>When</th><th>Detail</th></tr>")
         for finding in findings[:500]:
             parts.append(f"<tr><td><code>{escape(finding.subject)}</code></td><td>{_fmt(finding.at)}</td>"
                          f"<td>{escape(finding.detail)}</td></tr>")

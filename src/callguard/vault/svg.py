@@ -69,7 +69,7 @@ def histogram(values: Sequence[float], title: str, unit: str, limit: float | Non
     """Distribution of ``values`` with a dashed line at ``limit`` (bars past it in red)."""
     left, bottom, top = 36, 30, 22
     plot_w, plot_h = width - left - 10, height - bottom - top
-    high = max([*values, (limit or 0) * 1.5, 1e-9])
+    high = max([*values, (limit or 0) * 1.5, 1e-9]) * 1.08
     step = high / bins
     counts = [0] * bins
     for v in values:
@@ -86,9 +86,9 @@ def histogram(values: Sequence[float], title: str, unit: str, limit: float | Non
                     f'height="{h:.1f}" fill="{PALETTE["red"] if over else PALETTE["blue"]}">'
                     f'<title>{i * step:.2f}-{(i + 1) * step:.2f} {escape(unit)}: {count}</title></rect>')
     body.append(f'<line x1="{left}" x2="{width - 10}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="{PALETTE["ink"]}"/>')
-    for frac in (0, 0.5, 1):
-        body.append(f'<text x="{left + plot_w * frac:.1f}" y="{height - 14}" font-size="10" text-anchor="middle" '
-                    f'fill="{PALETTE["muted"]}">{high * frac:.2f}</text>')
+    for frac, anchor in ((0, "start"), (0.5, "middle"), (1, "end")):
+        body.append(f'<text x="{left + plot_w * frac:.1f}" y="{height - 14}" font-size="10" text-anchor="{anchor}" '
+                    f'fill="{PALETTE["muted"]}">{high * frac:.3g}</text>')
     body.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 2}" font-size="10" text-anchor="middle" '
                 f'fill="{PALETTE["muted"]}">{escape(unit)}</text>')
     body.append(f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end" fill="{PALETTE["muted"]}">'
