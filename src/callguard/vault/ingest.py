@@ -173,7 +173,7 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     with vault.session() as session:
         if get_call(session, call_id) is None:
             raise NotReady(f"call {call_id!r} is not in the ledger; a recording is only stored with its "
-                             f"evidence (check the id with `callguard ledger show`)")
+                           f"evidence (check the id with `callguard ledger show`)")
         entries = timeline(session, call_id)
         existing = session.scalars(select(Recording).where(Recording.call_id == call_id,
                                                            Recording.source_name == source.name)).first()
@@ -183,8 +183,10 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     window = recording_window(entries, source.name)
     if vault.settings.require_call_ended and not window.stopped:
         raise NotReady(f"the ledger does not show the recording of call {call_id} as stopped; the PBX may "
-                         f"still be writing {source.name}. Ingest after recording-stopped/hangup")
+                       f"still be writing {source.name}. Ingest after recording-stopped/hangup")
+    kid, public = vault.keyring.active()
     fd, before = _open_source(source)
+    os.close(fd)  # checked: a regular file, not a link; reopened below for encryption
     facts = _audio_facts(source)
     dtmf = None
     if vault.settings.scan_dtmf:
@@ -198,7 +200,6 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     now = vault.clock()
     started = recorded_at if recorded_at is not None else (window.started_at or before.st_mtime)
     rid = uuid.uuid4().hex
-    kid, public = vault.keyring.active()
     when = time.gmtime(started)
     relative = f"{when.tm_year:04d}/{when.tm_mon:02d}/{rid}.cgv"
     target = vault.ciphertext_path(relative)
@@ -206,7 +207,11 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     data_key = secrets.token_bytes(32)
     wrapped, ephemeral = wrap(data_key, public, rid)
     wrote_key = False
+    fd = -1
     try:
+        fd, reopened = _open_source(source)
+        if (reopened.st_ino, reopened.st_dev) != (before.st_ino, before.st_dev):
+            raise VaultError(f"{source} was replaced while it was being scanned; nothing was stored")
         vault.keystore.put(wrapped)
         wrote_key = True
         if not check_wrapped(vault.keystore.get(rid), ephemeral, public, data_key):
