@@ -537,7 +537,7 @@ class FakeFreeSWITCH:
                  socket_address: tuple[str, int] = ("127.0.0.1", 8084), faults: Faults | None = None,
                  clock: str = "virtual", time_scale: float = 0.0, prompt_duration_s: float = 4.0,
                  prompt_durations: dict[str, float] | None = None, mask_reply_delay_s: float = 0.0,
-                 base_epoch: float | None = None):
+                 unconfirmed_mask_delay_s: float = 1.5, base_epoch: float | None = None):
         if clock not in ("virtual", "real"):
             raise ValueError("clock must be 'virtual' or 'real'")
         self.password = password
@@ -549,6 +549,11 @@ class FakeFreeSWITCH:
         self.prompt_duration_s = prompt_duration_s
         self.prompt_durations = dict(prompt_durations or {})
         self.mask_reply_delay_s = mask_reply_delay_s
+        #: how late a mask is answered when a scenario says ``confirm_mute = false`` (later than the
+        #: listener's confirm timeout, sooner than its heartbeat watchdog)
+        self.unconfirmed_mask_delay_s = unconfirmed_mask_delay_s
+        #: extra wait before answering uuid_record (a scenario's ``confirm_delay_ms``)
+        self.record_reply_delay_s = 0.0
         self.core_uuid = str(uuidlib.uuid4())
         self.base_epoch = base_epoch if base_epoch is not None else time.time()
         self._events = EventClock(self.core_uuid, clock=self.now_epoch)
@@ -737,6 +742,8 @@ class FakeFreeSWITCH:
         delay = self.faults.delay_for(line)
         if self.mask_reply_delay_s and re.search(r"uuid_record \S+ mask ", line):
             delay = max(delay, self.mask_reply_delay_s)
+        if self.record_reply_delay_s and "uuid_record " in line:
+            delay = max(delay, self.record_reply_delay_s)
         if delay:
             await asyncio.sleep(delay)
         return True
@@ -1053,7 +1060,14 @@ class FakeFreeSWITCH:
 
     # -- scripted calls ------------------------------------------------------------------------------------
 
-    async def play(self, scenario: Any, *, agent_through_socket: bool = False) -> CallRecord:
+    def apply_knobs(self, scenario: Any) -> None:
+        """A scenario's ``[pbx]`` table: prompt length, confirmation delay, unconfirmed mutes."""
+        self.prompt_duration_s = scenario.prompt_duration_s
+        self.record_reply_delay_s = scenario.confirm_delay_s
+        self.mask_reply_delay_s = 0.0 if scenario.confirm_mute else self.unconfirmed_mask_delay_s
+
+    async def play(self, scenario: Any, *, agent_through_socket: bool = False,
+                   on_api: Callable[[CallRecord, Any], Any] | None = None) -> CallRecord:
         """Play a :class:`~callguard.testing.scenario.Scenario` and return what happened.
 
         The caller's leg runs a model of the shipped ``callguard.xml``:
@@ -1063,13 +1077,15 @@ class FakeFreeSWITCH:
         unrecorded.  Hotkeys come from the agent leg, IVR signals from the
         caller's leg, as CUSTOM events carrying ``variable_callguard_call``;
         both also flag the recorded leg (``callguard_paused`` /
-        ``callguard_payment``) as callguard_features.xml does.
+        ``callguard_payment``) as callguard_features.xml does.  ``api``
+        steps are not PBX traffic: they go to ``on_api(record, step)``.
+        Call :meth:`apply_knobs` first to honour the scenario's ``[pbx]`` table.
         """
         from callguard.testing.scenario import Step
 
-        if any(step.action == "api" for step in scenario.steps):
+        if on_api is None and any(step.action == "api" for step in scenario.steps):
             raise ValueError("scenario steps with api = ... are callguard API calls, not PBX events; "
-                             "the fake PBX cannot play them (use callguard simulate)")
+                             "pass on_api= to deliver them (or use callguard simulate)")
         steps = list(scenario.steps)
         if not any(s.action == "hangup" and s.party == "caller" for s in steps):
             steps.append(Step(scenario.duration + 30.0, "hangup", "caller"))
@@ -1079,7 +1095,7 @@ class FakeFreeSWITCH:
         record = CallRecord(caller)
         self.calls.append(record)
         self.emit("CHANNEL_ANSWER", caller)
-        runner = self._spawn(self._script(steps, self.scenario_time(), record))
+        runner = self._spawn(self._script(steps, self.scenario_time(), record, on_api))
         record.socket = await self.run_socket(caller)
         if caller.hung_up:
             record.dialplan = "hung-up"
@@ -1103,11 +1119,17 @@ class FakeFreeSWITCH:
         await runner
         return record
 
-    async def _script(self, steps: list[Any], start: float, record: CallRecord) -> None:
+    async def _script(self, steps: list[Any], start: float, record: CallRecord,
+                      on_api: Callable[[CallRecord, Any], Any] | None) -> None:
         for step in steps:
             await self.until(start + step.at)
             if record.caller.hung_up:
                 return
+            if step.action == "api" and on_api is not None:
+                result = on_api(record, step)
+                if asyncio.iscoroutine(result):
+                    await result
+                continue
             await self._step(step, record)
 
     async def _step(self, step: Any, record: CallRecord) -> None:

@@ -50,6 +50,7 @@ that should be silent are masked again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -98,6 +99,7 @@ class CallState:
     #: legs that are parties of this call (the caller's, announced joiners, reported joins)
     parties: set[str] = field(default_factory=set)
     sensitive: bool = False
+    agent_seen: bool = False  #: the first leg bridged in unannounced is the agent the call was routed to
     pending: list[_Api] = field(default_factory=list)  #: waiting for the inbound connection
     inflight: list[_Api] = field(default_factory=list)  #: sent, reply not yet in
 
@@ -262,6 +264,11 @@ class FreeSwitchListener:
             if item.party.channel in state.parties:
                 return  # announced through the socket already
             state.parties.add(item.party.channel)
+            if not state.agent_seen:
+                # The leg the dialplan bridged the call to (as the Asterisk adapter
+                # names the first unannounced bridge member); later ones join.
+                state.agent_seen = True
+                item = dataclasses.replace(item, party=dataclasses.replace(item.party, role="agent"))
         elif isinstance(item, (ev.RecordingStarted, ev.RecordingStopped)):
             path = event.get("Record-File-Path") or ""
             if not state.file_name or (path and not path.endswith("/" + state.file_name)):

@@ -1,0 +1,108 @@
+"""Scenarios played over real ESL: an embedded FakeFreeSWITCH and the real listener.
+
+The FreeSWITCH counterpart of :mod:`callguard.adapters.asterisk.demo`: every
+scenario becomes one call on a :class:`~callguard.testing.FakeFreeSWITCH`
+on loopback ports, and the production listener (outbound socket server in
+its gevent thread, inbound ESL client, engine, ledger writer) handles it
+over TCP exactly as it would handle a real FreeSWITCH.  The fake runs on its
+virtual clock, so the evidence carries scenario time and the same
+scenario always gives the same timeline.  Used by the parity tests and
+usable as a ``callguard demo`` backend (:func:`freeswitch_backend`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from typing import Any
+
+from callguard.config import Config
+from callguard.core import events as ev
+from callguard.core.prompts import ENGINE_PROMPTS, PromptResolver, UnknownPrompt
+from callguard.runtime import LedgerSink
+from callguard.testing.fake_freeswitch import CallRecord, FakeFreeSWITCH
+from callguard.testing.scenario import Scenario
+
+from .listener import FreeSwitchListener
+from .wire import PromptPath
+
+_API_EVENTS: dict[str, type[ev.Event]] = {"pause": ev.PauseRequested, "resume": ev.ResumeRequested,
+                                           "payment-start": ev.PaymentStarted, "payment-end": ev.PaymentEnded}
+
+
+def embedded_config(config: Config, fake: FakeFreeSWITCH) -> Config:
+    """``config`` pointed at the embedded fake (its one-off password, an ephemeral socket port)."""
+    fs = dataclasses.replace(config.freeswitch, host=fake.host, port=fake.port, password=fake.password,
+                             listen_host="127.0.0.1", listen_port=0,
+                             heartbeat_interval_s=min(config.freeswitch.heartbeat_interval_s, 0.5),
+                             reconnect_min_s=0.02)
+    return dataclasses.replace(config, freeswitch=fs)
+
+
+def teach_prompt_lengths(fake: FakeFreeSWITCH, prompts: PromptResolver, prompt_path: PromptPath) -> None:
+    """Let the fake play each catalogued prompt for as long as its audio really lasts."""
+    for language in prompts.languages():
+        for prompt_id in ENGINE_PROMPTS:
+            try:
+                ref = prompts.resolve(prompt_id, language)
+            except UnknownPrompt:
+                continue
+            if ref.duration_s > 0:
+                fake.prompt_durations[prompt_path(ref, 8000)] = ref.duration_s
+
+
+async def play_scenarios(config: Config, scenarios: list[Scenario], ledger: LedgerSink, *,
+                         prompts: PromptResolver | None = None, prompt_path: PromptPath | None = None,
+                         timeout: float = 120.0) -> list[str]:
+    """Play ``scenarios`` through the real listener over TCP; returns their call ids in order.
+
+    Scenarios with the same ``[pbx]`` knobs run concurrently (one fake PBX),
+    others one after another.
+    """
+    if prompts is None:
+        from callguard.wiring import build_prompts
+        prompts = build_prompts(config)
+    if prompt_path is None:
+        path_for = getattr(prompts, "path_for")
+        prompt_path = lambda ref, rate: path_for(ref, "freeswitch", rate)  # noqa: E731
+    async with FakeFreeSWITCH(password=secrets.token_hex(16)) as fake:
+        teach_prompt_lengths(fake, prompts, prompt_path)
+        listener = FreeSwitchListener(embedded_config(config, fake), ledger, prompts=prompts,
+                                      prompt_path=prompt_path)
+        await listener.start()
+        try:
+            fake.watch(listener.busy)
+            fake.socket_address = ("127.0.0.1", listener.outbound_port or 0)
+            await asyncio.wait_for(listener.connected.wait(), 10)
+
+            def api(record: CallRecord, step: Any) -> None:
+                assert listener.engine is not None
+                listener.engine.feed(record.call_id, _API_EVENTS[step.value](fake.now_epoch(), ev.Source.API))
+
+            async def play(scenario: Scenario) -> CallRecord:
+                fake.apply_knobs(scenario)
+                return await asyncio.wait_for(fake.play(scenario, on_api=api), timeout)
+
+            knobs = {(s.confirm_delay_s, s.confirm_mute, s.prompt_duration_s) for s in scenarios}
+            if len(knobs) <= 1:
+                records = await asyncio.gather(*(play(s) for s in scenarios))
+            else:
+                records = [await play(s) for s in scenarios]
+            await fake.settle()
+
+            async def drained() -> None:
+                while listener.engine is not None and listener.engine.sessions:
+                    await asyncio.sleep(0.01)
+            await asyncio.wait_for(drained(), timeout)
+        finally:
+            await listener.stop()
+    return [record.call_id for record in records]
+
+
+def freeswitch_backend(config: Config, scenarios: list[Scenario], ledger: LedgerSink) -> list[str]:
+    """:data:`callguard.demo.Backend` over ESL (synchronous: runs its own event loop)."""
+    return asyncio.run(play_scenarios(config, scenarios, ledger))
+
+
+__all__ = ["embedded_config", "freeswitch_backend", "play_scenarios", "teach_prompt_lengths"]
