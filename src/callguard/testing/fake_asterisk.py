@@ -130,6 +130,7 @@ class FakeChannel:
         self.bridge: str | None = None
         self.hung_up = False
         self.hangup_future: asyncio.Future | None = None
+        self.agi_done = asyncio.Event()
         self.created = time.time()
 
     @property
@@ -183,6 +184,20 @@ class FakeCall:
         self.ended = asyncio.Event()
         self.signals: list[tuple[float, str, str]] = []  #: (time, action, source) of UserEvents sent
         self.task: asyncio.Task | None = None
+        self.changed = asyncio.Event()  #: set whenever a gather starts/ends or AGI ends on this call
+
+    def _notify(self) -> None:
+        self.changed.set()
+
+    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Event-driven wait (no polling: a thousand waiting callers must cost nothing)."""
+        async def wait() -> None:
+            while True:
+                self.changed.clear()
+                if predicate():
+                    return
+                await self.changed.wait()
+        await asyncio.wait_for(wait(), timeout)
 
     # -- what tests look at ------------------------------------------------------
 
@@ -241,9 +256,8 @@ class FakeCall:
         await self._at(at)
         grace = self.pbx.dtmf_grace_s * self.pbx.time_scale
         if grace > 0:
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and not self._gathering(party):
-                await asyncio.sleep(0.002)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await self._wait_until(lambda: self._gathering(party), grace)
         channel = self._party(party)
         if channel is None or channel.hung_up:
             return
@@ -256,10 +270,7 @@ class FakeCall:
 
     async def answer_prompt(self, digits: str, party: str = "caller", timeout: float = 10.0) -> None:
         """Wait until a ``GET DATA`` plays to the party, then press ``digits`` (timing-proof tests)."""
-        async def asked() -> None:
-            while not self._gathering(party):
-                await asyncio.sleep(0.002)
-        await asyncio.wait_for(asked(), timeout)
+        await self._wait_until(lambda: self._gathering(party), timeout)
         await self.press(digits, party)
 
     async def hotkey(self, action: str, at: float | None = None) -> None:
@@ -302,11 +313,8 @@ class FakeCall:
 
     async def wait_agi_left(self, timeout: float = 5.0) -> None:
         """Until the caller's channel left AsyncAGI (BREAK or hangup)."""
-        async def left() -> None:
-            await self.answered.wait()
-            while self.channel.in_agi:
-                await asyncio.sleep(0.002)
-        await asyncio.wait_for(left(), timeout)
+        await asyncio.wait_for(self.answered.wait(), timeout)
+        await self._wait_until(lambda: not self.channel.in_agi, timeout)
 
 
 # -- one AMI client connection -----------------------------------------------------------
@@ -460,6 +468,7 @@ class FakeAsterisk:
         self.heartbeat_set_at: float | None = None  #: wall clock of the last heartbeat Setvar
         self.channels: dict[str, FakeChannel] = {}
         self.calls: list[FakeCall] = []
+        self._by_linkedid: dict[str, FakeCall] = {}
         self.actions: list[tuple[float, dict[str, str]]] = []  #: (perf_counter, action) as received
         self.action_hooks: list[Callable[[dict[str, str], float], None]] = []
         self.bytes_sent = 0
@@ -847,11 +856,12 @@ class FakeAsterisk:
         spec = self.default_agent if agent is True else (None if agent is False else agent)
         call = FakeCall(self, number, name, exten, spec, agent_via_join)  # type: ignore[arg-type]
         self.calls.append(call)
+        self._by_linkedid[call.linkedid] = call
         call.task = self._spawn(self._run_call(call))
         return call
 
     def _call_of(self, channel: FakeChannel) -> FakeCall | None:
-        return next((c for c in self.calls if c.linkedid == channel.linkedid), None)
+        return self._by_linkedid.get(channel.linkedid)
 
     def heartbeat_fresh(self) -> bool:
         """What the shipped dialplan's check decides (wall clock, like ``${EPOCH}``)."""
@@ -899,6 +909,7 @@ class FakeAsterisk:
         """``AGI(agi:async)``: announce the channel, run queued commands until BREAK or hangup."""
         channel.application, channel.app_data = "AGI", "agi:async"
         channel.agi_queue = asyncio.Queue()
+        channel.agi_done.clear()
         self._noise(channel, "AGI", "agi:async", variables=1)
         env = [("agi_request", "async"), ("agi_channel", channel.name), ("agi_language", channel.language),
                ("agi_type", "Local"), ("agi_uniqueid", channel.uniqueid),
@@ -947,6 +958,8 @@ class FakeAsterisk:
             channel.agi_queue = None
             channel.application, channel.app_data = "", ""
             self._channel_event("AsyncAGIEnd", channel, (), "agi,all")
+            channel.agi_done.set()
+            call._notify()
 
     async def _agi_command(self, channel: FakeChannel, call: FakeCall, command: str) -> tuple[str, bool]:
         """Run one AGI command; returns (result line, leaves AGI)."""
@@ -999,6 +1012,9 @@ class FakeAsterisk:
     async def _get_data(self, channel: FakeChannel, file: str, timeout_ms: int, max_digits: int) -> str:
         loop = asyncio.get_running_loop()
         gather = channel.gather = _Gather(max(1, max_digits), loop.create_future())
+        call = self._call_of(channel)
+        if call is not None:
+            call._notify()
         hangup = channel.hangup_future
         if hangup is None or hangup.done():
             hangup = channel.hangup_future = loop.create_future()
@@ -1008,6 +1024,8 @@ class FakeAsterisk:
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             channel.gather = None
+            if call is not None:
+                call._notify()
         if hangup in done or channel.hung_up:
             return "200 result=-1\n"
         if gather.future in done:
@@ -1090,6 +1108,7 @@ class FakeAsterisk:
                               number, name or number, "join-sim", "s", connected=(call.number, call.name))
         call.parties[number] = channel
         self.channels[channel.name] = channel
+        call._notify()
         self._channel_event("Newchannel", channel)
         if announceable:
             channel.context, channel.exten = JOIN_CONTEXT, "s"
@@ -1106,8 +1125,8 @@ class FakeAsterisk:
             channel.hangup_future.set_result(None)
         if channel.gather is not None and not channel.gather.future.done():
             channel.gather.future.cancel()
-        while channel.agi_queue is not None:  # the AGI loop reports -1 and AsyncAGIEnd first
-            await asyncio.sleep(0.001)
+        if channel.agi_queue is not None:  # the AGI loop reports -1 and AsyncAGIEnd first
+            await channel.agi_done.wait()
         if self.noise:
             self._channel_event("SoftHangupRequest", channel, [("Cause", cause)])
         if channel.bridge is not None:

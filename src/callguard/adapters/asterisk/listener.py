@@ -125,7 +125,6 @@ class _Call:
     bridge: str | None = None
     mixmon_id: str = ""
     recording_wanted: bool = False
-    mute_wanted: bool | None = None
     stop_pending: bool = False
     recording_file: str = ""
 
@@ -189,9 +188,10 @@ class AsteriskListener:
         graceful stop ends every recording it started (fail safe) and
         hands every parked channel back to the dialplan.
         """
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
+        for task in (self._heartbeat, self._resyncing):
+            if task is not None:
+                task.cancel()
+        self._heartbeat = self._resyncing = None
         if release and self.manager.connected:
             waits = []
             for call in list(self.calls.values()):
@@ -274,7 +274,7 @@ class AsteriskListener:
                                                    f"refusing unsafe recording file name {command.file_name!r}"))
             return
         path = posixpath.join(self.config.recording_dir, command.file_name)
-        call.recording_wanted, call.stop_pending, call.mute_wanted = True, False, False
+        call.recording_wanted, call.stop_pending = True, False
         call.recording_file, call.mixmon_id = path, ""
         future = self._send({"Action": "MixMonitor", "Channel": command.channel, "File": path,
                              "Options": f"i({MIXMON_ID_VARIABLE})"})
@@ -287,7 +287,6 @@ class AsteriskListener:
 
     def _set_mute(self, call: _Call, command: cmd.MuteRecording | cmd.UnmuteRecording) -> None:
         muted = isinstance(command, cmd.MuteRecording)
-        call.mute_wanted = muted
         name = "MuteRecording" if muted else "UnmuteRecording"
         future = self._send({"Action": "MixMonitorMute", "Channel": command.channel, "Direction": "both",
                              "State": "1" if muted else "0"})
@@ -632,8 +631,10 @@ class AsteriskListener:
         return True
 
     def _on_login(self, _manager: AmiManager) -> None:
-        if self._resyncing is None or self._resyncing.done():
-            self._resyncing = asyncio.get_running_loop().create_task(self._after_login())
+        # A resync still running belongs to a connection that is gone: start over.
+        if self._resyncing is not None and not self._resyncing.done():
+            self._resyncing.cancel()
+        self._resyncing = asyncio.get_running_loop().create_task(self._after_login())
 
     async def _after_login(self) -> None:
         await self.beat()
