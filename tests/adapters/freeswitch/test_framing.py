@@ -355,3 +355,30 @@ def test_event_subscription_puts_custom_last() -> None:
     assert data == b"event plain RECORD_START CHANNEL_HANGUP_COMPLETE CUSTOM callguard::pause callguard::resume\n\n"
     with pytest.raises(UnsafeCommand):
         event_subscription(["A B"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(list("%=aZ09fF\x00é日\n :") + ["%41", "%C3%A9", "%0A", "%e6%97", "%zz", "%4",
+                                                                 "%FF", "%00"]),
+                max_size=30).map("".join))
+def test_fast_decoding_equals_urllib_unquote(text) -> None:
+    from urllib.parse import unquote
+
+    from callguard.adapters.freeswitch.protocol import decode_value
+
+    assert decode_value(text) == unquote(text, errors="replace")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,12}", fullmatch=True),
+                          st.text(max_size=20)), max_size=12))
+def test_decoded_headers_equal_per_value_decoding(pairs) -> None:
+    """The one-shot decode of a whole event equals decoding value by value (as FreeSWITCH encodes them)."""
+    from urllib.parse import unquote
+
+    frame = event_frame([("Event-Name", "X"), *pairs])
+    event = parse_chunks([frame])[0].event
+    expected: dict[str, str] = {}
+    for name, value in [("Event-Name", "X"), *pairs]:
+        expected.setdefault(name, unquote(url_encode(value), errors="replace") if url_encode(value) else "_undef_")
+    assert event.headers.decoded() == expected

@@ -36,6 +36,7 @@ end the command early and let the rest be read as another one.
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -60,24 +61,41 @@ class UnsafeCommand(ValueError):
 
 
 def decode_value(raw: str) -> str:
-    """URL-decode one header value (UTF-8, invalid sequences replaced)."""
-    return unquote(raw, errors="replace") if "%" in raw else raw
+    """URL-decode one header value (UTF-8, invalid sequences replaced).
+
+    Same result as ``urllib.parse.unquote(raw, errors="replace")``, several
+    times faster on FreeSWITCH's heavily escaped values: ``%XX`` is exactly
+    quoted-printable's ``=XX``, which :func:`binascii.a2b_qp` decodes in C.
+    Where the two differ - a literal ``=``, a ``%`` that starts no escape
+    (it survives as ``=``), a trailing ``%`` (a soft line break to
+    quoted-printable) - the value goes to ``unquote``.  Raw text decodes to
+    complete UTF-8 sequences, so decoding the bytes in one piece cannot join
+    an escaped byte with a raw character differently.
+    """
+    if "%" not in raw:
+        return raw
+    if "=" not in raw and raw[-1] != "%" and raw[-2:-1] != "%":
+        decoded = binascii.a2b_qp(raw.replace("%", "=").encode("utf-8"))
+        if b"=" not in decoded:
+            return decoded.decode("utf-8", "replace")
+    return unquote(raw, errors="replace")
 
 
 class Headers(Mapping[str, str]):
     """One ``Name: value`` block, values URL-decoded on access.
 
     The block is kept as the text FreeSWITCH sent; :meth:`get` finds a
-    header in place (last occurrence wins, as in a dict built line by
-    line), so reading five headers of a 90-header event costs five string
-    searches.  Iterating builds the full dict once and caches it.
+    header in place, so reading five headers of a 90-header event costs
+    five string searches and no dict.  Iterating builds the full dict once
+    and caches it.  When a name repeats, the first occurrence wins in both
+    ways of reading (FreeSWITCH repeats only ``Hangup-Cause``, with the same
+    value; encoded values cannot forge a line).
     """
 
     __slots__ = ("_text", "_dict")
 
     def __init__(self, text: str):
-        # A leading LF lets every lookup search for "\nName: " uniformly.
-        self._text = text if text.startswith("\n") else "\n" + text
+        self._text = text
         self._dict: dict[str, str] | None = None
 
     @classmethod
@@ -87,17 +105,21 @@ class Headers(Mapping[str, str]):
     @property
     def raw_text(self) -> str:
         """The block as received (UTF-8 decoded, values still URL-encoded)."""
-        return self._text[1:]
+        return self._text
 
     def raw(self, name: str) -> str | None:
         """The header's value exactly as sent (still URL-encoded)."""
         if self._dict is not None:
             return self._dict.get(name)
         text = self._text
-        at = text.rfind("\n" + name + ":")
-        if at < 0:
-            return None
-        start = at + len(name) + 2
+        key = name + ":"
+        if text.startswith(key):
+            start = len(key)
+        else:
+            at = text.find("\n" + key)
+            if at < 0:
+                return None
+            start = at + len(key) + 1
         end = text.find("\n", start)
         value = text[start:] if end < 0 else text[start:end]
         return value[1:] if value.startswith(" ") else value
@@ -117,11 +139,23 @@ class Headers(Mapping[str, str]):
 
     def _full(self) -> dict[str, str]:
         if self._dict is None:
-            out: dict[str, str] = {}
-            for line in self._text.split("\n"):
-                name, sep, value = line.partition(":")
-                if sep and name:
-                    out[name] = value[1:] if value.startswith(" ") else value
+            text = self._text.rstrip("\n")
+            parts = text.replace("\n", ": ").split(": ") if text else []
+            if parts and len(parts) == 2 * (text.count("\n") + 1):
+                # Every line is "Name: value" with one separator (event values are
+                # URL-encoded, so ": " cannot occur in them): split in C.
+                names, values = parts[0::2], parts[1::2]
+                out = dict(zip(names, values))
+                if len(out) != len(names):  # a repeated name: keep the first, as raw() does
+                    out = {}
+                    for name, value in zip(names, values):
+                        out.setdefault(name, value)
+            else:
+                out = {}
+                for line in text.split("\n"):
+                    name, sep, value = line.partition(":")
+                    if sep and name and name not in out:
+                        out[name] = value[1:] if value.startswith(" ") else value
             self._dict = out
         return self._dict
 
@@ -133,7 +167,17 @@ class Headers(Mapping[str, str]):
 
     def decoded(self) -> dict[str, str]:
         """Every header, URL-decoded (what greenswitch's ``headers`` holds, minus its bugs)."""
-        return {k: decode_value(v) for k, v in self._full().items()}
+        raw = self._full()
+        values = list(raw.values())
+        joined = "\x00".join(values)
+        if "%" not in joined:
+            return dict(raw)
+        # One decode for the whole block: NUL is not a hex digit, so no escape
+        # spans two values; a decoded NUL (%00) shows up as a count mismatch.
+        parts = decode_value(joined).split("\x00")
+        if len(parts) == len(values):
+            return dict(zip(raw, parts))
+        return {k: decode_value(v) for k, v in raw.items()}
 
     def __repr__(self) -> str:
         return f"Headers({self.decoded()!r})"
@@ -178,8 +222,11 @@ def parse_event(body: bytes) -> ESLEvent:
         return ESLEvent(Headers.from_bytes(body.rstrip(b"\n")))
     headers = Headers.from_bytes(body[:end])
     inner = b""
-    length = headers.raw("Content-Length")
-    if length is not None:
+    # switch_event_serialize writes an event's own Content-Length as its last
+    # header, right before the empty line: look there, not through the block.
+    last = body.rfind(b"\n", 0, end) + 1
+    if body.startswith(b"Content-Length:", last):
+        length = body[last + 15:end].strip()
         if not length.isdigit():
             raise ESLProtocolError(f"event body Content-Length is not a number: {length[:40]!r}")
         inner = body[end + 2:end + 2 + int(length)]
