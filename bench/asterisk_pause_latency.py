@@ -92,7 +92,7 @@ async def _pbx_main(conn, n_calls: int, flood: int) -> None:
                     pending[call.channel.name] = time.perf_counter()
                     await call.hotkey(action)
                     await asyncio.sleep(1 / phase["rate"])
-                await _until(lambda: not pending, 30)
+                await _until(lambda: not pending, 300)
             results[phase["name"]] = {"latencies": list(latencies), "flood_sent": pbx.flood_sent,
                                       "muted_ok": sum(1 for c in placed if not c.recording.muted)}
             pbx.stop_flood()
@@ -110,6 +110,65 @@ async def _until(predicate, timeout: float) -> None:
 # -- the listener process ---------------------------------------------------------------
 
 
+class _MemoryLedger:
+    """``--ledger memory``: no writer thread, to see what the database costs the pause path."""
+
+    def __init__(self) -> None:
+        from callguard.runtime import MemoryLedger
+        self._inner = MemoryLedger()
+
+    def append(self, entry, received_at) -> None:
+        self._inner.append(entry, received_at)
+
+    def flush(self, timeout=None) -> bool:
+        return True
+
+    def close(self, timeout=None) -> bool:
+        return True
+
+
+def code_path_cost(running, presses: int) -> list[float]:
+    """The listener's own work per hotkey, isolated from sockets and the PBX process.
+
+    Feeds a real UserEvent (as Asterisk formats it) for a live recorded call
+    into the connection's protocol and times until the MixMonitorMute
+    action is handed to the transport; the PBX confirmation is fed back
+    directly so the next press finds the call recording again.
+    """
+    from callguard.core import events as ev
+    from callguard.testing.ami_wire import message
+
+    listener = running.listener
+    protocol = listener.manager.protocol
+    call = next(c for c in listener.calls.values() if (s := running.engine.session(c.call_id)) and s.recording
+                and not s.muted)
+    agent = next(ch.name for ch in call.channels.values() if ch.role == "agent")
+    frames = {action: message([("Event", "UserEvent"), ("Privilege", "user,all"), ("Channel", agent),
+                               ("Uniqueid", "1.1"), ("Linkedid", call.linkedid), ("UserEvent", "CallGuard"),
+                               ("Action", action), ("Source", "agent-hotkey")]) for action in ("pause", "resume")}
+    real = protocol.transport
+    sent = [0.0]
+
+    class Transport:
+        def write(self, data: bytes) -> None:
+            if b"MixMonitorMute" in data:
+                sent[0] = time.perf_counter()
+
+    protocol.transport = Transport()
+    costs = []
+    try:
+        for i in range(presses):
+            action = "pause" if i % 2 == 0 else "resume"
+            start = time.perf_counter()
+            protocol.data_received(frames[action])
+            costs.append(sent[0] - start)
+            confirm = ev.RecordingMuted if action == "pause" else ev.RecordingUnmuted
+            running.engine.feed(call.call_id, confirm(time.time()))
+    finally:
+        protocol.transport = real
+    return costs
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -120,7 +179,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def listener_main(calls: int, flood: int, rate: float) -> int:
+async def listener_main(calls: int, flood: int, rate: float, ledger_kind: str = "sqlite") -> int:
     from callguard.adapters.asterisk import listener as listener_module
     from callguard.adapters.asterisk.protocol import AmiProtocol
     from callguard.adapters.asterisk.runner import start_listener, tune_interpreter
@@ -132,8 +191,6 @@ async def listener_main(calls: int, flood: int, rate: float) -> int:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=pbx_process, args=(child, calls, flood), daemon=True)
     proc.start()
-    loop = asyncio.get_running_loop()
-
     async def recv(timeout: float = 600.0):
         async def wait():
             while not parent.poll(0.05):
@@ -149,8 +206,12 @@ async def listener_main(calls: int, flood: int, rate: float) -> int:
     # Asterisk: long deadlines keep the listener from declaring it dead.
     config = parse_config({"asterisk": {"port": port, "secret": SECRET, "heartbeat_interval_s": 1.0,
                                         "action_timeout_ms": 20000, "ping_interval_s": 30.0},
+                           # Deadlines that only a starved bench machine could miss: a stop
+                           # here would end the call's recording and its part of the test.
+                           "consent": {"timeout_ms": 60000},
+                           "recording": {"confirm_timeout_ms": 10000, "start_timeout_ms": 30000},
                            "policy": {"home": "US-NY"}}, "<bench>", environ={})
-    ledger = Ledger.open(f"sqlite:///{tmp}/ledger.sqlite", "bench")
+    ledger = Ledger.open(f"sqlite:///{tmp}/ledger.sqlite", "bench") if ledger_kind == "sqlite" else _MemoryLedger()
     tune_interpreter()  # as `callguard run asterisk` does
     running = await start_listener(config, ledger, prompts=StaticPrompts(durations={"notice": 0.05}))
 
@@ -207,7 +268,8 @@ async def listener_main(calls: int, flood: int, rate: float) -> int:
     parent.send(phases)
     _, results = await recv()
     parent.send("done")
-    print(f"{placed} concurrent recorded calls on FakeAsterisk (separate process), real SQLite ledger")
+    print(f"{placed} concurrent recorded calls on FakeAsterisk (separate process), "
+          f"{'real SQLite ledger' if ledger_kind == 'sqlite' else 'in-memory ledger'}")
     print(f"memory per live call: {per_call_traced / 1024:.1f} KiB traced allocations, "
           f"{per_call_rss / 1024:.1f} KiB RSS (target <= 20 KiB)")
     ok = per_call_traced <= 20 * 1024
@@ -231,6 +293,10 @@ async def listener_main(calls: int, flood: int, rate: float) -> int:
     flooded = p99s[phases[1]["name"]]
     print(f"ratio flood/baseline p99: {flooded / p99s[phases[0]['name']]:.2f}x; "
           f"p99 under flood {flooded:.3f} ms (target <= 2 ms)")
+    path = code_path_cost(running, 5000)
+    print(f"pause path without sockets (UserEvent bytes in -> MixMonitorMute bytes out, same listener and "
+          f"engine, {len(path)} presses): p50 {percentile(path, 0.5) * 1e6:.0f} us  "
+          f"p99 {percentile(path, 0.99) * 1e6:.0f} us  min {min(path) * 1e6:.0f} us")
     await running.stop(release=False)
     ledger.close(30)
     proc.join(10)
@@ -243,5 +309,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--flood", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=400.0, help="hotkey presses per second")
+    parser.add_argument("--ledger", choices=("sqlite", "memory"), default="sqlite")
     args = parser.parse_args()
-    sys.exit(asyncio.run(listener_main(args.calls, args.flood, args.rate)))
+    sys.exit(asyncio.run(listener_main(args.calls, args.flood, args.rate, args.ledger)))

@@ -9,7 +9,6 @@ import signal
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from callguard.cli import main

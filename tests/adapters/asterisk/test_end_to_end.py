@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-import pytest
-
-from .conftest import PROMPT_S, Rig
+from .conftest import Rig
 
 RECORDING_DIR = "/var/spool/asterisk/monitor/callguard"
 
