@@ -48,8 +48,15 @@ def populate(engine: Engine, count: int, now: float, rng: random.Random) -> None
     active = set(picks[:1000])
     by_recording = set(picks[:333])  # a third of the active holds name one recording
     rid_of: dict[int, str] = {}
-    batch = []
+    columns = ("id", "call_id", "file", "source_name", "key_id", "purpose", "recorded_at", "ingested_at",
+               "expires_at", "state", "deleted_at", "size", "duration_s", "sha256", "ciphertext_size",
+               "ciphertext_sha256", "tag_chain", "chunk_size")
+    mark = "?" if engine.dialect.name == "sqlite" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    zeros = "0" * 64
+    batch: list[tuple] = []
     with engine.begin() as conn:
+        cursor = conn.connection.driver_connection.cursor()
         for i in range(count):
             purpose, days, _ = rng.choices(PURPOSES, weights)[0]
             recorded = now - rng.random() * 3 * 365 * DAY
@@ -59,19 +66,15 @@ def populate(engine: Engine, count: int, now: float, rng: random.Random) -> None
             rid = uuid.UUID(int=rng.getrandbits(128)).hex
             if i in by_recording:
                 rid_of[i] = rid
-            batch.append({
-                "id": rid, "call_id": f"call-{i:07d}", "file": "x.cgv", "source_name": "x.wav",
-                "key_id": "0123456789abcdef", "purpose": purpose, "recorded_at": recorded,
-                "ingested_at": recorded + 60, "expires_at": expires, "state": DELETED if deleted else STORED,
-                "deleted_at": expires + 3600 if deleted else None, "size": 1_000_000, "duration_s": 60.0,
-                "sha256": "0" * 64, "ciphertext_size": 1_000_100, "ciphertext_sha256": "0" * 64,
-                "tag_chain": "0" * 64, "chunk_size": 1 << 20,
-            })
+            batch.append((rid, f"call-{i:07d}", "x.cgv", "x.wav", "0123456789abcdef", purpose, recorded,
+                          recorded + 60, expires, DELETED if deleted else STORED,
+                          expires + 3600 if deleted else None, 1_000_000, 60.0, zeros, 1_000_100, zeros, zeros,
+                          1 << 20))
             if len(batch) == 50_000:
-                conn.execute(insert(table), batch)
+                cursor.executemany(sql, batch)
                 batch = []
         if batch:
-            conn.execute(insert(table), batch)
+            cursor.executemany(sql, batch)
         conn.execute(insert(LegalHold.__table__), [
             {"call_id": f"call-{i:07d}", "recording_id": rid_of.get(i), "reason": "litigation",
              "placed_by": "legal", "placed_at": now - 400 * DAY, "released_at": None if n < 1000 else now - DAY}

@@ -23,9 +23,10 @@ DAY = 86400
 def catalogue(vault, config, tmp_path, small_wav):
     """Four recordings: qa x2, dispute, compliance, all recorded at the same PBX time."""
     ids = {}
-    for call_id, purpose in (("qa-1", "qa"), ("qa-2", "qa"), ("disp-1", "dispute"), ("comp-1", "compliance")):
-        entries = call_entries(call_id, "+442079460999", T0)
-        write_ledger(config, entries)
+    calls = (("qa-1", "qa"), ("qa-2", "qa"), ("disp-1", "dispute"), ("comp-1", "compliance"))
+    write_ledger(config, [e for call_id, _ in calls for e in call_entries(call_id, "+442079460999", T0)])
+    entries = call_entries("comp-1", "+442079460999", T0)
+    for call_id, purpose in calls:
         wav = spool_copy(small_wav, tmp_path / "spool", f"callguard-{call_id}.wav")
         ids[call_id] = ingest_file(vault, wav, call_id, purpose=purpose).recording_id
     return ids, recording_start(entries)
