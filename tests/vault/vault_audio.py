@@ -7,6 +7,7 @@ exercise the code on the files it will meet in production.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import tempfile
@@ -42,6 +43,16 @@ def noise_wav(path: Path, seconds: float, rate: int = 8000, level: float = 0.05)
 
 
 _SPOKEN: dict[tuple[str, str], Path] = {}
+_SPEECH_DIR: list[Path] = []
+
+
+def _speech_dir() -> Path:
+    """One temporary directory for espeak-ng output per test session, removed at exit."""
+    if not _SPEECH_DIR:
+        path = Path(tempfile.mkdtemp(prefix="callguard-speech-"))
+        atexit.register(shutil.rmtree, path, True)
+        _SPEECH_DIR.append(path)
+    return _SPEECH_DIR[0]
 
 
 def speech_wav(path: Path, text: str, rate: int = 8000, voice: str = "en") -> Path:
@@ -51,7 +62,7 @@ def speech_wav(path: Path, text: str, rate: int = 8000, voice: str = "en") -> Pa
     """
     raw = _SPOKEN.get((voice, text))
     if raw is None or not raw.exists():
-        raw = Path(tempfile.mkdtemp(prefix="callguard-speech-")) / "speech.wav"
+        raw = _speech_dir() / f"speech-{len(_SPOKEN)}.wav"
         run(need("espeak-ng"), "-v", voice, "-w", str(raw), text)
         _SPOKEN[(voice, text)] = raw
     run(need("sox"), str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(path))
