@@ -35,6 +35,18 @@ def make_config(port: int, **sections: dict[str, Any]) -> Config:
     return parse_config(data, "<test>", environ={})
 
 
+class Tee:
+    """The real ledger, plus an in-memory copy to wait on without flushing the database."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        self.seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    def append(self, entry, received_at: float) -> None:
+        self.seen.append((entry.call_id, entry.kind, dict(entry.data)))
+        self.ledger.append(entry, received_at)
+
+
 @dataclass
 class Rig:
     pbx: FakeAsterisk
@@ -44,8 +56,11 @@ class Rig:
     prompts: StaticPrompts = field(default_factory=lambda: StaticPrompts(("en", "es", "fr"),
                                                                          durations={"notice": PROMPT_S}))
 
+    def __post_init__(self) -> None:
+        self.tee = Tee(self.ledger)
+
     async def start_listener(self, **options: Any) -> RunningListener:
-        self.running = await start_listener(self.config, self.ledger, prompts=self.prompts, **options)
+        self.running = await start_listener(self.config, self.tee, prompts=self.prompts, **options)
         await self.pbx.wait_for_client()
         await self.wait_for(lambda: self.pbx.heartbeat_fresh())
         return self.running
@@ -82,7 +97,7 @@ class Rig:
         return [a["command"] for _, a in self.pbx.actions if a.get("action", "").lower() == "agi"
                 and (channel is None or a.get("channel") == channel)]
 
-    async def wait_for(self, predicate, timeout: float = 5.0, what: str = "") -> None:
+    async def wait_for(self, predicate, timeout: float = 10.0, what: str = "") -> None:
         async def poll() -> None:
             while not predicate():
                 await asyncio.sleep(0.005)
@@ -91,10 +106,10 @@ class Rig:
         except asyncio.TimeoutError:
             raise AssertionError(f"timed out waiting for {what or predicate}") from None
 
-    async def wait_kind(self, call_id: str, kind: str, timeout: float = 5.0, **match: Any) -> None:
+    async def wait_kind(self, call_id: str, kind: str, timeout: float = 10.0, **match: Any) -> None:
         def seen() -> bool:
-            return any(e.kind == kind and all(e.data.get(k) == v for k, v in match.items())
-                       for e in self.timeline(call_id))
+            return any(cid == call_id and k == kind and all(data.get(m) == v for m, v in match.items())
+                       for cid, k, data in self.tee.seen)
         try:
             await self.wait_for(seen, timeout, f"{kind} {match} in call {call_id}")
         except AssertionError as exc:

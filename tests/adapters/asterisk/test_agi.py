@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callguard.adapters.asterisk import agi
@@ -32,6 +32,7 @@ def test_fixture_env_decodes_utf8():
     assert list(env) == list(agi.ENV_KEYS)
 
 
+@settings(deadline=None)
 @given(st.text(max_size=60), st.text(max_size=60))
 def test_any_caller_text_comes_back_exactly(number: str, name: str):
     """Newlines, colons, forged keys: the caller's own fields are restored exactly."""

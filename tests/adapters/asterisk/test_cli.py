@@ -85,7 +85,7 @@ async def test_real_process_handles_a_call_and_stops_cleanly(tmp_path, pbx: Fake
         sys.executable, "-m", "callguard", "run", "asterisk", "--config", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     try:
-        await pbx.wait_for_client(timeout=30)
+        await pbx.wait_for_client(timeout=90)
         await asyncio.wait_for(_until(pbx.heartbeat_fresh), 10)
         call = pbx.place_call("+14155550123", "José Cust")
         await call.answer_prompt("1", timeout=20)

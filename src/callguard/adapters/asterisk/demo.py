@@ -53,7 +53,7 @@ def teach_prompt_lengths(pbx: FakeAsterisk, prompts: PromptResolver) -> None:
 
 async def play_scenarios(config: Config, scenarios: list[Scenario], ledger: LedgerSink, *,
                          prompts: PromptResolver | None = None, time_scale: float = DEFAULT_TIME_SCALE,
-                         timeout: float = 120.0) -> list[str]:
+                         timeout: float = 120.0, dtmf_grace_s: float = 5.0) -> list[str]:
     """Play ``scenarios`` through the real listener over TCP; returns their call ids in order.
 
     Scenarios with the same ``[pbx]`` knobs run concurrently (they share one
@@ -67,7 +67,7 @@ async def play_scenarios(config: Config, scenarios: list[Scenario], ledger: Ledg
         teach_prompt_lengths(pbx, prompts)
         # A loaded machine stalls the scripted callers; let a keypress wait a
         # few scenario seconds for its prompt rather than vanish.
-        pbx.dtmf_grace_s = 5.0
+        pbx.dtmf_grace_s = dtmf_grace_s
         running = await start_listener(embedded_config(config, pbx), ledger, prompts=prompts)
         try:
             await pbx.wait_for_client(timeout=10)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -83,8 +84,21 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
     listener = AsteriskListener(config.asterisk, prompt_file=prompt_file_for(prompts), **listener_options)
     engine = build_engine(config, listener, ledger, asyncio.get_running_loop(), prompts=prompts)
     listener.attach(engine)
-    warm_up(engine)
+    # Load the metadata while logging in, so wrong credentials still fail at
+    # once (a daemon thread: nobody has to wait for it if we give up).
+    loop = asyncio.get_running_loop()
+    warmed: asyncio.Future[None] = loop.create_future()
+
+    def warm() -> None:
+        try:
+            warm_up(engine)
+        finally:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(lambda: warmed.done() or warmed.set_result(None))
+
+    threading.Thread(target=warm, name="callguard-warm-up", daemon=True).start()
     await listener.start()
+    await warmed
     return RunningListener(listener, engine, ledger)
 
 
