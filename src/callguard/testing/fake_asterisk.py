@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import heapq
 import itertools
 import logging
 import random
@@ -61,6 +62,82 @@ _CLASS_OF = {  # event -> manager class, for the per-connection event mask
     "AsyncAGIStart": "agi", "AsyncAGIExec": "agi", "AsyncAGIEnd": "agi", "AGIExecStart": "agi",
     "AGIExecEnd": "agi", "DTMFBegin": "dtmf", "DTMFEnd": "dtmf",
 }
+
+
+# -- the PBX's clock ------------------------------------------------------------------
+
+
+class PbxClock:
+    """The fake PBX's sense of time: scaled, and optionally blind to stalls.
+
+    ``time_scale`` compresses time (0.05: a 120 s scenario plays in 6 s).
+    With ``stall_cap_s`` set, a tick task advances the clock by at most
+    that much real time per tick, so when the whole process is not
+    scheduled for half a second (a busy CI machine) the PBX does not "see"
+    the half second: a caller's keypress and the prompt timeout that were
+    due in that order still happen in that order.  Without it the clock is
+    the real one (scaled).
+    """
+
+    def __init__(self, time_scale: float = 1.0, stall_cap_s: float | None = None, tick_s: float = 0.002):
+        self.time_scale = time_scale
+        self.stall_cap_s = stall_cap_s
+        self.tick_s = tick_s
+        self._virtual = 0.0  # PBX seconds since start (virtual mode)
+        self._last = time.monotonic()
+        self._mono0 = self._last
+        self._timers: list[tuple[float, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+        self._ticker: asyncio.Task | None = None
+
+    @property
+    def virtual(self) -> bool:
+        return self.stall_cap_s is not None
+
+    def elapsed(self) -> float:
+        """PBX seconds since the clock started."""
+        if not self.virtual:
+            return (time.monotonic() - self._mono0) / self.time_scale
+        assert self.stall_cap_s is not None
+        return self._virtual + min(time.monotonic() - self._last, self.stall_cap_s) / self.time_scale
+
+    def start(self) -> None:
+        if self.virtual and self._ticker is None:
+            self._last = time.monotonic()
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    async def _tick(self) -> None:
+        assert self.stall_cap_s is not None
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = time.monotonic()
+            self._virtual += min(now - self._last, self.stall_cap_s) / self.time_scale
+            self._last = now
+            while self._timers and self._timers[0][0] <= self._virtual:
+                _, _, future = heapq.heappop(self._timers)
+                if not future.done():
+                    future.set_result(None)
+
+    def timer(self, pbx_seconds: float) -> asyncio.Future:
+        """A future that resolves ``pbx_seconds`` of PBX time from now."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        if not self.virtual:
+            handle = loop.call_later(max(pbx_seconds, 0.0) * self.time_scale,
+                                     lambda: future.done() or future.set_result(None))
+            future.add_done_callback(lambda _: handle.cancel())
+        else:
+            heapq.heappush(self._timers, (self.elapsed() + max(pbx_seconds, 0.0), next(self._seq), future))
+        return future
+
+    async def sleep(self, pbx_seconds: float) -> None:
+        if pbx_seconds > 0:
+            await self.timer(pbx_seconds)
 
 
 # -- the PBX's state ----------------------------------------------------------------
@@ -179,7 +256,7 @@ class FakeCall:
         self.path = ""  #: "asyncagi" or "fallback" once the dialplan decided
         self.destination: str | None = None  #: where a goto sent the channel
         self.answered_at: float | None = None  #: PBX time of AsyncAGIStart (script t = 0)
-        self._answered_mono: float | None = None
+        self._answered_pbx: float | None = None  #: clock.elapsed() at AsyncAGIStart
         self.answered = asyncio.Event()
         self.ended = asyncio.Event()
         self.signals: list[tuple[float, str, str]] = []  #: (time, action, source) of UserEvents sent
@@ -234,10 +311,8 @@ class FakeCall:
         if at is None:
             return
         await self.answered.wait()
-        assert self._answered_mono is not None
-        delay = self._answered_mono + at * self.pbx.time_scale - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        assert self._answered_pbx is not None
+        await self.pbx.clock.sleep(self._answered_pbx + at - self.pbx.clock.elapsed())
 
     def _party(self, party: str) -> FakeChannel | None:
         if party == "caller":
@@ -423,6 +498,8 @@ class FakeAsterisk:
       ``GET DATA`` timeouts, script times) - 0.01 plays a 90 s scenario in
       under a second.  ``Timestamp:`` headers then show the *unscaled*
       PBX clock, so evidence offsets still read in real seconds.
+    * ``stall_cap_s``: make the PBX clock blind to stalls longer than this
+      (see :class:`PbxClock`; for demos and parity tests on busy machines).
     * ``timestamps``: add ``Timestamp:`` to events (``timestampevents``).
     * ``prompt_durations`` / ``default_prompt_s``: how long each sound plays.
     * ``confirm_delay_s``: how long MixMonitor takes to confirm a change.
@@ -441,14 +518,15 @@ class FakeAsterisk:
                  prompt_durations: Mapping[str, float] | None = None, default_prompt_s: float = 0.05,
                  confirm_delay_s: float = 0.0, heartbeat_variable: str = "CALLGUARD_HEARTBEAT",
                  heartbeat_stale_s: float = HEARTBEAT_STALE_S, noise: bool = True, seed: int = 0,
-                 agent: tuple[str, str] | None = ("2001", "Agent Smith"), ssl: Any = None):
+                 agent: tuple[str, str] | None = ("2001", "Agent Smith"), ssl: Any = None,
+                 stall_cap_s: float | None = None):
         self.host = host
         self.ssl = ssl  #: an ``ssl.SSLContext`` to speak AMI over TLS (like ``tlsenable = yes``)
         self.port = port
         self.username = username
         self.secret = secret
         self.timestamps = timestamps
-        self.time_scale = time_scale
+        self.clock = PbxClock(time_scale, stall_cap_s)
         self.prompt_durations = dict(prompt_durations or {})
         self.default_prompt_s = default_prompt_s
         self.confirm_delay_s = confirm_delay_s
@@ -481,7 +559,6 @@ class FakeAsterisk:
         self._seq = itertools.count(2)
         self._uid = itertools.count(4)
         self._epoch = int(time.time())
-        self._mono0 = time.monotonic()
         self._wall0 = time.time()
         self._flood: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -490,6 +567,7 @@ class FakeAsterisk:
 
     async def start(self) -> "FakeAsterisk":
         loop = asyncio.get_running_loop()
+        self.clock.start()
         self._server = await loop.create_server(lambda: _Session(self), self.host, self.port, reuse_address=True,
                                                 ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -497,6 +575,7 @@ class FakeAsterisk:
 
     async def stop(self) -> None:
         self.stop_flood()
+        self.clock.stop()
         if self._server is not None:
             self._server.close()
         for session in list(self._sessions):
@@ -538,14 +617,19 @@ class FakeAsterisk:
 
     # -- clocks -------------------------------------------------------------------------
 
+    @property
+    def time_scale(self) -> float:
+        return self.clock.time_scale
+
     def now(self) -> float:
-        """The PBX clock: wall time, or unscaled virtual time under ``time_scale``."""
-        if self.time_scale == 1.0:
+        """The PBX clock (epoch seconds): wall time, or unscaled time under ``time_scale``."""
+        if self.clock.time_scale == 1.0 and not self.clock.virtual:
             return time.time()
-        return self._wall0 + (time.monotonic() - self._mono0) / self.time_scale
+        return self._wall0 + self.clock.elapsed()
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(seconds, 0.0) * self.time_scale)
+        """Sleep ``seconds`` of PBX time."""
+        await self.clock.sleep(seconds)
 
     def _uniqueid(self) -> str:
         return f"{self._epoch}.{next(self._uid)}"
@@ -842,9 +926,9 @@ class FakeAsterisk:
             session.write(message(head + body), "event", "OriginateResponse")
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
-        loop = asyncio.get_running_loop()
+        """Run ``fn`` after ``delay`` PBX seconds (at once for 0)."""
         if delay > 0:
-            loop.call_later(delay * self.time_scale, fn, *args)
+            self.clock.timer(delay).add_done_callback(lambda future: future.cancelled() or fn(*args))
         else:
             fn(*args)
 
@@ -891,7 +975,7 @@ class FakeAsterisk:
         else:
             call.path = "fallback"
             call.answered_at = self.now()
-            call._answered_mono = time.monotonic()
+            call._answered_pbx = self.clock.elapsed()
             call.answered.set()
             self._noise(call.channel, "Playback", "callguard/en/fallback-notice")
             await self._play_wait(call.channel, "callguard/en/fallback-notice")
@@ -924,7 +1008,7 @@ class FakeAsterisk:
                        for k, v in env) + b"\n"
         if channel is call.channel:
             call.answered_at = self.now()
-            call._answered_mono = time.monotonic()
+            call._answered_pbx = self.clock.elapsed()
         self._channel_event("AsyncAGIStart", channel, [("Env", uri_encode(raw))], "agi,all")
         if channel is call.channel:
             call.answered.set()
@@ -998,16 +1082,18 @@ class FakeAsterisk:
     async def _play_wait(self, channel: FakeChannel, file: str) -> tuple[bool, int]:
         """Play a sound: (completed, endpos in 8 kHz samples)."""
         seconds = self._prompt_seconds(file)
-        started = time.monotonic()
+        started = self.clock.elapsed()
         hangup = channel.hangup_future
         if hangup is None or hangup.done():
             hangup = channel.hangup_future = asyncio.get_running_loop().create_future()
+        played = self.clock.timer(seconds)
         try:
-            await asyncio.wait_for(asyncio.shield(hangup), seconds * self.time_scale)
-        except asyncio.TimeoutError:
+            await asyncio.wait({hangup, played}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            played.cancel()
+        if not hangup.done():
             return True, int(seconds * 8000)
-        elapsed = (time.monotonic() - started) / max(self.time_scale, 1e-9)
-        return False, int(min(elapsed, seconds) * 8000)
+        return False, int(min(self.clock.elapsed() - started, seconds) * 8000)
 
     async def _get_data(self, channel: FakeChannel, file: str, timeout_ms: int, max_digits: int) -> str:
         loop = asyncio.get_running_loop()
@@ -1018,17 +1104,17 @@ class FakeAsterisk:
         hangup = channel.hangup_future
         if hangup is None or hangup.done():
             hangup = channel.hangup_future = loop.create_future()
-        total = (self._prompt_seconds(file) + timeout_ms / 1000.0) * self.time_scale
+        expiry = self.clock.timer(self._prompt_seconds(file) + timeout_ms / 1000.0)
         try:
-            done, _ = await asyncio.wait({gather.future, hangup}, timeout=total,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({gather.future, hangup, expiry}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            expiry.cancel()
             channel.gather = None
             if call is not None:
                 call._notify()
         if hangup in done or channel.hung_up:
             return "200 result=-1\n"
-        if gather.future in done:
+        if gather.future.done() and not gather.future.cancelled():
             return f"200 result={gather.digits}\n"
         return f"200 result={gather.digits} (timeout)\n"
 

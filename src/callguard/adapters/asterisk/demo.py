@@ -62,8 +62,10 @@ async def play_scenarios(config: Config, scenarios: list[Scenario], ledger: Ledg
     if prompts is None:
         from callguard.wiring import build_prompts
         prompts = build_prompts(config)
+    # stall_cap_s: the scripted callers and the PBX clock ignore stalls of a
+    # busy machine (a key "pressed during the notice" stays during it).
     async with FakeAsterisk(secret=secrets.token_hex(16), timestamps=True, time_scale=time_scale,
-                            agent=None) as pbx:
+                            agent=None, stall_cap_s=0.1) as pbx:
         teach_prompt_lengths(pbx, prompts)
         # A loaded machine stalls the scripted callers; let a keypress wait a
         # few scenario seconds for its prompt rather than vanish.
