@@ -129,7 +129,7 @@ async def test_background_flood_on_the_wall_clock(make_rig) -> None:
     await rig.wait_for(lambda: record.call_id not in rig.listener.calls)
     call = record.call_id
     assert rig.kinds(call).count("recording-muted") == 1 and rig.kinds(call).count("recording-unmuted") == 1
-    assert rig.listener.stats["ignored_events"] > 1000  # the flood went through the parser
+    assert rig.listener.skipped_events > 1000  # the flood was read and skipped unparsed
     ops = {op: at - start for at, op in record.recordings[0].ops}
     assert 3.0 <= ops["mask"] < 4.0 and 5.0 <= ops["unmask"] < 6.0
 

@@ -50,9 +50,13 @@ class _Pending:
 class InboundProtocol(asyncio.Protocol):
     """One authenticated ESL connection: events out, commands in, replies matched."""
 
-    def __init__(self, on_event: Callable[[ESLEvent, float], None], clock: Callable[[], float] = time.time):
+    def __init__(self, on_event: Callable[[ESLEvent, float], None], clock: Callable[[], float] = time.time,
+                 wanted: Callable[[bytes], bool] | None = None):
         self._parser = ESLParser()
         self._on_event = on_event
+        #: a cheap test on the raw event bytes; False skips the event unparsed
+        self._wanted = wanted
+        self.skipped = 0
         self._clock = clock
         self._pending: deque[_Pending] = deque()
         self.transport: asyncio.Transport | None = None
@@ -79,6 +83,9 @@ class InboundProtocol(asyncio.Protocol):
             self.frames_in += 1
             kind = frame.content_type
             if kind == "text/event-plain":
+                if self._wanted is not None and not self._wanted(frame.body):
+                    self.skipped += 1
+                    continue
                 try:
                     event = frame.event
                 except ValueError as exc:
@@ -147,12 +154,13 @@ class InboundProtocol(asyncio.Protocol):
 
 async def open_inbound(host: str, port: int, password: str, on_event: Callable[[ESLEvent, float], None], *,
                        events: list[str], custom: list[str], timeout: float = 5.0,
-                       clock: Callable[[], float] = time.time) -> InboundProtocol:
+                       clock: Callable[[], float] = time.time,
+                       wanted: Callable[[bytes], bool] | None = None) -> InboundProtocol:
     """Connect, log in and subscribe; raises :class:`InboundError` with the reason."""
     loop = asyncio.get_running_loop()
     try:
         _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: InboundProtocol(on_event, clock), host, port), timeout)
+            loop.create_connection(lambda: InboundProtocol(on_event, clock, wanted), host, port), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         raise InboundError(f"cannot reach FreeSWITCH event socket at {host}:{port}: "
                            f"{exc or 'timed out'}; is mod_event_socket loaded and listening there?") from None

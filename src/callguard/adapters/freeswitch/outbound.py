@@ -167,7 +167,8 @@ class OutboundCall:
 
     def run(self) -> None:
         session = self.session
-        offer = offer_from_channel_data(session.session_data or {}, time.time())
+        offer = offer_from_channel_data(session.session_data if session.session_data is not None else {},
+                                        time.time())
         if offer is None:
             log.warning("outbound socket: channel without a usable UUID; released to the dialplan")
             self._exit()
