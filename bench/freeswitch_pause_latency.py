@@ -23,7 +23,6 @@ import asyncio
 import gc
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time

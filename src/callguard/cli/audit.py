@@ -55,8 +55,4 @@ def audit(ctx: click.Context, month: str | None, html_path: Path | None, json_pa
         raise click.exceptions.Exit(1)
 
 
-def register(main: click.Group) -> None:
-    main.add_command(audit)
-
-
-__all__ = ["audit", "register"]
+__all__ = ["audit"]

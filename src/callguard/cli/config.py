@@ -47,7 +47,3 @@ def _prompt_problems(config: Config) -> list[str]:
                 key = "[consent] notice_prompt" if prompt_id == config.consent.notice_prompt else "[prompts]"
                 problems.append(f"{config.source}: {key}: {exc}")
     return list(dict.fromkeys(problems))  # an unknown id is reported once, not per language
-
-
-def register(main: click.Group) -> None:
-    main.add_command(config_group)

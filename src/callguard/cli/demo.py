@@ -8,25 +8,35 @@ from rich.table import Table
 
 from callguard.cli.common import get_config
 from callguard.core.prompts import UnknownPrompt
-from callguard.demo import run_demo, simulator_backend
+from callguard.demo import Backend, run_demo, simulator_backend
 from callguard.ledger import LedgerError
+
+
+def _backend(name: str) -> Backend:
+    """The demo's PBX by name; the adapters are imported only when chosen."""
+    if name == "asterisk":
+        from callguard.adapters.asterisk.demo import asterisk_backend
+        return asterisk_backend
+    if name == "freeswitch":
+        from callguard.adapters.freeswitch.demo import freeswitch_backend
+        return freeswitch_backend
+    return simulator_backend
 
 
 @click.command("demo")
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="Ledger to write the demo calls into (default: a SQLite file in the temp directory).")
-@click.option("--backend", type=click.Choice(["asterisk", "simulator"]), default="asterisk", show_default=True,
-              help="asterisk: the real listener over TCP against an embedded fake Asterisk; "
-                   "simulator: the engine on a virtual clock, no sockets.")
+@click.option("--backend", type=click.Choice(["asterisk", "freeswitch", "simulator"]), default="asterisk",
+              show_default=True,
+              help="asterisk / freeswitch: the real listener over TCP against an embedded fake PBX "
+                   "(callguard.testing); simulator: the engine on a virtual clock, no sockets.")
 @click.pass_context
 def demo_command(ctx: click.Context, db_url: str | None, backend: str) -> None:
     """Run demo calls (consent, decline, payment pause, late joiner, ...) and summarise the evidence."""
-    from callguard.adapters.asterisk.demo import asterisk_backend
-
     config = get_config(ctx)
     console = Console(highlight=False, width=None if Console().is_terminal else 132)
     try:
-        report = run_demo(config, asterisk_backend if backend == "asterisk" else simulator_backend, backend, db_url)
+        report = run_demo(config, _backend(backend), backend, db_url)
     except TimeoutError as exc:
         raise click.ClickException(f"demo failed: the demo calls did not finish in time ({exc})") from None
     except (LedgerError, UnknownPrompt, OSError) as exc:
@@ -49,7 +59,3 @@ def demo_command(ctx: click.Context, db_url: str | None, backend: str) -> None:
     console.print(f"see one call's evidence: callguard ledger show {report.calls[0].call_id} --db {report.ledger_url}")
     if not report.ok:
         raise click.ClickException("the demo did not produce the expected evidence (see above)")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(demo_command)

@@ -134,7 +134,3 @@ def close(ctx: click.Context, request_id: int, reason: str, user: str | None) ->
     with open_vault(ctx) as vault:
         view = ops.close(vault, user, request_id, reason)
     click.echo(f"{view.label} closed: {reason}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(dsar_group)

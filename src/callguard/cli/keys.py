@@ -178,7 +178,3 @@ def rewrap_cmd(ctx: click.Context, from_kid: str, reason: str, user: str | None)
     if report.failed:
         raise click.exceptions.Exit(1)
     click.echo(f"No stored recording needs key {from_kid} any more; its private key may be destroyed.")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(keys_group)

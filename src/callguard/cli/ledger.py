@@ -264,7 +264,3 @@ def calls_cmd(ctx: click.Context, number: str | None, limit: int, db_url: str | 
             numbers = ", ".join(_clean(p.number or "withheld") for p in call.parties)
             click.echo(f"{fmt_time(call.first_seen):<24}  {_clean(call.call_id):<28}  {call.regime or '-':<10}  "
                        f"{_clean(call.final_state or 'in progress'):<14}  {numbers}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(ledger_group)

@@ -43,7 +43,3 @@ def explain(ctx: click.Context, numbers: tuple[str, ...], as_json: bool) -> None
     click.echo(f"  lawful basis noted: {'yes' if rule.lawful_basis_required else 'no'}")
     for reason in rule.reasons:
         click.echo(f"  - {reason}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(policy_group)

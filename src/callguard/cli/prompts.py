@@ -302,7 +302,3 @@ def show(ctx: click.Context, catalog_path: str | None, prompt_id: str, languages
         for pbx in PBXES:
             if any(FORMATS[f].pbx == pbx for f in built.files):
                 click.echo(f"  {pbx}: {catalog.path_for(ref, pbx)}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(prompts_group)

@@ -133,7 +133,3 @@ def roles(ctx: click.Context) -> None:
     click.echo("")
     for name, text in PERMISSIONS.items():
         click.echo(f"  {name:10} {text}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(recordings_group)

@@ -123,8 +123,3 @@ def list_cmd(ctx: click.Context, include_released: bool, user: str | None) -> No
                    f"{f'  case {h.case_ref}' if h.case_ref else ''}  {state}")
         click.echo(f"     reason: {h.reason}")
     click.echo(f"{len(holds)} hold(s)")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(retention_group)
-    main.add_command(hold_group)

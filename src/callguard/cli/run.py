@@ -28,7 +28,3 @@ for _module, _name in LISTENERS:
         run.add_command(getattr(importlib.import_module(_module), _name))
     except (ImportError, AttributeError):  # that adapter is not available here
         pass
-
-
-def register(main: click.Group) -> None:
-    main.add_command(run)

@@ -67,7 +67,3 @@ def simulate_command(ctx: click.Context, scenarios: tuple[str, ...], as_json: bo
         click.echo("")
     if failures:
         raise click.ClickException(f"{failures} of {len(loaded)} scenario(s) did not meet their [expect]")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(simulate_command)

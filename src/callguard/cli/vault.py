@@ -166,7 +166,3 @@ def log_cmd(ctx: click.Context, since: str | None, until: str | None, actor: str
                    f"{'  why: ' + event.reason if event.reason else ''}{'  -- ' + extra if extra else ''}")
     if not as_json:
         click.echo(f"{shown} entr{'y' if shown == 1 else 'ies'}")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(vault_group)

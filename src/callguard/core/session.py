@@ -208,6 +208,8 @@ class CallSession:
         self._vetoed = ""
         self._stop_reason = ""
         self._from = State.OFFERED
+        #: commands a classifier queues behind the transition's own (see handle)
+        self._after: list[Command] = []
 
     # -- public view ---------------------------------------------------------
 
@@ -244,12 +246,14 @@ class CallSession:
         classify = _CLASSIFIERS.get(type(event))
         step = classify(self, event, out) if classify else Input.NOTHING
         row = TRANSITIONS.get((self.state, step))
-        if row is None:
-            return out
-        target, action = row
-        self._from, self.state = self.state, target
-        getattr(self, action)(event, out)
-        self.history.append((self._from, step, target))
+        if row is not None:
+            target, action = row
+            self._from, self.state = self.state, target
+            getattr(self, action)(event, out)
+            self.history.append((self._from, step, target))
+        if self._after:
+            out.extend(self._after)
+            self._after.clear()
         return out
 
     # -- step 1: classify (bookkeeping + which Input this event is) -------------
@@ -471,7 +475,9 @@ class CallSession:
         language = self.policy.language_for(event.party.number, self.prompts.languages())
         prompt = self._resolve_or_notice("renotice-join", language)
         self.flags.joiners[event.party.channel] = _Joiner(event.party, prompt, blocking=self.rule.explicit_consent)
-        out.append(self._collect(event.party.channel, prompt, 1))
+        # The joiner hears the notice after the mute is asked for, never before:
+        # what they say over the notice must not reach an all-party recording.
+        self._after.append(self._collect(event.party.channel, prompt, 1))
         return self._mute_change(was)
 
     def _on_left(self, event: ev.PartyLeft, out: list[Command]) -> Input:
@@ -607,7 +613,7 @@ class CallSession:
     def _stop_not_confirmed(self, event: ev.Event, out: list[Command]) -> None:
         step = {State.STARTING: "start", State.MUTING: "mute", State.UNMUTING: "unmute"}[self._from]
         self._log(out, "error", event.at, what=f"{step} not confirmed in time",
-                  detail=f"no PBX confirmation within the limit; fail safe: stopping the recording")
+                  detail="no PBX confirmation within the limit; fail safe: stopping the recording")
         self._stop(event, out, f"{step}-not-confirmed")
 
     def _stop_failed(self, event: ev.CommandFailed, out: list[Command]) -> None:

@@ -86,13 +86,13 @@ async def test_real_process_handles_a_call_and_stops_cleanly(tmp_path, pbx: Fake
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     try:
         await pbx.wait_for_client(timeout=90)
-        await asyncio.wait_for(_until(pbx.heartbeat_fresh), 10)
+        await asyncio.wait_for(_until(pbx.heartbeat_fresh), 60)
         call = pbx.place_call("+14155550123", "José Cust")
-        await call.answer_prompt("1", timeout=20)
-        await asyncio.wait_for(_until(lambda: call.recording is not None), 10)
+        await call.answer_prompt("1", timeout=60)
+        await asyncio.wait_for(_until(lambda: call.recording is not None), 60)
         await call.wait_agi_left()
         await call.hotkey("pause")
-        await asyncio.wait_for(_until(lambda: call.recording.muted), 10)
+        await asyncio.wait_for(_until(lambda: call.recording.muted), 60)
         await call.hangup()
         await asyncio.sleep(0.3)
     finally:

@@ -10,7 +10,7 @@ import random
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from callguard.adapters.freeswitch.protocol import (
@@ -357,8 +357,11 @@ def test_event_subscription_puts_custom_last() -> None:
         event_subscription(["A B"])
 
 
+@example("%\na")  # a soft line break to quoted-printable, a literal to unquote (once missed)
+@example("%\r\na")
+@example("%\ra")
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(list("%=aZ09fF\x00é日\n :") + ["%41", "%C3%A9", "%0A", "%e6%97", "%zz", "%4",
+@given(st.lists(st.sampled_from(list("%=aZ09fF\x00é日\n\r\t :") + ["%41", "%C3%A9", "%0A", "%e6%97", "%zz", "%4",
                                                                  "%FF", "%00"]),
                 max_size=30).map("".join))
 def test_fast_decoding_equals_urllib_unquote(text) -> None:

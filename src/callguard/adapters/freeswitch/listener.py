@@ -103,6 +103,16 @@ class CallState:
     agent_seen: bool = False  #: the first leg bridged in unannounced is the agent the call was routed to
     pending: list[_Api] = field(default_factory=list)  #: waiting for the inbound connection
     inflight: list[_Api] = field(default_factory=list)  #: sent, reply not yet in
+    #: a joiner's notice, held until the mask asked for with it is answered
+    after_mask: list[Callable[[], None]] = field(default_factory=list)
+
+    def masking(self) -> bool:
+        return any(item.kind == "mask" for item in (*self.inflight, *self.pending))
+
+    def release_after_mask(self) -> None:
+        held, self.after_mask = self.after_mask, []
+        for send in held:
+            send()
 
 
 class FreeSwitchListener:
@@ -351,9 +361,19 @@ class FreeSwitchListener:
             raise RuntimeError(f"call {call_id} is not known to the FreeSWITCH listener")
         if isinstance(command, cmd.PlayAndCollect):
             timeout = command.prompt.duration_s + command.timeout_ms / 1000.0 + 10.0
-            self._outbound_app(command.channel, wire.play_and_collect(command, self._rate_of(state, command.channel)),
-                               "play_and_get_digits", timeout,
-                               self._failure(call_id, lambda at, why: ev.PromptFailed(at, command.channel, why)))
+            def gather() -> None:
+                self._outbound_app(command.channel,
+                                   wire.play_and_collect(command, self._rate_of(state, command.channel)),
+                                   "play_and_get_digits", timeout,
+                                   self._failure(call_id, lambda at, why: ev.PromptFailed(at, command.channel, why)))
+            if command.channel != state.channel and state.masking():
+                # A joiner's notice goes out once the mask is in place (the two
+                # travel on different sockets), or after the action timeout,
+                # when the engine has given up on the mask and stopped instead.
+                state.after_mask.append(gather)
+                asyncio.get_running_loop().call_later(self.fs.action_timeout_ms / 1000.0, state.release_after_mask)
+            else:
+                gather()
         elif isinstance(command, cmd.PlayPrompt):
             self._outbound_app(command.channel, wire.play_prompt(command.prompt, self._rate_of(state, command.channel)),
                                "playback", command.prompt.duration_s + 10.0, None)
@@ -469,6 +489,9 @@ class FreeSwitchListener:
             engine.feed(item.call_id, ev.RecordingMuted(at) if item.kind == "mask" else ev.RecordingUnmuted(at))
         else:
             engine.feed(item.call_id, ev.CommandFailed(at, command, frame.text.strip()[:200] or "refused"))
+        state = self.calls.get(item.call_id)
+        if state is not None and item.kind == "mask":
+            state.release_after_mask()
         self._forget_if_finished(item.call_id)
 
     def _on_start_reply(self, item: _Api, frame: Frame | None, why: str) -> None:

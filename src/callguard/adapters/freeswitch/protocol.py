@@ -67,14 +67,14 @@ def decode_value(raw: str) -> str:
     times faster on FreeSWITCH's heavily escaped values: ``%XX`` is exactly
     quoted-printable's ``=XX``, which :func:`binascii.a2b_qp` decodes in C.
     Where the two differ - a literal ``=``, a ``%`` that starts no escape
-    (it survives as ``=``), a trailing ``%`` (a soft line break to
-    quoted-printable) - the value goes to ``unquote``.  Raw text decodes to
+    (it survives as ``=``), a ``%`` at the end of a line (a soft line
+    break to quoted-printable) - the value goes to ``unquote``.  Raw text decodes to
     complete UTF-8 sequences, so decoding the bytes in one piece cannot join
     an escaped byte with a raw character differently.
     """
     if "%" not in raw:
         return raw
-    if "=" not in raw and raw[-1] != "%" and raw[-2:-1] != "%":
+    if "=" not in raw and raw[-1] != "%" and raw[-2:-1] != "%" and "\n" not in raw and "\r" not in raw:
         decoded = binascii.a2b_qp(raw.replace("%", "=").encode("utf-8"))
         if b"=" not in decoded:
             return decoded.decode("utf-8", "replace")
