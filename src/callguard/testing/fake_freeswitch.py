@@ -75,6 +75,7 @@ from callguard.testing.esl_wire import (
     reply_frame,
     serialize_event,
 )
+from callguard.testing.recording_file import RecordingFile
 
 log = logging.getLogger("callguard.testing.fake_freeswitch")
 
@@ -197,6 +198,19 @@ class FakeRecording:
     ops: list[tuple[float, str]] = field(default_factory=list)  #: (scenario time, start|mask|unmask|stop)
     masked: bool = False
     stopped: float | None = None
+    audio: RecordingFile | None = None  #: the WAV on disk (``FakeFreeSWITCH.write_recordings``)
+
+    def mark(self, at: float, op: str) -> None:
+        """``mask`` / ``unmask`` / ``stop`` at scenario time ``at``; the file on disk follows."""
+        if self.audio is not None:
+            self.audio.advance(at, not self.masked)
+        if op == "stop":
+            self.stopped = at
+            if self.audio is not None:
+                self.audio.close(at, not self.masked)
+        else:
+            self.masked = op == "mask"
+        self.ops.append((at, op))
 
     def audible_spans(self, end: float) -> list[tuple[float, float]]:
         """Intervals (scenario seconds) in which real audio was written."""
@@ -328,11 +342,13 @@ class _OutboundLink:
                 finally:
                     self.fake._busy -= 1
         finally:
+            # FreeSWITCH closes the socket as soon as it has said goodbye; an
+            # application still running finishes on the channel, unobserved.
             self.exited = True
+            self.conn.close()
             await self.apps.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-            self.conn.close()
 
     async def _handle(self, line: str, headers: dict[str, str], body: bytes) -> bool:
         word = line.split(" ", 1)[0]
@@ -556,6 +572,9 @@ class FakeFreeSWITCH:
         self.unconfirmed_mask_delay_s = unconfirmed_mask_delay_s
         #: extra wait before answering uuid_record (a scenario's ``confirm_delay_ms``)
         self.record_reply_delay_s = 0.0
+        #: record_session / uuid_record write a real WAV at their path on this host (open while
+        #: recording, silence while masked, completed on stop or hangup), for tests of the vault
+        self.write_recordings = False
         self.core_uuid = str(uuidlib.uuid4())
         self.base_epoch = base_epoch if base_epoch is not None else time.time()
         self._events = EventClock(self.core_uuid, clock=self.now_epoch)
@@ -839,12 +858,8 @@ class FakeFreeSWITCH:
         if rec is None or (path != "all" and rec.path != path):
             return "-ERR Cannot locate recording!\n"
         now = self.scenario_time()
-        if action == "mask":
-            rec.masked = True
-            rec.ops.append((now, "mask"))
-        elif action == "unmask":
-            rec.masked = False
-            rec.ops.append((now, "unmask"))
+        if action in ("mask", "unmask"):
+            rec.mark(now, action)
         elif action == "stop":
             self._stop_recording(ch)
         else:
@@ -856,6 +871,11 @@ class FakeFreeSWITCH:
             return
         now = self.scenario_time()
         rec = FakeRecording(path, now, ops=[(now, "start")])
+        if self.write_recordings:
+            try:
+                rec.audio = RecordingFile(path, now)
+            except OSError as exc:  # FreeSWITCH logs it; the channel carries on
+                log.warning("record_session: cannot write %s: %s", path, exc)
         ch.recording = rec
         ch.recordings.append(rec)
         self.emit("RECORD_START", ch, [("Record-File-Path", path)], outbound=False)
@@ -864,8 +884,7 @@ class FakeFreeSWITCH:
         rec = ch.recording
         if rec is None:
             return
-        rec.stopped = self.scenario_time()
-        rec.ops.append((rec.stopped, "stop"))
+        rec.mark(self.scenario_time(), "stop")
         ch.recording = None
         self.emit("RECORD_STOP", ch, [("Record-File-Path", rec.path)], outbound=False)
 

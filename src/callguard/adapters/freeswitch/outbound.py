@@ -297,6 +297,11 @@ class OutboundCall:
         if not self.finished and not self.hung_up:
             self.hung_up = True  # nothing more is sent after this
             gevent.spawn(self._exit)
+            # The serving greenlet may be waiting for an application to
+            # complete (a gather lasts tens of seconds): nothing it waits for
+            # will come now, so let it return and leave.
+            self.queue.put_nowait(_Exit())
+            self._wake_waiter()
 
     # -- called inside the hub by OutboundThread.submit ------------------------------
 
