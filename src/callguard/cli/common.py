@@ -1,10 +1,22 @@
-"""Helpers shared by the CLI modules: config loading with friendly errors."""
+"""Helpers shared by the CLI modules: config loading with friendly errors,
+and the start-up and shutdown every ``callguard run <pbx>`` listener shares."""
 
 from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from callguard.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from callguard.core.prompts import PromptResolver
+    from callguard.ledger import Ledger
 
 
 def get_config(ctx: click.Context, path: str | None = None) -> Config:
@@ -18,3 +30,62 @@ def get_config(ctx: click.Context, path: str | None = None) -> Config:
         return load_config(path or root.get("config_path"))
     except ConfigError as exc:
         raise click.ClickException("invalid configuration:\n  " + "\n  ".join(exc.problems)) from None
+
+
+def with_overrides(config: Config, section: str, **values: Any) -> Config:
+    """``config`` with the command-line options given (not None) replacing ``[section]`` keys."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return config
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **given)})
+
+
+def open_listener(config: Config, pbx: str, problems: list[str],
+                  log_level: str) -> tuple["PromptResolver", "Ledger"]:
+    """Refuse a config with ``problems``; set up logging, load the prompts, open the ledger.
+
+    Each failure a site can hit at start-up becomes one ClickException that
+    names what is wrong, so a service manager shows the reason, not a traceback.
+    """
+    from callguard.ledger import LedgerError
+    from callguard.prompts.spec import CatalogError
+    from callguard.wiring import build_ledger, build_prompts
+
+    if problems:
+        raise click.ClickException(f"cannot start the {pbx} listener:\n  " + "\n  ".join(problems))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        prompts = build_prompts(config)
+    except CatalogError as exc:
+        raise click.ClickException("cannot load the prompt catalogue:\n  " + "\n  ".join(exc.problems)) from None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from None
+    try:
+        ledger = build_ledger(config)
+    except LedgerError as exc:
+        raise click.ClickException(f"cannot open the ledger: {exc}") from None
+    return prompts, ledger
+
+
+def serve_until_stopped(main: Coroutine[Any, Any, None], ledger: "Ledger", fatal: tuple[type[Exception], ...],
+                        log: logging.Logger) -> None:
+    """Run the listener until SIGINT/SIGTERM; ``fatal`` errors end it with their message.
+
+    The ledger is closed (and flushed) whatever happens: an entry the engine
+    was told is written must reach the database before the process exits.
+    """
+    try:
+        asyncio.run(main)
+    except fatal as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if not ledger.close(timeout=30):
+            log.error("some ledger entries could not be written (see above)")
+
+
+#: what a listener command's ``--log-level`` accepts
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"])
+__all__ = ["LOG_LEVELS", "get_config", "open_listener", "serve_until_stopped", "with_overrides"]

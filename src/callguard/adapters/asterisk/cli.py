@@ -10,15 +10,12 @@ is reported in one sentence with what to do, and exits non-zero.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
 import os
-import sys
 
 import click
 
-from callguard.cli.common import get_config
+from callguard.cli.common import LOG_LEVELS, get_config, open_listener, serve_until_stopped, with_overrides
 from callguard.config import Config
 
 log = logging.getLogger("callguard.asterisk")
@@ -48,8 +45,7 @@ def check_asterisk_config(config: Config) -> list[str]:
               help="callguard.toml to use (default: the global --config, ./callguard.toml, /etc/callguard/).")
 @click.option("--host", default=None, help="Override [asterisk] host.")
 @click.option("--port", type=int, default=None, help="Override [asterisk] port.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.option("--check", is_flag=True, help="Check the configuration, ledger and prompts, then exit.")
 @click.pass_context
 def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port: int | None, log_level: str,
@@ -60,43 +56,15 @@ def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port
     """
     from callguard.adapters.asterisk.manager import AuthenticationFailed
     from callguard.adapters.asterisk.runner import serve
-    from callguard.ledger import LedgerError
-    from callguard.prompts.spec import CatalogError
-    from callguard.wiring import build_ledger, build_prompts
 
-    config = get_config(ctx, config_path)
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, asterisk=dataclasses.replace(config.asterisk, **overrides))
-    problems = check_asterisk_config(config)
-    if problems:
-        raise click.ClickException("cannot start the Asterisk listener:\n  " + "\n  ".join(problems))
-    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        prompts = build_prompts(config)
-    except CatalogError as exc:
-        raise click.ClickException("cannot load the prompt catalogue:\n  " + "\n  ".join(exc.problems)) from None
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from None
-    try:
-        ledger = build_ledger(config)
-    except LedgerError as exc:
-        raise click.ClickException(f"cannot open the ledger: {exc}") from None
+    config = with_overrides(get_config(ctx, config_path), "asterisk", host=host, port=port)
+    prompts, ledger = open_listener(config, "Asterisk", check_asterisk_config(config), log_level)
     if check:
         ledger.close(5)
         click.echo(f"ok: ledger {config.ledger.url}, prompts in {', '.join(sorted(prompts.languages()))}, "
                    f"AMI {config.asterisk.host}:{config.asterisk.port} as {config.asterisk.username!r}")
         return
-    try:
-        asyncio.run(serve(config, ledger, prompts=prompts))
-    except AuthenticationFailed as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if not ledger.close(timeout=30):
-            log.error("some ledger entries could not be written (see above)")
+    serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (AuthenticationFailed,), log)
 
 
 __all__ = ["asterisk", "check_asterisk_config"]

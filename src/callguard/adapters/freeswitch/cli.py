@@ -13,14 +13,11 @@ reported in one sentence with what to do, and exits non-zero.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
-import sys
 
 import click
 
-from callguard.cli.common import get_config
+from callguard.cli.common import LOG_LEVELS, get_config, open_listener, serve_until_stopped, with_overrides
 from callguard.config import Config
 
 log = logging.getLogger("callguard.freeswitch")
@@ -60,8 +57,7 @@ def check_freeswitch_config(config: Config) -> list[str]:
 @click.option("--host", default=None, help="Override [freeswitch] host (the event socket).")
 @click.option("--port", type=int, default=None, help="Override [freeswitch] port (the event socket).")
 @click.option("--listen-port", type=int, default=None, help="Override [freeswitch] listen_port (the dialplan's socket).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.option("--check", is_flag=True, help="Check the configuration, ledger and prompts, then exit.")
 @click.pass_context
 def freeswitch(ctx: click.Context, config_path: str | None, host: str | None, port: int | None,
@@ -72,46 +68,18 @@ def freeswitch(ctx: click.Context, config_path: str | None, host: str | None, po
     """
     from callguard.adapters.freeswitch.inbound import InboundRefused
     from callguard.adapters.freeswitch.listener import serve
-    from callguard.ledger import LedgerError
-    from callguard.prompts.spec import CatalogError
-    from callguard.wiring import build_ledger, build_prompts
 
-    config = get_config(ctx, config_path)
-    overrides = {k: v for k, v in (("host", host), ("port", port), ("listen_port", listen_port)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, freeswitch=dataclasses.replace(config.freeswitch, **overrides))
-    problems = check_freeswitch_config(config)
-    if problems:
-        raise click.ClickException("cannot start the FreeSWITCH listener:\n  " + "\n  ".join(problems))
-    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        prompts = build_prompts(config)
-    except CatalogError as exc:
-        raise click.ClickException("cannot load the prompt catalogue:\n  " + "\n  ".join(exc.problems)) from None
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from None
-    try:
-        ledger = build_ledger(config)
-    except LedgerError as exc:
-        raise click.ClickException(f"cannot open the ledger: {exc}") from None
+    config = with_overrides(get_config(ctx, config_path), "freeswitch", host=host, port=port,
+                            listen_port=listen_port)
+    prompts, ledger = open_listener(config, "FreeSWITCH", check_freeswitch_config(config), log_level)
     fs = config.freeswitch
     if check:
         ledger.close(5)
         click.echo(f"ok: ledger {config.ledger.url}, prompts in {', '.join(sorted(prompts.languages()))}, "
                    f"event socket {fs.host}:{fs.port}, dialplan socket on {fs.listen_host}:{fs.listen_port}")
         return
-    try:
-        asyncio.run(serve(config, ledger, prompts=prompts))
-    except InboundRefused as exc:
-        raise click.ClickException(str(exc)) from None
-    except RuntimeError as exc:  # e.g. the outbound port is taken
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if not ledger.close(timeout=30):
-            log.error("some ledger entries could not be written (see above)")
+    # RuntimeError: e.g. the outbound port is taken
+    serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (InboundRefused, RuntimeError), log)
 
 
 __all__ = ["check_freeswitch_config", "freeswitch"]
