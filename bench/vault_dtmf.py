@@ -110,10 +110,10 @@ def main() -> None:
                 best = min(best, time.perf_counter() - start)
             baseline_s = 20.0
             base = goertzel_python(audio, baseline_s)
-            ours_x = info.duration / best
+            ours_x = info.duration_s / best
             base_x = baseline_s / base
             found = digits_of(tones)
-            print(f"{rate:5d} Hz, {info.duration / 60:.0f} min: scan {best:.2f} s = {ours_x:,.0f}x real time on one "
+            print(f"{rate:5d} Hz, {info.duration_s / 60:.0f} min: scan {best:.2f} s = {ours_x:,.0f}x real time on one "
                   f"core (target >= 200x: {'OK' if ours_x >= 200 else 'MISSED'}); textbook pure-Python Goertzel "
                   f"{base_x:.1f}x -> {ours_x / base_x:,.0f}x faster; digits found {found!r} "
                   f"({'correct' if found == CARD else 'WRONG'})")

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from callguard.cli.common import get_config
 from callguard.ledger.db import LedgerError, error_text
-from callguard.vault.audio import AudioFormatError
+from callguard.wav import AudioFormatError
 from callguard.vault.envelope import VaultError
 from callguard.vault.service import Vault
 

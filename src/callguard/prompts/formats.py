@@ -25,6 +25,8 @@ import wave
 from dataclasses import dataclass
 from typing import Callable
 
+from callguard.wav import AudioFormatError, AudioInfo, wav_info
+
 MASTER_RATE = 16000
 SAMPLE_WIDTH = 2  #: 16-bit
 PBXES = ("asterisk", "freeswitch")
@@ -34,24 +36,6 @@ PROMPT_SUBDIR = "callguard"  #: keeps our files apart from the PBX's own sounds
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256, the one hash used everywhere in the manifest and ledger."""
     return hashlib.sha256(data).hexdigest()
-
-
-class AudioFormatError(ValueError):
-    """A file is not what its format says (wrong header, rate, channels)."""
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """What a file's header (or, for raw formats, its size) says."""
-
-    rate: int
-    channels: int
-    sample_width: int
-    frames: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.frames / self.rate if self.rate else 0.0
 
 
 def _wav_bytes(pcm: bytes, rate: int) -> bytes:
@@ -77,17 +61,6 @@ def _ulaw_bytes(pcm: bytes, rate: int) -> bytes:
 
 def _raw_bytes(pcm: bytes, rate: int) -> bytes:
     return pcm
-
-
-def wav_info(data: bytes) -> AudioInfo:
-    """Header of a RIFF/WAVE file, with a clear error if it is not one."""
-    try:
-        with wave.open(io.BytesIO(data), "rb") as src:
-            if src.getcomptype() != "NONE":
-                raise AudioFormatError(f"compressed WAV ({src.getcomptype()}); expected plain PCM")
-            return AudioInfo(src.getframerate(), src.getnchannels(), src.getsampwidth(), src.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise AudioFormatError(f"not a PCM WAV file: {exc}") from None
 
 
 @dataclass(frozen=True)

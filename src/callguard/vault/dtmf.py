@@ -41,7 +41,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from callguard.vault.audio import AudioFormatError, AudioInfo, open_wav, wav_info
+from callguard.wav import AudioFormatError, AudioInfo, open_wav, wav_info
 
 ROWS = (697.0, 770.0, 852.0, 941.0)
 COLS = (1209.0, 1336.0, 1477.0, 1633.0)

@@ -50,7 +50,7 @@ from sqlalchemy import select
 
 from callguard.config import Config
 from callguard.ledger.queries import get_call, timeline
-from callguard.vault.audio import AudioFormatError, wav_info
+from callguard.wav import AudioFormatError, wav_info
 from callguard.vault.envelope import ChunkReader, IntegrityError, VaultError, encrypt_stream
 from callguard.vault.keys import check_wrapped, wrap
 from callguard.vault.leaks import classify, recording_window, summary
@@ -130,7 +130,7 @@ def _audio_facts(path: Path) -> tuple[float | None, int | None, int | None]:
     """(duration s, sample rate, channels): from the WAV header, else ffprobe's duration."""
     try:
         info = wav_info(path)
-        return info.duration, info.rate, info.channels
+        return info.duration_s, info.rate, info.channels
     except AudioFormatError:
         pass
     try:
@@ -333,6 +333,9 @@ class VaultIngestor:
                     log.error("vault: %s; %s kept for a later `callguard vault ingest`", exc, path)
                     raise
                 time.sleep(delay)
+            except VaultError as exc:  # a refusal or a failed check: the message says what and why
+                log.error("vault: %s of call %s not stored: %s; the plaintext was kept", path, call_id, exc)
+                raise
             except Exception:
                 log.exception("vault: ingest of %s for call %s failed; the plaintext was kept", path, call_id)
                 raise

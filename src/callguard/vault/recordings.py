@@ -275,7 +275,7 @@ def rescan_dtmf(vault: Vault, user: str | None, recording_id: str, reason: str =
     never written to disk.
     """
     from callguard.ledger.queries import timeline
-    from callguard.vault.audio import AudioFormatError
+    from callguard.wav import AudioFormatError
     from callguard.vault.dtmf import scan as scan_audio
     from callguard.vault.envelope import DecryptingReader
     from callguard.vault.leaks import classify, recording_window, summary
