@@ -137,7 +137,21 @@ class PromptsConfig:
 
 @dataclass(frozen=True)
 class VaultConfig:
-    """Encrypted recordings: where they live, which keys, and the vault's own rules."""
+    """Encrypted recordings: where they live, which keys, and the vault's own rules.
+
+    ``ingest_on_stop`` (default on): the running listener encrypts each
+    recording into the vault once the call's hangup is committed to the
+    ledger, verifies the ciphertext and removes the plaintext.  On by
+    default because a recording left in plaintext in the spool directory is
+    the one copy no access control, retention or crypto-shredding reaches;
+    it only needs the *public* key on the PBX host.  It takes effect only
+    when the keyring has an active key and the listener's OS account has a
+    role with the ``ingest`` permission; otherwise the listener says so once
+    at start-up (how to fix it: ``callguard keys generate``, a ``[users]``
+    entry) and the recordings stay where the PBX wrote them.  Set it to
+    false where another host ingests the files (the PBX writes them
+    elsewhere) or a site runs ``callguard vault ingest`` itself.
+    """
 
     dir: str = "callguard-vault"  #: ciphertext (.cgv files); any shared or object-backed filesystem
     keystore: str = ""  #: wrapped data keys; empty: <dir>/keystore.  Keep OUT of long-lived backups
@@ -149,6 +163,7 @@ class VaultConfig:
     default_purpose: str = "qa"
     legal_duty_purposes: list[str] = field(default_factory=lambda: ["compliance"])
     require_call_ended: bool = True  #: ingest only after the ledger shows the recording stopped
+    ingest_on_stop: bool = True  #: the listener ingests each recording when its call ends (see above)
     scan_dtmf: bool = True  #: DTMF leak scan at ingest (on the plaintext, before it is removed)
     bind_os_user: bool = True  #: --as must be the operating-system account running the command
     sweep_interval_h: float = 24.0  #: how often the retention sweep must run (the audit checks it)

@@ -30,6 +30,18 @@ def check(ctx: click.Context, path: str | None) -> None:
     click.echo(f"  ledger:   {config.ledger.url}")
     click.echo(f"  policy:   unknown -> {policy.unknown_regime}, unlisted -> {policy.default_regime},"
                f" home {policy.home or '(none)'}")
+    click.echo(f"  vault:    {_ingest_line(config)}")
+
+
+def _ingest_line(config: Config) -> str:
+    """Whether `callguard run` will encrypt recordings as calls end ([vault] ingest_on_stop), and why not."""
+    from callguard.vault.autoingest import plan
+
+    pbx = config.freeswitch if config.listener.pbx == "freeswitch" else config.asterisk
+    decided = plan(config, pbx.recording_dir)
+    if decided.enabled:
+        return f"ingest on stop: {decided.why}"
+    return f"{'WARNING: ' if decided.warn else ''}no ingest on stop: {decided.why}"
 
 
 def _prompt_problems(config: Config) -> list[str]:

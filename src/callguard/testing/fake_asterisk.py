@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from callguard.testing.ami_wire import ActionReader, Splitter, Value, c_escape, message, uri_encode
+from callguard.testing.recording_file import RecordingFile
 
 log = logging.getLogger("callguard.testing.fake_asterisk")
 
@@ -155,6 +156,19 @@ class FakeRecording:
     stopped_at: float | None = None
     muted: bool = False
     changes: list[tuple[float, bool]] = field(default_factory=list)  #: (time, muted) from the start
+    audio: RecordingFile | None = None  #: the WAV on disk (``FakeAsterisk.write_recordings``)
+
+    def set_muted(self, at: float, muted: bool) -> None:
+        if self.audio is not None:
+            self.audio.advance(at, not self.muted)
+        self.muted = muted
+        self.changes.append((at, muted))
+
+    def stop(self, at: float) -> None:
+        """MixMonitor ends (StopMixMonitor or the channel hung up): the file is complete."""
+        self.stopped_at = at
+        if self.audio is not None:
+            self.audio.close(at, not self.muted)
 
     def audible_between(self, t0: float, t1: float) -> bool:
         """Was audio (not silence) written at any instant in ``(t0, t1)``?"""
@@ -506,6 +520,9 @@ class FakeAsterisk:
     * ``mute_works``: ``False`` makes ``MixMonitorMute`` answer Success but
       neither mute nor confirm (the fail-safe case).
     * ``dtmf_grace_s``: hold keys pressed before a gather runs (demos).
+    * ``write_recordings``: MixMonitor writes a real WAV at its ``File``
+      path on this host (open while recording, silence while muted,
+      completed on stop or hangup), for tests that hand it to the vault.
     * ``splitter`` (+ ``split_pause_s``): cut every write into pieces.
     * ``response_delay_s`` / ``event_delay_s``: deliver late.
     * ``lose(kind, name, data) -> bool``: drop a response or event.
@@ -536,6 +553,7 @@ class FakeAsterisk:
         self.default_agent = agent
         self.mute_works = True
         self.dtmf_grace_s = 0.0  #: see FakeCall.press
+        self.write_recordings = False  #: MixMonitor writes a real WAV at its File path
         self.splitter: Splitter | None = None
         self.split_pause_s = 0.0
         self.response_delay_s = 0.0
@@ -823,6 +841,11 @@ class FakeAsterisk:
         mixmon_id = f"0x7f{self._rng.randrange(16**10):010x}"
         recording = FakeRecording(mixmon_id, channel.name, action["file"], options, self.now())
         recording.changes.append((recording.started_at, False))
+        if self.write_recordings:
+            try:
+                recording.audio = RecordingFile(action["file"], recording.started_at)
+            except OSError as exc:  # like Asterisk: the action succeeds, the log says why no file
+                log.warning("MixMonitor: cannot write %s: %s", action["file"], exc)
         channel.recording = recording
         channel.recordings.append(recording)
         channel.variables["MIXMONITOR_FILENAME"] = action["file"]
@@ -855,8 +878,7 @@ class FakeAsterisk:
         self._respond(session, action, [])
         if not self.mute_works:
             return
-        recording.muted = muted
-        recording.changes.append((self.now(), muted))
+        recording.set_muted(self.now(), muted)
         self._later(self.confirm_delay_s, self._channel_event, "MixMonitorMute", channel,
                     [("Direction", direction), ("State", "1" if muted else "0")])
 
@@ -870,7 +892,7 @@ class FakeAsterisk:
         wanted = action.get("mixmonitorid")
         if recording is None or (wanted and wanted != recording.mixmonitor_id):
             return self._error(session, action, "Could not stop monitoring channel")
-        recording.stopped_at = self.now()
+        recording.stop(self.now())
         channel.recording = None
         self._respond(session, action, [])
         self._later(self.confirm_delay_s, self._channel_event, "MixMonitorStop", channel)
@@ -1222,7 +1244,7 @@ class FakeAsterisk:
                 self.emit("BridgeLeave", self._bridge_headers(call, members) + channel.snapshot())
             channel.bridge = None
         if channel.recording is not None:
-            channel.recording.stopped_at = self.now()
+            channel.recording.stop(self.now())
             channel.recording = None
         self._channel_event("Hangup", channel, [("Cause", cause), ("Cause-txt", "Normal Clearing")])
         self.channels.pop(channel.name, None)

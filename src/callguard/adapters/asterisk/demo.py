@@ -31,11 +31,15 @@ _API_EVENTS: dict[str, type[ev.Event]] = {"pause": ev.PauseRequested, "resume": 
 
 
 def embedded_config(config: Config, pbx: FakeAsterisk) -> Config:
-    """``config`` pointed at the embedded fake (loopback, its one-off secret, quick heartbeats)."""
+    """``config`` pointed at the embedded fake (loopback, its one-off secret, quick heartbeats).
+
+    The fake's recordings are imaginary (no audio files), so nothing goes to the vault.
+    """
     asterisk = dataclasses.replace(config.asterisk, host=pbx.host, port=pbx.port, username=pbx.username,
                                    secret=pbx.secret, tls=False, ca_file="",
                                    heartbeat_interval_s=min(config.asterisk.heartbeat_interval_s, 0.5))
-    return dataclasses.replace(config, asterisk=asterisk)
+    return dataclasses.replace(config, asterisk=asterisk,
+                               vault=dataclasses.replace(config.vault, ingest_on_stop=False))
 
 
 def teach_prompt_lengths(pbx: FakeAsterisk, prompts: PromptResolver) -> None:

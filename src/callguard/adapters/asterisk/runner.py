@@ -14,13 +14,16 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from callguard.adapters.asterisk.listener import AsteriskListener, default_prompt_file
 from callguard.config import Config
 from callguard.core.commands import PromptRef
 from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
+
+if TYPE_CHECKING:
+    from callguard.vault.autoingest import AutoIngest
 
 log = logging.getLogger("callguard.asterisk")
 
@@ -70,19 +73,25 @@ class RunningListener:
     listener: AsteriskListener
     engine: Engine
     ledger: LedgerSink
+    ingest: "AutoIngest | None" = None  #: encrypts recordings into the vault as calls end
 
     async def stop(self, release: bool = True) -> None:
+        """Stop the listener, then finish the vault ingests of the calls that ended."""
         await self.listener.stop(release=release)
+        if self.ingest is not None:
+            await self.ingest.aclose()
 
 
 async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
                          **listener_options: Any) -> RunningListener:
     """Build the engine and listener for ``config`` and connect (first login must succeed)."""
+    from callguard.vault.autoingest import open_auto_ingest
     from callguard.wiring import build_engine, build_prompts
 
     prompts = prompts if prompts is not None else build_prompts(config)
     listener = AsteriskListener(config.asterisk, prompt_file=prompt_file_for(prompts), **listener_options)
-    engine = build_engine(config, listener, ledger, asyncio.get_running_loop(), prompts=prompts)
+    ingest = open_auto_ingest(config, ledger, config.asterisk.recording_dir, "[asterisk] recording_dir")
+    engine = build_engine(config, listener, ingest or ledger, asyncio.get_running_loop(), prompts=prompts)
     listener.attach(engine)
     # Load the metadata while logging in, so wrong credentials still fail at
     # once (a daemon thread: nobody has to wait for it if we give up).
@@ -97,9 +106,14 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
                 loop.call_soon_threadsafe(lambda: warmed.done() or warmed.set_result(None))
 
     threading.Thread(target=warm, name="callguard-warm-up", daemon=True).start()
-    await listener.start()
+    try:
+        await listener.start()
+    except BaseException:
+        if ingest is not None:
+            await ingest.aclose()
+        raise
     await warmed
-    return RunningListener(listener, engine, ledger)
+    return RunningListener(listener, engine, ledger, ingest)
 
 
 async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,

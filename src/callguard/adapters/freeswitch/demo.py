@@ -32,12 +32,16 @@ _API_EVENTS: dict[str, type[ev.Event]] = {"pause": ev.PauseRequested, "resume": 
 
 
 def embedded_config(config: Config, fake: FakeFreeSWITCH) -> Config:
-    """``config`` pointed at the embedded fake (its one-off password, an ephemeral socket port)."""
+    """``config`` pointed at the embedded fake (its one-off password, an ephemeral socket port).
+
+    The fake's recordings are imaginary (no audio files), so nothing goes to the vault.
+    """
     fs = dataclasses.replace(config.freeswitch, host=fake.host, port=fake.port, password=fake.password,
                              listen_host="127.0.0.1", listen_port=0,
                              heartbeat_interval_s=min(config.freeswitch.heartbeat_interval_s, 0.5),
                              reconnect_min_s=0.02)
-    return dataclasses.replace(config, freeswitch=fs)
+    return dataclasses.replace(config, freeswitch=fs,
+                               vault=dataclasses.replace(config.vault, ingest_on_stop=False))
 
 
 def teach_prompt_lengths(fake: FakeFreeSWITCH, prompts: PromptResolver, prompt_path: PromptPath) -> None:

@@ -56,7 +56,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callguard.config import Config
 from callguard.core import commands as cmd
@@ -69,6 +69,9 @@ from .outbound import OutboundCall, OutboundThread, _App, _Exit
 from .protocol import ESLEvent, Frame
 from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Offer, translate_inbound
 from .wire import PromptPath, Wire, check_destination
+
+if TYPE_CHECKING:
+    from callguard.vault.autoingest import AutoIngest
 
 log = logging.getLogger("callguard.freeswitch")
 
@@ -146,11 +149,14 @@ class FreeSwitchListener:
         self.last_error: str | None = None
         #: set when FreeSWITCH refused the first login (password, ACL): retrying will not help
         self.refused: asyncio.Future[str] | None = None
+        #: encrypts recordings into the vault as calls end (None: not ingesting; logged at start)
+        self.ingest: "AutoIngest | None" = None
 
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Build the engine, listen for the dialplan's sockets, connect inbound."""
+        from callguard.vault.autoingest import open_auto_ingest
         from callguard.wiring import build_engine, build_prompts
 
         self.loop = asyncio.get_running_loop()
@@ -158,8 +164,11 @@ class FreeSwitchListener:
         prompts = self._prompts if self._prompts is not None else build_prompts(self.config)
         prompt_path = self._prompt_path or _catalog_paths(prompts)
         self.wire = Wire(self.fs.recording_dir, prompt_path)
-        self.engine = build_engine(self.config, driver=self, ledger=self.ledger, scheduler=self.loop,
-                                   prompts=prompts)
+        # The same directory record_session / uuid_record write to (Wire.recording_path).
+        self.ingest = open_auto_ingest(self.config, self.ledger, self.wire.recording_dir,
+                                       "[freeswitch] recording_dir")
+        self.engine = build_engine(self.config, driver=self, ledger=self.ingest or self.ledger,
+                                   scheduler=self.loop, prompts=prompts)
         self.engine.clock = self.clock
         # phonenumbers loads its metadata on first use (seconds): do it now, not
         # while the first caller waits in silence on the socket.
@@ -191,6 +200,9 @@ class FreeSwitchListener:
             # Parked calls go back to their dialplan undecided: with nobody left to
             # mask a recording, the fail-closed path (notice, no recording) is the safe one.
             await asyncio.to_thread(self.outbound.stop, 5.0, lambda: list(self.parked.values()))
+        if self.ingest is not None:
+            await self.ingest.aclose()  # the ingests of calls that ended finish first
+            self.ingest = None
 
     async def __aenter__(self) -> "FreeSwitchListener":
         await self.start()
