@@ -277,6 +277,37 @@ async def test_hostile_caller_ids_change_nothing_but_the_ledger_text(rig: Rig, n
     assert call.outcome == "granted" and not call.ended.is_set() or call.recording.stopped_at is not None
 
 
+async def test_a_call_parked_while_resynchronising_hears_the_notice_once(rig: Rig):
+    """In the snapshot and already handled from its events: the gather is not sent again."""
+    await rig.start_listener()
+    await rig.wait_for(lambda: rig.listener.resyncs >= 1 and rig.listener._resyncing.done(),
+                       what="first resync done")
+    original = rig.pbx._action_coreshowchannels
+    calls: list = []
+
+    def gathers() -> list[str]:
+        return [a["command"] for _, a in rig.pbx.actions
+                if a.get("command", "").startswith("GET DATA") and calls and a.get("channel") == calls[0].channel.name]
+
+    def snapshot_once_the_gather_is_out(session, action):
+        async def later() -> None:
+            await rig.wait_for(lambda: bool(gathers()), what="the new call's gather sent")
+            original(session, action)
+        asyncio.ensure_future(later())
+
+    rig.pbx._action_coreshowchannels = snapshot_once_the_gather_is_out
+    resync = asyncio.create_task(rig.listener.resync())
+    await asyncio.sleep(0.05)
+    calls.append(rig.pbx.place_call("+14155550124", "Just Arrived"))
+    await resync
+    assert len(gathers()) == 1
+    await calls[0].answer_prompt("1")
+    await rig.wait_kind(calls[0].linkedid, "recording-started")
+    assert len(gathers()) == 1 and rig.kinds(calls[0].linkedid).count("notice-started") == 1
+    await calls[0].hangup()
+    await rig.settle(calls[0])
+
+
 async def test_resync_snapshot_neither_kills_new_calls_nor_revives_ended_ones(rig: Rig):
     """CoreShowChannels is a snapshot; events handled before the answer is read must win."""
     await rig.start_listener()

@@ -111,6 +111,9 @@ class _Channel:
     notice_command: str = ""  #: GET DATA text awaiting its AGIExecStart
     collect: cmd.PlayAndCollect | None = None  #: gather in flight (replayed after a reconnect)
     continued: cmd.ContinueDialplan | None = None  #: hand-back sent (re-sent if lost)
+    #: the AMI connection (``manager.connects``) the gather or hand-back went out on:
+    #: only what went out on an earlier, lost connection is sent again by resync
+    sent_on: int = 0
     hangup_check: asyncio.TimerHandle | None = None
 
 
@@ -230,6 +233,7 @@ class AsteriskListener:
             return
         channel.notice_command = text
         channel.collect = command
+        channel.sent_on = self.manager.connects
         budget = command.prompt.duration_s + command.timeout_ms / 1000.0 + AGI_SLACK_S
         future = self._agi(command.channel, text, exec_timeout=budget)
         future.add_done_callback(lambda f: self._collected(call, command, f))
@@ -309,6 +313,7 @@ class AsteriskListener:
     def _continue(self, call: _Call, command: cmd.ContinueDialplan) -> None:
         channel = self._channel(call, command.channel)
         channel.continued = command
+        channel.sent_on = self.manager.connects
         for future in self._hand_back(command.channel, command.outcome, command.destination):
             future.add_done_callback(lambda f: self._check_agi(call, "ContinueDialplan", f))
 
@@ -700,6 +705,10 @@ class AsteriskListener:
     async def _take_over(self, call: _Call, channel: _Channel) -> None:
         """A channel of ours is still parked in AsyncAGI: re-send what was lost."""
         channel.in_agi = True
+        if channel.sent_on == self.manager.connects and (channel.continued or channel.collect):
+            # Sent on this connection (the call arrived while we resynchronised):
+            # it is on its way; sending it again would play the notice twice.
+            return
         if channel.continued is not None:
             command = channel.continued
             self._hand_back(channel.name, command.outcome, command.destination)
