@@ -198,3 +198,21 @@ async def test_hangup_event_on_the_inbound_side_cleans_up(rig) -> None:
     await rig.wait_for(lambda: record.call_id not in rig.listener.calls)
     assert rig.listener.engine.session(record.call_id) is None
     assert rig.entry(record.call_id, "hangup").data["cause"] == "normal"
+
+
+async def test_stopping_the_listener_ends_the_recordings_it_supervises(rig) -> None:
+    """Nobody could mask a payment after the listener is gone: a graceful stop ends the recording."""
+    async def stop_while_recording() -> None:
+        await rig.fake.until(30.0)
+        await rig.listener.stop()
+    stopper = asyncio.ensure_future(stop_while_recording())
+    record = await asyncio.wait_for(rig.fake.play(scenario([{"at": 2.5, "press": "1"},
+                                                            {"at": 60, "hangup": "caller"}])), 60)
+    await stopper
+    rig.listener = None
+    assert [op for _, op in record.recordings[0].ops] == ["start", "stop"]
+    assert 30.0 <= record.recordings[0].ops[-1][0] < 31.0
+    assert rig.ledger.flush(10)
+    stopped = rig.entry(record.call_id, "recording-stopped")
+    assert stopped.data == {"reason": "listener-shutdown", "confirmed_by": "listener"}
+    assert rig.kinds(record.call_id)[-1] != "hangup"  # stopped by the shutdown, not by the caller hanging up

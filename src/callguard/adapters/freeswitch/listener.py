@@ -186,7 +186,14 @@ class FreeSwitchListener:
                        asyncio.create_task(self._heartbeat_loop(), name="callguard-heartbeat")]
 
     async def stop(self) -> None:
+        """Stop: end unsupervised recordings, release parked channels, finish ingests.
+
+        A recording nobody supervises cannot be masked for a payment, so a
+        graceful stop ends every recording still running (fail safe), as the
+        Asterisk listener does.
+        """
         self._stopping = True
+        await self._stop_unsupervised_recordings()  # while the event socket is still up
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -203,6 +210,26 @@ class FreeSwitchListener:
         if self.ingest is not None:
             await self.ingest.aclose()  # the ingests of calls that ended finish first
             self.ingest = None
+
+    async def _stop_unsupervised_recordings(self, timeout: float = 5.0) -> None:
+        proto, engine, wire = self.inbound, self.engine, self.wire
+        if proto is None or not proto.connected or engine is None or wire is None:
+            return
+        replies = []
+        for state in list(self.calls.values()):
+            session = engine.session(state.call_id)
+            if session is None or not session.recording or not state.file_name:
+                continue
+            replies.append(proto.send(wire.stop(state.channel, state.file_name), "stop"))
+            now = engine.pbx_now()
+            engine.ledger.append(cmd.LedgerEntry(state.call_id, "recording-stopped", now,
+                                                 {"reason": "listener-shutdown", "confirmed_by": "listener"}), now)
+        if replies:
+            done, pending = await asyncio.wait(replies, timeout=timeout)
+            for future in pending:
+                future.cancel()
+            log.info("listener stopping: %d unsupervised recording(s) stopped (%d unanswered)",
+                     len(done), len(pending))
 
     async def __aenter__(self) -> "FreeSwitchListener":
         await self.start()
