@@ -34,10 +34,21 @@ def test_policy_explain_names_each_party_and_the_rule(runner):
 
 def test_policy_explain_json_and_hostile_input(runner):
     result = runner.invoke(main, ["policy", "explain", "--json", "anonymous", "${SHELL(rm -rf /)}"])
-    assert result.exit_code == 0, result.output
-    rule = json.loads(result.output)
+    assert result.exit_code == 1  # the second one is not a phone number
+    rule = json.loads(result.stdout)
     assert rule["regime"] == "all-party"
     assert [p["jurisdiction"] for p in rule["parties"]] == ["unknown", "unknown"]
+    assert "not a phone number: ${SHELL(rm -rf /)}" in result.stderr and "withheld or unavailable" not in result.stderr
+
+
+def test_policy_explain_withheld_is_no_error_but_a_typo_is(runner):
+    withheld = runner.invoke(main, ["policy", "explain", "anonymous", "+14155550123"])
+    assert withheld.exit_code == 0, withheld.output
+    assert "number withheld or unavailable" in withheld.output and "rule: all-party" in withheld.output
+    typo = runner.invoke(main, ["policy", "explain", "+1415555", "+442079460000"])
+    assert typo.exit_code == 1
+    assert "jurisdiction: unknown (invalid number +1415555)" in typo.stdout  # still explained
+    assert "invalid number +1415555" in typo.stderr and "E.164" in typo.stderr
 
 
 def test_policy_explain_uses_site_overrides(runner, tmp_path):

@@ -57,6 +57,8 @@ class Jurisdiction:
     subdivision: str | None
     description: str
     internal: bool = False  #: a site extension (staff), not an outside party
+    #: what was given is not a usable phone number (as opposed to withheld or unlisted)
+    malformed: bool = False
 
     @property
     def lookup_keys(self) -> tuple[str, ...]:
@@ -179,13 +181,14 @@ class Policy:
             return Jurisdiction("internal", None, None,
                                 "internal extension, but no [policy] home is configured", internal=True)
         if len(text) > 32 or not re.fullmatch(r"\+?[0-9 ()./-]{3,}", text):
-            return Jurisdiction(UNKNOWN, None, None, f"not a phone number: {display_number(raw)}")
+            return Jurisdiction(UNKNOWN, None, None, f"not a phone number: {display_number(raw)}", malformed=True)
         try:
             number = phonenumbers.parse(text, None if text.startswith("+") else self.default_region)
         except phonenumbers.NumberParseException as exc:
-            return Jurisdiction(UNKNOWN, None, None, f"unparseable number {display_number(raw)} ({exc._msg})")
+            return Jurisdiction(UNKNOWN, None, None, f"unparseable number {display_number(raw)} ({exc._msg})",
+                                malformed=True)
         if not phonenumbers.is_valid_number(number):
-            return Jurisdiction(UNKNOWN, None, None, f"invalid number {display_number(raw)}")
+            return Jurisdiction(UNKNOWN, None, None, f"invalid number {display_number(raw)}", malformed=True)
         country = phonenumbers.region_code_for_number(number)
         if not country or country == "001":
             return Jurisdiction(UNKNOWN, None, None, f"non-geographic number {display_number(raw)}")
