@@ -65,6 +65,32 @@ def execute(bind: Engine | Connection, sql: str, **params: Any) -> None:
         connection.execute(text(sql), params)
 
 
+def drop_append_only(bind: Engine | Connection, table: str = "ledger_entries") -> None:
+    """Drop ``table``'s append-only triggers, as an attacker with schema (DDL) rights would first.
+
+    A plain UPDATE or DELETE is refused by the database itself (see
+    test_ledger_append_only.py); what ``verify`` still has to catch is
+    tampering by someone able to drop the triggers, so the tamper tests
+    start here.  The attacker finds the triggers in the catalog; on SQLite
+    the DROP commits at once, even inside a transaction.
+    """
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            drop_append_only(connection, table)
+        return
+    if bind.dialect.name == "sqlite":
+        names = bind.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+                             {"t": table}).scalars().all()
+        drops = [f'DROP TRIGGER "{name}"' for name in names]
+    else:
+        names = bind.execute(text("SELECT tgname FROM pg_trigger WHERE tgrelid = CAST(:t AS regclass) "
+                                  "AND NOT tgisinternal"), {"t": table}).scalars().all()
+        drops = [f'DROP TRIGGER "{name}" ON {table}' for name in names]
+    assert drops, f"{table} has no triggers to drop"
+    for statement in drops:
+        bind.execute(text(statement))
+
+
 def scalar(bind: Engine | Connection, sql: str, **params: Any) -> Any:
     if isinstance(bind, Connection):
         return bind.execute(text(sql), params).scalar()

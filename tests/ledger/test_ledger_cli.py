@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 
 from callguard.cli import main
 from callguard.ledger import Ledger
-from tests.ledger.support import execute, sample_call
+from tests.ledger.support import drop_append_only, execute, sample_call
 
 CHAIN = "asterisk@pbx1"
 
@@ -51,6 +51,7 @@ def test_verify_clean(ledger_db):
 
 
 def test_verify_tampered_exits_1_and_names_the_entry(ledger_db, raw_engine):
+    drop_append_only(raw_engine)  # a plain edit is refused; the tamperer has DDL rights
     execute(raw_engine, "UPDATE ledger_entries SET data = replace(data, 'granted', 'declined') "
             "WHERE chain_id = :c AND seq = 19", c=CHAIN)
     execute(raw_engine, "DELETE FROM ledger_entries WHERE chain_id = 'freeswitch@pbx2' AND seq = 3")
@@ -195,6 +196,7 @@ def test_real_subprocess(sqlite_url):
     script = Path(sys.executable).with_name("callguard")
     command = [str(script)] if script.exists() else [sys.executable, "-c",
                                                      "from callguard.cli import main; main()"]
+    drop_append_only(raw_engine)
     execute(raw_engine, "UPDATE ledger_entries SET hash = :h WHERE chain_id = :c AND seq = 2", h="0" * 64, c=CHAIN)
     bad = subprocess.run([*command, "ledger", "verify", "--db", ledger_db], capture_output=True, text=True,
                          timeout=60, check=False)

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from callguard.ledger import Ledger, verify
 from callguard.ledger.chain import encode_data, entry_hash
-from tests.ledger.support import sample_call
+from tests.ledger.support import drop_append_only, sample_call
 
 CALLS = 3
 N = CALLS * len(sample_call())
@@ -32,6 +32,7 @@ def chain(tmp_path_factory):
         for entry in sample_call(f"call-{i}", 1_714_567_890.0 + 600 * i):
             ledger.append(entry, entry.at + 0.25)
     assert ledger.close(timeout=10)
+    drop_append_only(ledger.engine)  # plain edits are refused; the tamperer has DDL rights
     return ledger.engine.url.render_as_string(hide_password=False)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from callguard.ledger import Ledger, verify
 from callguard.ledger.chain import entry_hash
 from tests.ledger.conftest import pg_base_url, pg_schema
-from tests.ledger.support import execute, sample_call, scalar
+from tests.ledger.support import drop_append_only, execute, sample_call, scalar
 
 CHAIN = "asterisk@pbx1"
 N = 14  # entries in sample_call()
@@ -30,6 +30,10 @@ def chain_url(request, tmp_path_factory):
         for entry in sample_call("call-A"):
             ledger.append(entry, entry.at + 0.001)
         assert ledger.close(timeout=10)
+        # Plain edits are refused (test_ledger_append_only.py): the tamperer drops the triggers first.
+        engine = create_engine(url)
+        drop_append_only(engine)
+        engine.dispose()
         yield url
 
 
@@ -197,6 +201,7 @@ def test_chains_verify_independently(open_ledger, raw_engine):
     for entry in sample_call("call-B"):
         b.append(entry, entry.at)
     assert a.flush(10) and b.flush(10)
+    drop_append_only(raw_engine)
     execute(raw_engine, "UPDATE ledger_entries SET kind = 'consent' WHERE chain_id = 'freeswitch@pbx2' AND seq = 8")
     report = verify(raw_engine)
     by_chain = {c.chain_id: c for c in report.chains}

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from callguard.ledger.append_only import install as install_append_only
 from callguard.ledger.models import Base, LedgerEntryRecord
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -111,7 +112,11 @@ def make_engine(url: str | URL, *, writer: bool = False,
 
 
 def open_for_writing(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
-    """An engine for the writer; creates the schema (every table on ``Base``) if missing."""
+    """An engine for the writer; creates the schema (every table on ``Base``) if missing.
+
+    The append-only triggers are (re)installed too, so a database created
+    before a table was protected gets its triggers on the next open.
+    """
     parsed = _parse(url)
     path = sqlite_path(parsed)
     if path is not None and not path.parent.exists():
@@ -119,7 +124,9 @@ def open_for_writing(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIME
                           "create it or point [ledger] url elsewhere")
     engine = make_engine(parsed, writer=True, busy_timeout_ms=busy_timeout_ms)
     try:
-        Base.metadata.create_all(engine)
+        with engine.begin() as connection:
+            Base.metadata.create_all(connection)
+            install_append_only(connection)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise LedgerError(f"cannot open ledger {describe_url(parsed)}: {error_text(exc)}") from None

@@ -14,12 +14,18 @@ Two kinds of table live here:
 * ``calls`` and ``parties`` are an index for queries ("which calls involved
   this number?").  They are derived from the entries in the same
   transaction, are not hashed, and can always be rebuilt from the entries.
+
+``ledger_entries`` is append-only in the database too (triggers, see
+:mod:`callguard.ledger.append_only`); ``chain_heads``, ``calls`` and
+``parties`` are updated by the writer and stay writable.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from callguard.ledger.append_only import append_only
 
 #: Length of a hex SHA-256 digest.
 HASH_LEN = 64
@@ -131,5 +137,9 @@ class ChainHead(Base):
     #: Wall-clock time of the last commit (epoch seconds), for `ledger verify`.
     updated_at: Mapped[float] = mapped_column(Float)
 
+
+append_only(LedgerEntryRecord.__table__, "ledger entries are append-only evidence of the notice, consent and "
+            "recording decisions of each call; record a correction as a new entry (the writer never "
+            "changes or removes one)")
 
 __all__ = ["HASH_LEN", "Base", "Call", "CallParty", "ChainHead", "LedgerEntryRecord"]

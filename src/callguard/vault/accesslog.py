@@ -9,7 +9,7 @@ whitespace, ASCII)::
 and ``prev_hash`` is the previous row's hash (64 zeros for the first).  An
 edited, deleted or reordered row breaks the chain; :func:`verify_log` names
 the first break.  The database refuses UPDATE and DELETE on the table as
-well (triggers, see :mod:`callguard.vault.models`).
+well (triggers, see :mod:`callguard.ledger.append_only`).
 
 An entry is committed *before* the action it allows runs, in its own short
 transaction: if the log cannot be written, the action does not happen.

@@ -18,9 +18,10 @@ time is integer microseconds so the hash round-trips through any database.
 
 from __future__ import annotations
 
-from sqlalchemy import DDL, BigInteger, Boolean, Float, Index, Integer, String, Text, event
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from callguard.ledger.append_only import append_only
 from callguard.ledger.models import HASH_LEN, ID_LEN, Base
 
 RID_LEN = 32
@@ -173,31 +174,11 @@ class SweepRun(Base):
     report: Mapped[str] = mapped_column(Text, default="{}")
 
 
-def _append_only(table_name: str) -> None:
-    """Refuse UPDATE and DELETE on ``table_name`` inside the database itself.
-
-    Defence in depth: the hash chain already makes an edit detectable; the
-    trigger makes an accidental or casual one impossible without first
-    dropping the trigger (which needs schema rights, and is itself a visible act).
-    """
-    table = Base.metadata.tables[table_name]
-    for verb in ("UPDATE", "DELETE"):
-        event.listen(table, "after_create", DDL(
-            f"CREATE TRIGGER IF NOT EXISTS {table_name}_no_{verb.lower()} BEFORE {verb} ON {table_name} "
-            f"BEGIN SELECT RAISE(ABORT, '{table_name} is append-only'); END"
-        ).execute_if(dialect="sqlite"))
-    event.listen(table, "after_create", DDL(
-        "CREATE OR REPLACE FUNCTION callguard_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
-    ).execute_if(dialect="postgresql"))
-    event.listen(table, "after_create", DDL(
-        f"CREATE TRIGGER {table_name}_append_only BEFORE UPDATE OR DELETE ON {table_name} "
-        f"FOR EACH ROW EXECUTE FUNCTION callguard_append_only()"
-    ).execute_if(dialect="postgresql"))
-
-
-_append_only(AccessLogRecord.__tablename__)
-_append_only(DeletionRecord.__tablename__)
+# Defence in depth: the access log's hash chain already makes an edit detectable.
+append_only(AccessLogRecord.__table__, "the vault access log is append-only: it is the record of who "
+            "touched personal data and why; it is never edited or pruned")
+append_only(DeletionRecord.__table__, "deletion records are append-only proof of what was destroyed, "
+            "when, by whom and why; they are never edited or removed")
 
 VAULT_TABLES = [m.__table__ for m in (Recording, LegalHold, DeletionRecord, AccessLogRecord, DsarRequest,
                                       SweepRun)]
