@@ -154,6 +154,10 @@ class AsteriskListener:
         self.calls: dict[str, _Call] = {}
         self._by_channel: dict[str, _Call] = {}
         self._by_linkedid: dict[str, _Call] = {}
+        #: BridgeUniqueid -> the call whose controlled channel is in that bridge: a
+        #: BridgeEnter of another linkedid is matched in O(1), not by scanning every call
+        #: (a flood of other calls' BridgeEnter events with 1,000 live calls).
+        self._by_bridge: dict[str, _Call] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._gone: OrderedDict[str, None] = OrderedDict()  #: channels of our calls that hung up
         self._heartbeat: asyncio.Task | None = None
@@ -560,12 +564,11 @@ class AsteriskListener:
     def _on_bridge_enter(self, msg: AmiMessage) -> None:
         name = msg.get("Channel", "")
         bridge = msg.get("BridgeUniqueid", "")
-        call = self._by_linkedid.get(msg.get("Linkedid", "")) or next(
-            (c for c in self.calls.values() if c.bridge and c.bridge == bridge), None)
+        call = self._by_linkedid.get(msg.get("Linkedid", "")) or (self._by_bridge.get(bridge) if bridge else None)
         if call is None:
             return
         if name == call.controlled:
-            call.bridge = bridge
+            self._set_bridge(call, bridge or None)
             return
         if name in call.channels:
             return  # announced through callguard-join, or seen before
@@ -580,7 +583,14 @@ class AsteriskListener:
     def _on_bridge_leave(self, msg: AmiMessage) -> None:
         call = self._by_channel.get(msg.get("Channel", ""))
         if call is not None and msg.get("Channel") == call.controlled:
-            call.bridge = None
+            self._set_bridge(call, None)
+
+    def _set_bridge(self, call: _Call, bridge: str | None) -> None:
+        if call.bridge is not None and self._by_bridge.get(call.bridge) is call:
+            del self._by_bridge[call.bridge]
+        call.bridge = bridge
+        if bridge is not None:
+            self._by_bridge[bridge] = call
 
     def _on_hangup(self, msg: AmiMessage) -> None:
         name = msg.get("Channel", "")
@@ -606,6 +616,8 @@ class AsteriskListener:
             self._ended.popitem(last=False)
         if self._by_linkedid.get(call.linkedid) is call:
             del self._by_linkedid[call.linkedid]
+        if call.bridge is not None and self._by_bridge.get(call.bridge) is call:
+            del self._by_bridge[call.bridge]
         for name in list(call.channels):
             if self._by_channel.get(name) is call:
                 del self._by_channel[name]
