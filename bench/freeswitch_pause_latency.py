@@ -83,10 +83,13 @@ async def fake_main() -> None:
         elif cmd["cmd"] in ("pause", "resume"):
             spread = cmd.get("spread_s", 2.0) / max(1, len(calls))
             subclass = f"callguard::{cmd['cmd']}"
+            stamps = {}
             for ch in calls:
+                # perf_counter is CLOCK_MONOTONIC, shared with the listener process.
+                stamps[ch.uuid] = time.perf_counter()
                 fake.fire_custom(ch, subclass, {"callguard_action": cmd["cmd"], "callguard_source": "agent-hotkey"})
                 await asyncio.sleep(spread)
-            reply(sent=len(calls))
+            reply(sent=len(calls), stamps=stamps)
         elif cmd["cmd"] == "hangup":
             for ch in calls:
                 await fake.hangup(ch)
@@ -101,31 +104,83 @@ async def fake_main() -> None:
 
 
 class Probe:
-    """Times from a read that carried a pause to the mask command it caused."""
+    """Follows each hotkey press from the read that carried it to the mask it caused.
+
+    A press is a ``CUSTOM callguard::pause``/``resume`` event for a call the
+    listener knows.  Its ``uuid_record ... mask|unmask`` is either written
+    while that event is being handled (*immediate*: the issue's metric,
+    timed from the start of the ``data_received`` holding the event's bytes)
+    or later (*deferred*: the engine holds an unmask until the PBX answered
+    the previous mask); a press asking for what the call already is writes
+    nothing.  A mask is attributed to the press that caused it, never to
+    whichever read happened to come last.
+    """
 
     def __init__(self) -> None:
         from callguard.adapters.freeswitch import inbound
+        from callguard.adapters.freeswitch.listener import FreeSwitchListener
 
-        self.latencies: list[float] = []
-        self.cpu: list[float] = []  #: the same span in this thread's CPU time (no waiting for the OS)
-        self.rx = 0.0
-        self.rx_cpu = 0.0
+        self.presses: list[dict[str, Any]] = []
+        self.unattributed = 0  #: masks no press asked for (re-asserted after a reconnect, joiners)
+        self._read = (0.0, 0.0, 0)
+        self._current: dict[str, Any] | None = None
+        self._waiting: dict[str, dict[str, Any]] = {}
         original_rx, original_send = inbound.InboundProtocol.data_received, inbound.InboundProtocol.send
+        original_event = FreeSwitchListener._on_inbound_event
         probe = self
 
         def data_received(proto: Any, data: bytes) -> None:
-            probe.rx = time.perf_counter()
-            probe.rx_cpu = time.thread_time()
+            probe._read = (time.perf_counter(), time.thread_time(), len(data))
             original_rx(proto, data)
 
+        def on_event(listener: Any, event: Any, received_at: float) -> None:
+            subclass = event.get("Event-Subclass") or ""
+            uuid = event.get("Unique-ID") or ""
+            state = listener.calls.get(event.get("variable_callguard_call") or uuid)
+            session = listener.engine.session(state.call_id) if state is not None and listener.engine else None
+            if subclass not in ("callguard::pause", "callguard::resume") or session is None:
+                return original_event(listener, event, received_at)
+            press = {"channel": state.channel, "read": probe._read[0], "read_cpu": probe._read[1],
+                     "read_bytes": probe._read[2], "handler": time.perf_counter(), "state": session.state.value,
+                     "mask": None, "how": "none", "action": subclass.split("::")[1]}
+            probe.presses.append(press)
+            probe._current = press
+            try:
+                return original_event(listener, event, received_at)
+            finally:
+                probe._current = None
+                if press["mask"] is None:
+                    earlier = probe._waiting.pop(state.channel, None)
+                    if earlier is not None:
+                        earlier["how"] = "superseded"
+                    probe._waiting[state.channel] = press
+
         def send(proto: Any, data: bytes, command: str = "") -> Any:
-            if data.startswith(b"api uuid_record ") and b" mask " in data:
-                probe.latencies.append(time.perf_counter() - probe.rx)
-                probe.cpu.append(time.thread_time() - probe.rx_cpu)
-            return original_send(proto, data, command)
+            result = original_send(proto, data, command)
+            if data.startswith(b"api uuid_record ") and (b" mask " in data or b" unmask " in data):
+                now, cpu = time.perf_counter(), time.thread_time()
+                channel = data.split(b" ", 3)[2].decode()
+                current = probe._current
+                if current is not None and current["channel"] == channel and current["mask"] is None:
+                    current["mask"], current["mask_cpu"], current["how"] = now, cpu, "immediate"
+                elif channel in probe._waiting:
+                    press = probe._waiting.pop(channel)
+                    press["mask"], press["how"] = now, "deferred"
+                else:
+                    probe.unattributed += 1
+            return result
 
         inbound.InboundProtocol.data_received = data_received  # type: ignore[method-assign]
         inbound.InboundProtocol.send = send  # type: ignore[method-assign]
+        FreeSwitchListener._on_inbound_event = on_event  # type: ignore[method-assign]
+
+    def take(self) -> list[dict[str, Any]]:
+        presses, self.presses = self.presses, []
+        return presses
+
+    @property
+    def masked(self) -> int:
+        return sum(1 for p in self.presses if p["mask"] is not None)
 
 
 def rss_kib() -> int:
@@ -168,32 +223,39 @@ async def run(args: argparse.Namespace) -> None:
     engine = listener.engine
     assert engine is not None
 
-    async def muted(n: int, want: bool) -> None:
+    async def muted(n: int, want: bool, settle: bool = False) -> dict[str, int]:
+        """Wait until ``n`` calls are (un)muted; with ``settle``, until none is still on its way."""
         deadline = time.perf_counter() + 120
         while sum(1 for s in engine.sessions.values() if s.muted == want and s.recording) < n:
+            if settle and not any(s.state.value in ("muting", "unmuting") for s in engine.sessions.values()):
+                break  # every call is muted, or its mute failed (counted below, not hidden)
             if time.perf_counter() > deadline:
                 states: dict[str, int] = {}
                 for s in engine.sessions.values():
                     states[s.state.value] = states.get(s.state.value, 0) + 1
                 raise RuntimeError(f"only some calls reached muted={want}: {states}; "
-                                   f"{len(probe.latencies)} masks sent, stats {listener.stats}")
+                                   f"{probe.masked} masks sent, stats {listener.stats}")
             await asyncio.sleep(0.01)
+        states: dict[str, int] = {}
+        for s in engine.sessions.values():
+            states[s.state.value] = states.get(s.state.value, 0) + 1
+        return states
 
     # Baseline: one call, no flood, 50 pauses.
     await ask(cmd="calls", n=1, socket_port=listener.outbound_port)
+    written: dict[str, list[float]] = {}
     for _ in range(50):
-        await ask(cmd="pause", spread_s=0)
-        await muted(1, True)
-        await ask(cmd="resume", spread_s=0)
-        await muted(1, False)
-    baseline, baseline_cpu = probe.latencies[:], probe.cpu[:]
+        for action, want in (("pause", True), ("resume", False)):
+            for uuid, stamp in (await ask(cmd=action, spread_s=0))["stamps"].items():
+                written.setdefault(uuid, []).append(stamp)
+            await muted(1, want)
+    baseline = probe.take()
     await ask(cmd="hangup")
     await asyncio.sleep(0.5)
 
     # Load: N concurrent recorded calls, flood, one pause per call spread over 2 s.
-    probe.latencies.clear()
-    probe.cpu.clear()
     await asyncio.sleep(0.2)
+    probe.take()
     tracemalloc.start()
     heap0, rss0 = tracemalloc.get_traced_memory()[0], rss_kib()
     started = time.perf_counter()
@@ -215,34 +277,89 @@ async def run(args: argparse.Namespace) -> None:
     await asyncio.sleep(1.0)
     skipped0 = listener.skipped_events
     t0 = time.perf_counter()
-    await ask(cmd="pause", spread_s=2.0)
-    await muted(args.calls, True)
+    loaded_written = {uuid: [stamp] for uuid, stamp in (await ask(cmd="pause", spread_s=2.0))["stamps"].items()}
+    loaded_states = await muted(args.calls, True, settle=True)
     flood_rate = (listener.skipped_events - skipped0) / (time.perf_counter() - t0)
-    loaded, loaded_cpu = probe.latencies[:], probe.cpu[:]
+    loaded = probe.take()
+    assert ledger.flush(60)
+    from collections import Counter
+
+    from callguard.ledger import export_entries
+    failures = Counter(str(e.data.get("what")) for e in export_entries(ledger.engine) if e.kind == "error")
     await ask(cmd="hangup")
     child.stdin.write(b'{"cmd": "exit"}\n')
     await child.wait()
     await listener.stop()
     ledger.close(30)
 
-    def pct(values: list[float], q: float) -> float:
-        values = sorted(values)
-        return values[min(len(values) - 1, int(q * len(values)))] * 1000
-
     print(f"setup: {ready['ready']} calls through notice + consent + record_session, arriving at "
           f"{args.arrivals:g}/s, in {setup_s:.1f} s")
-    print(f"baseline (1 call, no flood, {len(baseline)} pauses): p50 {pct(baseline, 0.5):.3f} ms  "
-          f"p99 {pct(baseline, 0.99):.3f} ms")
-    print(f"loaded ({args.calls} calls, flood {flood_rate:,.0f} events/s read while pausing, {len(loaded)} pauses): "
-          f"p50 {pct(loaded, 0.5):.3f} ms  p99 {pct(loaded, 0.99):.3f} ms  max {max(loaded) * 1000:.3f} ms")
-    print(f"ratio loaded/baseline: p50 {pct(loaded, 0.5) / pct(baseline, 0.5):.1f}x  "
-          f"p99 {pct(loaded, 0.99) / pct(baseline, 0.99):.1f}x")
-    print(f"CPU time on the pause path (this thread, excludes waiting for the OS): baseline p50 "
-          f"{pct(baseline_cpu, 0.5):.3f} ms p99 {pct(baseline_cpu, 0.99):.3f} ms; loaded p50 "
-          f"{pct(loaded_cpu, 0.5):.3f} ms p99 {pct(loaded_cpu, 0.99):.3f} ms")
+    figures = {}
+    for name, presses, stamps in (("baseline (1 call, no flood, 50 pauses + 50 resumes)", baseline, written),
+                                  (f"loaded ({args.calls} calls, flood {flood_rate:,.0f} events/s read while "
+                                   f"pausing)", loaded, loaded_written)):
+        figures[name] = report(name, presses, stamps)
+    (base_name, base), (load_name, load) = figures.items()
+    print(f"ratio loaded/baseline (issue metric, pauses): p50 {load[0] / base[0]:.1f}x  p99 {load[1] / base[1]:.1f}x;"
+          f" loaded p99 {load[1] * 1000:.3f} ms (target <= 2 ms)")
+    print(f"masks not caused by a press: {probe.unattributed}")
+    print(f"loaded phase, call states after the pauses: {loaded_states}; engine errors in the ledger: "
+          f"{dict(failures) or 'none'}")
     print(f"host load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"memory per recorded call: Python heap {(heap1 - heap0) / args.calls / 1024:.1f} KiB, "
           f"RSS {(rss1 - rss0) / args.calls:.1f} KiB")
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def summary(values: list[float], short: bool = False) -> str:
+    if not values:
+        return "no samples"
+    text = f"p50 {pct(values, 0.5) * 1000:.3f} ms p99 {pct(values, 0.99) * 1000:.3f} ms"
+    return text if short else f"n={len(values)} {text} max {max(values) * 1000:.3f} ms"
+
+
+def report(name: str, presses: list[dict[str, Any]], written: dict[str, list[float]]) -> tuple[float, float]:
+    """Print one phase; return (p50, p99) of the issue metric for pauses (seconds)."""
+    print(name)
+    seen: dict[str, int] = {}
+    for press in presses:  # the n-th press on a channel is the n-th event the fake fired on it
+        n = seen[press["channel"]] = seen.get(press["channel"], -1) + 1
+        stamps = written.get(press["channel"], [])
+        press["written"] = stamps[n] if n < len(stamps) else None
+    result = (float("inf"), float("inf"))
+    for action in ("pause", "resume"):
+        mine = [p for p in presses if p["action"] == action]
+        if not mine:
+            continue
+        immediate = [p for p in mine if p["how"] == "immediate"]
+        deferred = [p for p in mine if p["how"] == "deferred"]
+        idle = [p for p in mine if p["how"] in ("none", "superseded")]
+        socket = [p["mask"] - p["written"] for p in immediate if p["written"] is not None]
+        print(f"  {action}: {len(mine)} presses; {'mask' if action == 'pause' else 'unmask'} written while "
+              f"handling the event: {len(immediate)}; deferred: {len(deferred)}; none: {len(idle)}")
+        print(f"    issue metric (event written into the socket by the PBX -> command written by the listener): "
+              f"{summary(socket)}")
+        print(f"      of which unread in the socket: "
+              f"{summary([p['read'] - p['written'] for p in immediate if p['written'] is not None])}")
+        print(f"      in listener (start of the read carrying it -> command written): "
+              f"{summary([p['mask'] - p['read'] for p in immediate])}; CPU "
+              f"{summary([p['mask_cpu'] - p['read_cpu'] for p in immediate], short=True)}")
+        print(f"      of which earlier events in the same read: "
+              f"{summary([p['handler'] - p['read'] for p in immediate], short=True)}; largest read "
+              f"{max((p['read_bytes'] for p in immediate), default=0):,} bytes")
+        for state in sorted({p["state"] for p in deferred}):
+            late = [p["mask"] - p["read"] for p in deferred if p["state"] == state]
+            print(f"    deferred: {len(late)} pressed in state {state} (waits for the PBX to answer the previous "
+                  f"mask/unmask): {summary(late)}")
+        for state in sorted({p["state"] for p in idle}):
+            print(f"    nothing to send: {sum(1 for p in idle if p['state'] == state)} pressed in state {state}")
+        if action == "pause" and socket:
+            result = (pct(socket, 0.5), pct(socket, 0.99))
+    return result
 
 
 async def listener_quiet(listener: Any, calls: int) -> None:
