@@ -342,6 +342,15 @@ def cpu_pressure() -> float:
         return 0.0
 
 
+def stolen_s() -> float:
+    """CPU-seconds the hypervisor ran something else while this VM wanted to run (/proc/stat steal)."""
+    try:
+        with open("/proc/stat") as f:
+            return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -408,10 +417,10 @@ async def listener_main(calls: int, flood: int, rate: float, ledger_kind: str = 
               {"name": f"flood {flood:,} events/s", "flood": flood, "rate": rate}]
     probe.stalls.clear()  # from here on: the measured phases only
     probe.collections.clear()
-    pressure0 = cpu_pressure()
+    pressure0, steal0 = cpu_pressure(), stolen_s()
     parent.send(phases)
     _, results = await recv()
-    pressure = (cpu_pressure() - pressure0) / 1e6
+    pressure, steal = (cpu_pressure() - pressure0) / 1e6, stolen_s() - steal0
     parent.send("done")
     print(f"{placed} concurrent recorded calls on FakeAsterisk (separate process), "
           f"{'real SQLite ledger' if ledger_kind == 'sqlite' else 'in-memory ledger'}")
@@ -463,7 +472,9 @@ async def listener_main(calls: int, flood: int, rate: float, ledger_kind: str = 
     in_flood = listener_p99s[phases[1]["name"]] * 1000
     print(f"ratio flood/baseline issue-metric p99: {in_flood / (listener_p99s[phases[0]['name']] * 1000):.2f}x; "
           f"p99 under flood {in_flood:.3f} ms (target <= 2 ms)")
-    print(f"during the phases: tasks of this machine waited for a CPU {pressure:.1f} s in total (PSI cpu some)")
+    print(f"during the phases: tasks of this machine waited for a CPU {pressure:.1f} s in total (PSI cpu some); "
+          f"the hypervisor took {steal:.1f} CPU-seconds from this VM (steal: counted as CPU time of whatever "
+          f"thread was running, so CPU figures here include it)")
     for callback, took in sorted(probe.stalls.items(), key=lambda kv: -sum(w for w, _ in kv[1]))[:6]:
         worst = max(took)
         print(f"during the phases, loop held > 20 ms by {callback}: {len(took)} times, {sum(w for w, _ in took):.2f}"
