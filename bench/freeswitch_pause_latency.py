@@ -6,12 +6,21 @@ SQLite ledger writer); a child process runs FakeFreeSWITCH on the wall
 clock with N calls that went through notice + consent and are being
 recorded, plus a background flood of other calls' hangup events.
 
-Latency is measured inside the listener: from the moment the bytes holding
-the ``CUSTOM callguard::pause`` event are handed to the inbound connection
-(``data_received``) to the moment the ``api uuid_record <uuid> mask <path>``
-command is written to the same socket.  Baseline in the same run: one call,
-no flood.  Memory per call: Python heap (tracemalloc) and RSS of the
-listener process, before the calls vs. with every call recording.
+Per press (``CUSTOM callguard::pause``/``resume`` for a call the listener
+knows) we time the issue's metric: from the fake writing the event into
+the socket to the listener writing the ``api uuid_record <uuid> mask|unmask
+<path>`` it caused (both stamped with ``time.perf_counter``, CLOCK_MONOTONIC,
+shared by the two processes), split into the time the bytes sat unread in
+the socket and the time inside the listener (start of the
+``data_received`` that carried the event -> the command's write, with the
+loop thread's CPU time and the share spent on earlier events of the same
+read).  Each command is attributed to the press that caused it; a press
+whose command goes out later (*deferred*: the engine waits for the
+previous mask's reply) or not at all is counted and shown with the state it
+found, and calls whose mask failed (fail-safe stop) are counted from the
+ledger.  Baseline in the same run: one call, no flood.  Memory per call:
+Python heap (tracemalloc) and RSS of the listener process, before the
+calls vs. with every call recording.
 
 Run: python bench/freeswitch_pause_latency.py [--calls 1000] [--flood 20000]
 """
