@@ -10,7 +10,7 @@ simulator.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Protocol, runtime_checkable
+from typing import Iterable, Iterator, Mapping, Protocol, runtime_checkable
 
 from callguard.core.commands import PromptRef
 
@@ -34,6 +34,21 @@ class PromptResolver(Protocol):
     def resolve(self, prompt_id: str, language: str) -> PromptRef: ...
 
     def languages(self) -> frozenset[str]: ...
+
+
+def engine_prompts(prompts: PromptResolver) -> Iterator[PromptRef]:
+    """Every prompt the engine may play, in every language the resolver has.
+
+    Ids a catalogue lacks are skipped: this lists what exists (for a fake
+    PBX to time its playback, say); ``callguard prompts check`` is what
+    reports what is missing.
+    """
+    for language in sorted(prompts.languages()):
+        for prompt_id in ENGINE_PROMPTS:
+            try:
+                yield prompts.resolve(prompt_id, language)
+            except UnknownPrompt:
+                continue
 
 
 class StaticPrompts:

@@ -19,7 +19,7 @@ from typing import Any
 from callguard.adapters.asterisk.runner import RunningListener, prompt_file_for, start_listener
 from callguard.config import Config
 from callguard.core import events as ev
-from callguard.core.prompts import ENGINE_PROMPTS, PromptResolver, UnknownPrompt
+from callguard.core.prompts import PromptResolver, engine_prompts
 from callguard.runtime import LedgerSink
 from callguard.testing.fake_asterisk import FakeAsterisk, FakeCall
 from callguard.testing.scenario import Scenario
@@ -45,14 +45,9 @@ def embedded_config(config: Config, pbx: FakeAsterisk) -> Config:
 def teach_prompt_lengths(pbx: FakeAsterisk, prompts: PromptResolver) -> None:
     """Let the fake play each catalogued prompt for as long as its audio really lasts."""
     prompt_file = prompt_file_for(prompts)
-    for language in prompts.languages():
-        for prompt_id in ENGINE_PROMPTS:
-            try:
-                ref = prompts.resolve(prompt_id, language)
-            except UnknownPrompt:
-                continue
-            if ref.duration_s > 0:
-                pbx.prompt_durations[prompt_file(ref)] = ref.duration_s
+    for ref in engine_prompts(prompts):
+        if ref.duration_s > 0:
+            pbx.prompt_durations[prompt_file(ref)] = ref.duration_s
 
 
 async def play_scenarios(config: Config, scenarios: list[Scenario], ledger: LedgerSink, *,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from callguard.adapters.asterisk.listener import AsteriskListener, default_prompt_file
+from callguard.adapters.signals import stop_on_signals
 from callguard.config import Config
 from callguard.core.commands import PromptRef
 from callguard.core.prompts import PromptResolver
@@ -121,27 +121,21 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
     """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly."""
     stop = stop or asyncio.Event()
     tune_interpreter()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-    running = await start_listener(config, ledger, prompts=prompts)
-    log.info("listening to Asterisk at %s:%s as %r", config.asterisk.host, config.asterisk.port,
-             config.asterisk.username)
-    try:
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), stats_every_s)
-            stats = running.engine.stats
-            log.info("calls: %d active, %d started, %d finished; AMI %s; outcomes %s",
-                     len(running.engine.sessions), stats.calls_started, stats.calls_finished,
-                     "up" if running.listener.manager.connected else
-                     f"down ({running.listener.manager.last_error or 'reconnecting'})", stats.by_outcome)
-    finally:
-        await running.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
+    with stop_on_signals(stop):
+        running = await start_listener(config, ledger, prompts=prompts)
+        log.info("listening to Asterisk at %s:%s as %r", config.asterisk.host, config.asterisk.port,
+                 config.asterisk.username)
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), stats_every_s)
+                stats = running.engine.stats
+                log.info("calls: %d active, %d started, %d finished; AMI %s; outcomes %s",
+                         len(running.engine.sessions), stats.calls_started, stats.calls_finished,
+                         "up" if running.listener.manager.connected else
+                         f"down ({running.listener.manager.last_error or 'reconnecting'})", stats.by_outcome)
+        finally:
+            await running.stop()
 
 
 __all__ = ["RunningListener", "prompt_file_for", "serve", "start_listener", "tune_interpreter", "warm_up"]

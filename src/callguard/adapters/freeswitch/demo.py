@@ -19,7 +19,7 @@ from typing import Any
 
 from callguard.config import Config
 from callguard.core import events as ev
-from callguard.core.prompts import ENGINE_PROMPTS, PromptResolver, UnknownPrompt
+from callguard.core.prompts import PromptResolver, engine_prompts
 from callguard.runtime import LedgerSink
 from callguard.testing.fake_freeswitch import CallRecord, FakeFreeSWITCH
 from callguard.testing.scenario import Scenario
@@ -46,14 +46,9 @@ def embedded_config(config: Config, fake: FakeFreeSWITCH) -> Config:
 
 def teach_prompt_lengths(fake: FakeFreeSWITCH, prompts: PromptResolver, prompt_path: PromptPath) -> None:
     """Let the fake play each catalogued prompt for as long as its audio really lasts."""
-    for language in prompts.languages():
-        for prompt_id in ENGINE_PROMPTS:
-            try:
-                ref = prompts.resolve(prompt_id, language)
-            except UnknownPrompt:
-                continue
-            if ref.duration_s > 0:
-                fake.prompt_durations[prompt_path(ref, 8000)] = ref.duration_s
+    for ref in engine_prompts(prompts):
+        if ref.duration_s > 0:
+            fake.prompt_durations[prompt_path(ref, 8000)] = ref.duration_s
 
 
 async def play_scenarios(config: Config, scenarios: list[Scenario], ledger: LedgerSink, *,

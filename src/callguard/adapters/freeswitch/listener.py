@@ -58,6 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from callguard.adapters.signals import stop_on_signals
 from callguard.config import Config
 from callguard.core import commands as cmd
 from callguard.core import events as ev
@@ -657,41 +658,32 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                 stop: asyncio.Event | None = None, stats_every_s: float = 60.0,
                 ready: Callable[[FreeSwitchListener], None] | None = None) -> None:
     """Run until ``stop`` is set (or SIGINT/SIGTERM); raise InboundRefused if FreeSWITCH says no at once."""
-    import contextlib
-    import signal
-
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-    listener = FreeSwitchListener(config, ledger, prompts=prompts)
-    await listener.start()
-    fs = config.freeswitch
-    log.info("outbound socket on %s:%s; inbound ESL to %s:%s", fs.listen_host, listener.outbound_port,
-             fs.host, fs.port)
-    if ready is not None:
-        ready(listener)
-    assert listener.refused is not None
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        while not stop.is_set():
-            await asyncio.wait({stopped, listener.refused}, timeout=stats_every_s,
-                               return_when=asyncio.FIRST_COMPLETED)
-            if listener.refused.done():
-                raise InboundRefused(listener.refused.result())
-            engine = listener.engine
-            assert engine is not None
-            log.info("calls: %d active, %d parked, %d started, %d finished; inbound ESL %s; outcomes %s",
-                     len(engine.sessions), len(listener.parked), engine.stats.calls_started,
-                     engine.stats.calls_finished, "up" if listener.inbound is not None else
-                     f"down ({listener.last_error or 'reconnecting'})", engine.stats.by_outcome)
-    finally:
-        stopped.cancel()
-        await listener.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
+    with stop_on_signals(stop):
+        listener = FreeSwitchListener(config, ledger, prompts=prompts)
+        await listener.start()
+        fs = config.freeswitch
+        log.info("outbound socket on %s:%s; inbound ESL to %s:%s", fs.listen_host, listener.outbound_port,
+                 fs.host, fs.port)
+        if ready is not None:
+            ready(listener)
+        assert listener.refused is not None
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                await asyncio.wait({stopped, listener.refused}, timeout=stats_every_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if listener.refused.done():
+                    raise InboundRefused(listener.refused.result())
+                engine = listener.engine
+                assert engine is not None
+                log.info("calls: %d active, %d parked, %d started, %d finished; inbound ESL %s; outcomes %s",
+                         len(engine.sessions), len(listener.parked), engine.stats.calls_started,
+                         engine.stats.calls_finished, "up" if listener.inbound is not None else
+                         f"down ({listener.last_error or 'reconnecting'})", engine.stats.by_outcome)
+        finally:
+            stopped.cancel()
+            await listener.stop()
 
 
 __all__ = ["CallState", "FreeSwitchListener", "PAUSE_FLAG", "PAYMENT_FLAG", "serve"]
