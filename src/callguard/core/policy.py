@@ -229,6 +229,17 @@ class Policy:
 
     # -- whole call ---------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Load the numbering and geocoding metadata now, not on the first call.
+
+        ``phonenumbers`` loads its region and geocoder data lazily; the first
+        lookup takes seconds, which would otherwise stall a listener's event
+        loop (and every call's pause path) when the first caller arrives.
+        One North American, one UK, one French number and an extension
+        touch every table a lookup uses.
+        """
+        self.evaluate(["+14155550123", "+442079460000", "+33142685300", "100"])
+
     def evaluate(self, numbers: Iterable[str | None]) -> Rule:
         """Strictest-wins rule over every party on the call."""
         parties = tuple(self.party_rule(n) for n in numbers)

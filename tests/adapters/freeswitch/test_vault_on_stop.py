@@ -44,7 +44,7 @@ def _warm_process() -> None:
     from callguard.vault import dtmf  # noqa: F401
     from callguard.wiring import build_policy
 
-    build_policy(Config()).evaluate(["+14155550123", "+442079460000", "+33142685300", "100"])
+    build_policy(Config()).warm_up()
 
 
 @pytest.fixture

@@ -40,16 +40,6 @@ def prompt_file_for(prompts: PromptResolver) -> Callable[[PromptRef], str]:
     return resolve
 
 
-def warm_up(engine: Engine) -> None:
-    """Load the numbering and geocoding metadata now, not on the first call.
-
-    ``phonenumbers`` loads its region and geocoder data lazily; the first
-    lookup takes seconds, which would otherwise stall the event loop (and
-    every call's pause path) when the first caller arrives.
-    """
-    engine.policy.evaluate(["+14155550123", "+442079460000", "+33142685300", "100"])
-
-
 #: GIL hand-over interval for the listener process (CPython's default is 5 ms).
 SWITCH_INTERVAL_S = 0.0005
 
@@ -100,7 +90,7 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
 
     def warm() -> None:
         try:
-            warm_up(engine)
+            engine.policy.warm_up()
         finally:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(lambda: warmed.done() or warmed.set_result(None))
@@ -138,4 +128,4 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
             await running.stop()
 
 
-__all__ = ["RunningListener", "prompt_file_for", "serve", "start_listener", "tune_interpreter", "warm_up"]
+__all__ = ["RunningListener", "prompt_file_for", "serve", "start_listener", "tune_interpreter"]

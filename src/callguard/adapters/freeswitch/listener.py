@@ -171,9 +171,8 @@ class FreeSwitchListener:
         self.engine = build_engine(self.config, driver=self, ledger=self.ingest or self.ledger,
                                    scheduler=self.loop, prompts=prompts)
         self.engine.clock = self.clock
-        # phonenumbers loads its metadata on first use (seconds): do it now, not
-        # while the first caller waits in silence on the socket.
-        self.engine.policy.evaluate(["+14155550123", "+442079460000", "+33142685300", "100"])
+        # Not while the first caller waits in silence on the socket.
+        self.engine.policy.warm_up()
         # Everything loaded so far (numbering metadata, SQLAlchemy, the catalogue) lives
         # as long as the process: keep it out of the cyclic GC's full collections, which
         # would otherwise stall the pause path for milliseconds at a time.
