@@ -26,7 +26,7 @@ import statistics
 import time
 from pathlib import Path
 
-from callguard.adapters.freeswitch.protocol import ESLParser
+from callguard.adapters.freeswitch.wire import ESLParser
 from callguard.adapters.freeswitch.translate import translate_inbound
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "adapters" / "freeswitch" / "fixtures"

@@ -202,7 +202,7 @@ def rss_kib() -> int:
 
 async def run(args: argparse.Namespace) -> None:
     from callguard.adapters.freeswitch.listener import FreeSwitchListener
-    from callguard.adapters.freeswitch.wire import directory_prompts
+    from callguard.adapters.freeswitch.commands import directory_prompts
     from callguard.config import parse_config
     from callguard.core.prompts import StaticPrompts
     from callguard.ledger import Ledger

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 
 from callguard.adapters.freeswitch.listener import FreeSwitchListener
-from callguard.adapters.freeswitch.wire import directory_prompts
+from callguard.adapters.freeswitch.commands import directory_prompts
 from callguard.config import Config, parse_config
 from callguard.core.prompts import StaticPrompts
 from callguard.ledger import Ledger

@@ -24,14 +24,14 @@ import pytest
 
 from callguard.adapters.freeswitch import listener
 from callguard.adapters.freeswitch.cli import check_freeswitch_config
-from callguard.adapters.freeswitch.protocol import parse_event
+from callguard.adapters.freeswitch.wire import parse_event
 from callguard.adapters.freeswitch.translate import (
     CUSTOM_SIGNALS,
     INBOUND_CUSTOM,
     offer_from_channel_data,
     translate_inbound,
 )
-from callguard.adapters.freeswitch.wire import DECISION_VARIABLE, HEARTBEAT_VARIABLE
+from callguard.adapters.freeswitch.commands import DECISION_VARIABLE, HEARTBEAT_VARIABLE
 from callguard.config import Config, FreeswitchConfig
 from callguard.core import events as ev
 from callguard.core.commands import OUTCOMES

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from callguard.adapters.freeswitch.protocol import ESLParser, Frame, encode_command, sendmsg_execute
+from callguard.adapters.freeswitch.wire import ESLParser, Frame, encode_command, sendmsg_execute
 from callguard.testing.fake_freeswitch import FakeFreeSWITCH
 
 from .streams import FIXTURES, client_commands, server_bytes

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from callguard.adapters.freeswitch.protocol import (
+from callguard.adapters.freeswitch.wire import (
     ESLParser,
     ESLProtocolError,
     Frame,
@@ -367,7 +367,7 @@ def test_event_subscription_puts_custom_last() -> None:
 def test_fast_decoding_equals_urllib_unquote(text) -> None:
     from urllib.parse import unquote
 
-    from callguard.adapters.freeswitch.protocol import decode_value
+    from callguard.adapters.freeswitch.wire import decode_value
 
     assert decode_value(text) == unquote(text, errors="replace")
 

@@ -13,9 +13,9 @@ import re
 
 import pytest
 
-from callguard.adapters.freeswitch.protocol import UnsafeCommand
+from callguard.adapters.freeswitch.wire import UnsafeCommand
 from callguard.adapters.freeswitch.translate import offer_from_channel_data, safe_uuid
-from callguard.adapters.freeswitch.wire import Wire, WireError, directory_prompts
+from callguard.adapters.freeswitch.commands import Wire, WireError, directory_prompts
 from callguard.core.commands import PlayAndCollect, PromptRef
 from callguard.ledger import verify
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from callguard.adapters.freeswitch.protocol import ESLParser, Frame
+from callguard.adapters.freeswitch.wire import ESLParser, Frame
 from callguard.adapters.freeswitch.translate import (
     offer_from_channel_data,
     translate_inbound,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from callguard.adapters.freeswitch.listener import FreeSwitchListener
-from callguard.adapters.freeswitch.wire import directory_prompts
+from callguard.adapters.freeswitch.commands import directory_prompts
 from callguard.ledger import Ledger
 from callguard.ledger.queries import timeline
 from callguard.testing.fake_freeswitch import FakeFreeSWITCH

@@ -25,7 +25,7 @@ log = logging.getLogger("callguard.freeswitch")
 
 def check_freeswitch_config(config: Config) -> list[str]:
     """Problems that would stop the listener from working, worded for the admin."""
-    from callguard.adapters.freeswitch.wire import WireError, check_destination, check_directory
+    from callguard.adapters.freeswitch.commands import WireError, check_destination, check_directory
 
     fs = config.freeswitch
     problems = []

@@ -25,7 +25,7 @@ from callguard.testing.fake_freeswitch import CallRecord, FakeFreeSWITCH
 from callguard.testing.scenario import Scenario
 
 from .listener import FreeSwitchListener
-from .wire import PromptPath
+from .commands import PromptPath
 
 _API_EVENTS: dict[str, type[ev.Event]] = {"pause": ev.PauseRequested, "resume": ev.ResumeRequested,
                                            "payment-start": ev.PaymentStarted, "payment-end": ev.PaymentEnded}

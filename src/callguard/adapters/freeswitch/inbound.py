@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .protocol import ESLEvent, ESLParser, Frame, encode_command, event_subscription
+from .wire import ESLEvent, ESLParser, Frame, encode_command, event_subscription
 
 log = logging.getLogger("callguard.freeswitch.inbound")
 

@@ -67,9 +67,9 @@ from callguard.runtime import Engine, LedgerSink
 
 from .inbound import InboundError, InboundProtocol, InboundRefused, open_inbound
 from .outbound import OutboundCall, OutboundThread, _App, _Exit
-from .protocol import ESLEvent, Frame
+from .wire import ESLEvent, Frame
 from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Offer, translate_inbound
-from .wire import PromptPath, Wire, check_destination
+from .commands import PromptPath, Wire, check_destination
 
 if TYPE_CHECKING:
     from callguard.vault.autoingest import AutoIngest

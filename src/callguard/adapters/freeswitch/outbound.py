@@ -7,7 +7,7 @@ accept loop, per-call greenlets, connection limit and command/reply
 bookkeeping are sound) and replace the two parts of it that are not:
 
 * the reader: :class:`CallguardSession` overrides ``receive_events`` to
-  feed raw socket bytes to our :class:`~.protocol.ESLParser` (see that
+  feed raw socket bytes to our :class:`~.wire.ESLParser` (see that
   module for why: header injection, strict UTF-8, a hang when the peer
   closes mid-body), and fails pending commands when the socket closes so
   ``send()`` cannot block forever;
@@ -43,9 +43,9 @@ import gevent.queue
 import gevent.socket
 from greenswitch.esl import OutboundESLServer, OutboundSession, OutboundSessionHasGoneAway
 
-from .protocol import ESLEvent, ESLParser, Frame
+from .wire import ESLEvent, ESLParser, Frame
 from .translate import Offer, offer_from_channel_data, translate_outbound
-from .wire import COLLECT_VARIABLE
+from .commands import COLLECT_VARIABLE
 
 log = logging.getLogger("callguard.freeswitch.outbound")
 

@@ -4,7 +4,7 @@ FreeSWITCH tells us what happened in two places: the outbound socket of
 the call the dialplan parked with ``socket ... async full`` (its channel
 data and ``myevents``), and the listener's inbound connection (recording
 events, hotkey CUSTOM events, hangups, bridges).  Both arrive here as
-:class:`~callguard.adapters.freeswitch.protocol.ESLEvent` objects and leave
+:class:`~callguard.adapters.freeswitch.wire.ESLEvent` objects and leave
 as ``(call_id, Event)`` pairs; the call id is the UUID of the channel the
 outbound socket controls (the dialplan exports it to every other leg as
 ``callguard_call``).
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from callguard.core import events as ev
 
-from .protocol import ESLEvent
+from .wire import ESLEvent
 
 #: FreeSWITCH UUIDs (and ``origination_uuid`` values a site might choose).
 _UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
