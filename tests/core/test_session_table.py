@@ -16,7 +16,7 @@ from callguard.core.policy import Policy
 from callguard.core.prompts import StaticPrompts
 from callguard.core.session import TRANSITIONS, Input, State
 
-from .conftest import CALLER, FL_NUMBER, JOINER, NY_NUMBER, Driver
+from .conftest import CA_NUMBER, CALLER, FL_NUMBER, JOINER, NY_NUMBER, Driver
 
 S, I = State, Input
 
@@ -204,3 +204,48 @@ def test_late_notice_is_flagged():
     d.notice()
     d.feed(ev.NoticeStarted, CALLER, dt=3.5)
     assert d.entries("notice-started")[0].data["within_limit"] is False
+
+
+def test_staff_is_what_the_pbx_marked_not_the_caller_id(driver):
+    """A FreeSWITCH b-leg carries the CUSTOMER's number as its caller id: the mark decides."""
+    driver.recording()
+    out = driver.feed(ev.PartyJoined, ev.Party("agent-leg", CA_NUMBER, "Cust", "agent", staff=True), False)
+    joined = driver.entries("party-joined")[-1].data
+    assert joined["staff"] is True and joined["party"]["jurisdiction"] == "internal:US-TX"
+    assert not driver.entries("violation") and driver.state == "recording"
+    assert not [c for c in out if isinstance(c, cmd.MuteRecording)]
+
+
+def test_an_extension_like_number_is_not_staff_when_the_pbx_says_outside(driver):
+    driver.recording()
+    driver.feed(ev.PartyJoined, ev.Party("guest-leg", "100", "Guest", "joiner", staff=False), False)
+    joined = driver.entries("party-joined")[-1].data
+    assert joined["staff"] is False and joined["party"]["jurisdiction"] == "unknown"
+    assert driver.entries("violation") and driver.state == "unrecorded"  # unannounced, all-party: stopped
+
+
+def test_an_arriving_leg_is_muted_until_it_turns_out_to_be_staff(driver):
+    driver.recording()
+    out = driver.feed(ev.PartyArriving, "agent-leg")
+    assert [c for c in out if isinstance(c, cmd.MuteRecording)] and driver.state == "muting"
+    driver.feed(ev.RecordingMuted)
+    assert driver.entries("recording-muted")[-1].data["reasons"] == ["party-arriving:agent-leg"]
+    out = driver.feed(ev.PartyJoined, ev.Party("agent-leg", "agent-sim", None, "agent", staff=True), False)
+    assert [c for c in out if isinstance(c, cmd.UnmuteRecording)] and driver.state == "unmuting"
+    assert not driver.entries("violation")
+
+
+def test_an_arriving_leg_that_never_identifies_is_a_violation(driver):
+    driver.recording().feed(ev.PartyArriving, "leg-x")
+    driver.feed(ev.RecordingMuted)
+    driver.feed(ev.PartyJoined, ev.Party("leg-x", NY_NUMBER, None, "joiner", staff=False), False)
+    assert driver.entries("violation")[-1].data["channel"] == "leg-x"
+    assert driver.state == "unrecorded"  # California caller: all-party, unannounced party: stop
+
+
+def test_an_arriving_leg_that_leaves_unmutes(driver):
+    driver.recording().feed(ev.PartyArriving, "leg-x")
+    driver.feed(ev.RecordingMuted)
+    out = driver.feed(ev.HungUp, "normal", "leg-x")
+    assert [c for c in out if isinstance(c, cmd.UnmuteRecording)]
+    assert not driver.entries("party-left")

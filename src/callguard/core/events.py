@@ -51,12 +51,18 @@ class Party:
     it (it may be hostile: never put it in a path or a dialplan expression).
     ``channel`` is the PBX's handle for the leg (Asterisk channel name,
     FreeSWITCH UUID); it is what commands target.
+
+    ``staff`` is what the PBX marked on the leg (a channel variable the
+    site's dialplan sets in the dial string), never what its caller id
+    says: True a staff leg, False an outside party, None the adapter cannot
+    tell (the policy's ``internal_numbers`` then decides, as before).
     """
 
     channel: str
     number: str | None
     name: str | None = None
     role: str = "caller"
+    staff: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +198,20 @@ class PartyJoined(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PartyArriving(Event):
+    """A leg is entering the call and who it is is not known yet.
+
+    FreeSWITCH bridges an answered leg before that leg's own socket session
+    connects (the two race on two connections).  Until a
+    :class:`PartyJoined` (or :class:`PartyLeft`) for ``channel`` settles
+    who it is, the recording is kept silent: an unknown party is heard by
+    nobody's tape.
+    """
+
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
 class PartyLeft(Event):
     """A party left the call; the remaining parties keep the call going."""
 
@@ -222,6 +242,7 @@ __all__ = [
     "HungUp",
     "NoticeStarted",
     "Party",
+    "PartyArriving",
     "PartyJoined",
     "PartyLeft",
     "PauseRequested",

@@ -168,18 +168,26 @@ class Policy:
             return RegimeSpec(spec.name, spec.rank, True, True, False, True, spec.summary)
         return spec
 
-    def locate(self, raw: str | None) -> Jurisdiction:
-        """Jurisdiction of a raw caller-ID string; never raises."""
+    def internal(self, what: str = "internal extension") -> Jurisdiction:
+        """The site's own jurisdiction, for a leg that is staff (``what`` says how we know)."""
+        if self.home:
+            country, _, sub = self.home.upper().partition("-")
+            return Jurisdiction(f"internal:{self.home.upper()}", country, sub or None,
+                                f"{what} (site home {self.home.upper()})", internal=True)
+        return Jurisdiction("internal", None, None, f"{what}, but no [policy] home is configured", internal=True)
+
+    def locate(self, raw: str | None, *, extensions: bool = True) -> Jurisdiction:
+        """Jurisdiction of a raw caller-ID string; never raises.
+
+        ``extensions=False`` when the adapter has already decided the leg is
+        NOT staff: a short number is then just an unknown outside number (a
+        caller could set their caller id to "100"), never an internal one.
+        """
         text = (raw or "").strip()
         if text.lower() in _WITHHELD:
             return Jurisdiction(UNKNOWN, None, None, "number withheld or unavailable")
-        if self._internal_re.fullmatch(text):  # type: ignore[attr-defined]
-            if self.home:
-                country, _, sub = self.home.upper().partition("-")
-                return Jurisdiction(f"internal:{self.home.upper()}", country, sub or None,
-                                    f"internal extension (site home {self.home.upper()})", internal=True)
-            return Jurisdiction("internal", None, None,
-                                "internal extension, but no [policy] home is configured", internal=True)
+        if extensions and self._internal_re.fullmatch(text):  # type: ignore[attr-defined]
+            return self.internal()
         if len(text) > 32 or not re.fullmatch(r"\+?[0-9 ()./-]{3,}", text):
             return Jurisdiction(UNKNOWN, None, None, f"not a phone number: {display_number(raw)}", malformed=True)
         try:
@@ -222,8 +230,16 @@ class Policy:
                 return regime, f"{key} is {regime}: {REGIMES[regime].summary}"
         return self.default_regime, f"{where.code} not in the regime table: default {self.default_regime}"
 
-    def party_rule(self, raw: str | None) -> PartyRule:
-        where = self.locate(raw)
+    def party_rule(self, raw: str | None, staff: bool | None = None) -> PartyRule:
+        """One party's rule.  ``staff`` is what the PBX marked on the leg.
+
+        True: a staff leg (the dialplan marked it; its caller id may well be
+        the customer's, as on a FreeSWITCH b-leg), the site's home rule.
+        False: an outside party whatever its number looks like.  None: the
+        adapter cannot tell, so ``internal_numbers`` decides (legacy).
+        """
+        where = self.internal("staff leg marked by the PBX") if staff else \
+            self.locate(raw, extensions=staff is None)
         regime, reason = self.regime_for(where)
         return PartyRule(display_number(raw), where, regime, reason)
 
@@ -241,8 +257,12 @@ class Policy:
         self.evaluate(["+14155550123", "+442079460000", "+33142685300", "100"])
 
     def evaluate(self, numbers: Iterable[str | None]) -> Rule:
-        """Strictest-wins rule over every party on the call."""
-        parties = tuple(self.party_rule(n) for n in numbers)
+        """Strictest-wins rule over every party on the call (identified by number only)."""
+        return self.combine(self.party_rule(n) for n in numbers)
+
+    def combine(self, party_rules: Iterable[PartyRule]) -> Rule:
+        """Strictest-wins rule over parties already located."""
+        parties = tuple(party_rules)
         if not parties:
             parties = (self.party_rule(None),)
         specs = [self.spec(p.regime) for p in parties]

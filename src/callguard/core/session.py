@@ -155,6 +155,8 @@ class _Joiner:
     prompt: PromptRef | None
     blocking: bool
     attempt: int = 1
+    #: a leg that entered before we knew who it is (:class:`~callguard.core.events.PartyArriving`)
+    arriving: bool = False
 
 
 @dataclass
@@ -176,7 +178,8 @@ class _Flags:
             out.append("pause")
         if self.payment_by is not None:
             out.append("payment")
-        out.extend(f"joiner-not-agreed:{ch}" for ch, j in self.joiners.items() if j.blocking)
+        out.extend(f"party-arriving:{ch}" if j.arriving else f"joiner-not-agreed:{ch}"
+                   for ch, j in self.joiners.items() if j.blocking)
         return out
 
 
@@ -265,7 +268,7 @@ class CallSession:
         self.parties = list(event.parties)
         self._everyone = list(event.parties)
         self.recording_file = recording_file_name(self.call_id, self.settings.recording_extension)
-        self.rule = self.policy.evaluate(p.number for p in self.parties)
+        self.rule = self._evaluate(self.parties)
         caller = self.parties[0].number if self.parties else None
         self.language = self.policy.language_for(caller, self.prompts.languages())
         self._log(out, "call-offered", event.at, channel=event.channel, language=self.language,
@@ -431,15 +434,30 @@ class CallSession:
                   still_muted_for=self.flags.reasons())
         return self._mute_change(was)
 
+    def _on_arriving(self, event: ev.PartyArriving, out: list[Command]) -> Input:
+        channel = event.channel
+        if self.rule is None or channel == self.channel or channel in self.flags.joiners \
+                or any(p.channel == channel for p in self.parties):
+            return Input.NOTHING
+        was = self.flags.mute_wanted
+        self.flags.joiners[channel] = _Joiner(ev.Party(channel, None, role="joiner"), None, blocking=True,
+                                              arriving=True)
+        return self._mute_change(was)
+
     def _on_joined(self, event: ev.PartyJoined, out: list[Command]) -> Input:
         if self.rule is None or any(p.channel == event.party.channel for p in self.parties):
             return Input.NOTHING
+        # What was muted for this leg while it was still unidentified counts as "before".
+        was = self.flags.mute_wanted
+        arriving = self.flags.joiners.get(event.party.channel)
+        if arriving is not None and arriving.arriving:
+            del self.flags.joiners[event.party.channel]
         self.parties.append(event.party)
         self._everyone.append(event.party)
         before = self.rule
         # Evaluated over everyone who was ever on the call, so the rule can
         # tighten mid-call but never relax when a strict party leaves.
-        self.rule = self.policy.evaluate(p.number for p in self._everyone)
+        self.rule = self._evaluate(self._everyone)
         party_rule = self.rule.parties[-1]
         self._log(out, "party-joined", event.at, announceable=event.announceable,
                   staff=party_rule.jurisdiction.internal,
@@ -452,17 +470,16 @@ class CallSession:
             # about recording by their employer, not by the call's notice.
             if event.announceable:
                 out.append(ContinueDialplan(event.party.channel, "not-required"))
-            return Input.NOTHING
+            return self._mute_change(was)
         if self.state in (State.UNRECORDED, State.OFFERED):
             if event.announceable:
                 out.append(ContinueDialplan(event.party.channel, "not-recorded"))
-            return Input.NOTHING
+            return self._mute_change(was)
         if not self.rule.recording_allowed:
             self._vetoed = f"party {party_rule.number} ({party_rule.jurisdiction.code}) forbids recording"
             if event.announceable:
                 out.append(ContinueDialplan(event.party.channel, "not-recorded"))
             return Input.FORBID
-        was = self.flags.mute_wanted
         if not event.announceable:
             self._log(out, "violation", event.at, what="unannounced party", channel=event.party.channel,
                       detail=f"{event.party.channel} reached the call without hearing the notice")
@@ -482,7 +499,9 @@ class CallSession:
 
     def _on_left(self, event: ev.PartyLeft, out: list[Command]) -> Input:
         if not any(p.channel == event.channel for p in self.parties):
-            return Input.NOTHING
+            was = self.flags.mute_wanted
+            # A leg that left before anyone knew who it was: nothing to log, nothing to keep muted for.
+            return self._mute_change(was) if self.flags.joiners.pop(event.channel, None) else Input.NOTHING
         was = self.flags.mute_wanted
         self.parties = [p for p in self.parties if p.channel != event.channel]
         self.flags.joiners.pop(event.channel, None)
@@ -505,6 +524,9 @@ class CallSession:
         if event.channel and event.channel != self.channel:
             return self._on_left(ev.PartyLeft(event.at, event.channel), out)
         return Input.HANGUP
+
+    def _evaluate(self, parties: list[ev.Party]) -> Rule:
+        return self.policy.combine(self.policy.party_rule(p.number, p.staff) for p in parties)
 
     def _mute_change(self, was: bool) -> Input:
         now = self.flags.mute_wanted
@@ -706,6 +728,7 @@ _CLASSIFIERS: dict[type, Callable[..., Input]] = {
     ev.ResumeRequested: CallSession._on_resume,
     ev.PaymentStarted: CallSession._on_payment_started,
     ev.PaymentEnded: CallSession._on_payment_ended,
+    ev.PartyArriving: CallSession._on_arriving,
     ev.PartyJoined: CallSession._on_joined,
     ev.PartyLeft: CallSession._on_left,
     ev.TimerFired: CallSession._on_timer,
