@@ -1,30 +1,35 @@
 """``callguard.toml``: one file, typed sections, precise errors, env overrides.
 
-Each ``[section]`` is a frozen dataclass below; the loader checks every key
-against the dataclass fields and annotations, so a typo or a wrong type is
-reported as ``callguard.toml: [asterisk] prot: unknown key (did you mean
-'port'?)`` instead of being silently ignored.  Environment variables
-override the file: ``CALLGUARD_<SECTION>__<KEY>`` (double underscore), e.g.
-``CALLGUARD_ASTERISK__SECRET=...`` so secrets need not live in the file.
-Values from the environment are parsed as TOML values when they look like
-one (``true``, ``5038``, ``["en","fr"]``) and as plain strings otherwise.
+Each ``[section]`` is a small validated dataclass (:func:`callguard.config_schema.section`,
+pydantic in strict mode), so a typo, a wrong type or a value that would
+silently change the law applied is reported before anything runs::
 
-Why dataclasses and not a schema library: the config is small, and the
-error messages are the feature; this keeps them in our hands.
+    callguard.toml: [asterisk] prot: unknown key (did you mean 'port'?)
+    environment variable CALLGUARD_POLICY__HOME: [policy] home: unknown jurisdiction 'US-CAL' (did you mean 'US-CA'?); ...
+
+Environment variables override the file: ``CALLGUARD_<SECTION>__<KEY>``
+(double underscore), e.g. ``CALLGUARD_ASTERISK__SECRET=...`` so secrets need
+not live in the file.  Values from the environment are parsed as TOML values
+when they look like one (``true``, ``5038``, ``["en","fr"]``) and as plain
+strings otherwise; an error in one names the variable, not the file.
+
+A capability adds its own section as a ``@section`` class in its own package
+and one field on :class:`Config` (see ``config_schema``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import os
+import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
+from pydantic import AfterValidator, ValidationError, ValidationInfo, field_validator
+
+from callguard.config_schema import build, describe, is_section, one_of, rule, section, suggest, table_adapter
 from callguard.core.jurisdictions import REGIMES
 from callguard.vault.permissions import DEFAULT_ROLES, PERMISSIONS
 
@@ -41,15 +46,15 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
-@dataclass(frozen=True)
+@section
 class ListenerConfig:
     """Which PBX this listener serves and which ledger chain it writes."""
 
-    pbx: str = "asterisk"
+    pbx: Literal["asterisk", "freeswitch"] = "asterisk"
     chain_id: str = ""  #: empty: "<pbx>@<hostname>"
 
 
-@dataclass(frozen=True)
+@section
 class AsteriskConfig:
     host: str = "127.0.0.1"
     port: int = 5038
@@ -66,7 +71,7 @@ class AsteriskConfig:
     recording_dir: str = "/var/spool/asterisk/monitor/callguard"
 
 
-@dataclass(frozen=True)
+@section
 class FreeswitchConfig:
     host: str = "127.0.0.1"
     port: int = 8021
@@ -81,51 +86,137 @@ class FreeswitchConfig:
     max_calls: int = 2000  #: parked calls served at once; more get `exit` (the dialplan's fallback)
 
 
-@dataclass(frozen=True)
+_KEYPAD = set("0123456789*#")
+
+
+@section
 class ConsentConfig:
     """The notice + consent gather."""
 
     grant_digits: str = "1"
     decline_digits: str = "2"
-    timeout_ms: int = 5000
-    max_attempts: int = 2
+    timeout_ms: Annotated[int, rule(lambda v: v >= 500, "{value} ms is too short for a caller to answer; "
+                                                        "use >= 500")] = 5000
+    max_attempts: Annotated[int, rule(lambda v: v >= 1, "must be at least 1")] = 2
     decline_destination: str = ""  #: dialplan target for declined calls; empty: continue
     notice_prompt: str = "notice"  #: "notice-sensitive" for regulated lines (health, finance)
     notice_start_limit_s: float = 2.0
     notice_end_limit_s: float = 10.0
 
+    @field_validator("grant_digits", "decline_digits")
+    @classmethod
+    def _keypad(cls, value: str, info: ValidationInfo) -> str:
+        if not value or not set(value) <= _KEYPAD:
+            raise ValueError(f"must be keypad digits (0-9, *, #), got {value!r}")
+        if info.field_name == "decline_digits" and set(value) & set(info.data.get("grant_digits", "")):
+            raise ValueError("shares a digit with grant_digits; a keypress must mean one thing")
+        return value
 
-@dataclass(frozen=True)
+
+@section
 class RecordingConfig:
     """Recording control and the fail-safe limits around it."""
 
-    confirm_timeout_ms: int = 500  #: mute/unmute must be confirmed within this
+    #: mute/unmute must be confirmed within this
+    confirm_timeout_ms: Annotated[int, rule(lambda v: v > 0, "must be positive")] = 500
     start_timeout_ms: int = 3000  #: recording start must be confirmed within this
-    max_pause_s: float = 0.0  #: auto-resume a manual pause after this; 0 = never
+    #: auto-resume a manual pause after this; 0 = never
+    max_pause_s: Annotated[float, rule(lambda v: v >= 0, "must be 0 (never auto-resume) or positive")] = 0.0
     format: str = "wav"
 
 
-@dataclass(frozen=True)
+_JURISDICTION_FORMS = "a country code (GB, DE) or US-/CA- plus a state or province (US-CA, CA-QC)"
+
+
+def _jurisdiction(code: str) -> str:
+    """An upper-cased jurisdiction code :meth:`Policy.locate` can produce, or ValueError."""
+    from callguard.core.jurisdictions import jurisdiction_codes
+
+    return one_of(code.upper(), jurisdiction_codes(), "jurisdiction", accepted=_JURISDICTION_FORMS)
+
+
+def _regime(name: str) -> str:
+    return one_of(name, REGIMES, "regime", accepted=", ".join(REGIMES))
+
+
+#: a code a caller can be located in; a typo would never match anyone and let the default apply in silence
+JurisdictionCode = Annotated[str, AfterValidator(_jurisdiction)]
+Regime = Annotated[str, AfterValidator(_regime)]
+
+
+@section
 class PolicyConfig:
-    default_regime: str = "all-party"
-    unknown_regime: str = "all-party"
+    default_regime: Regime = "all-party"
+    unknown_regime: Regime = "all-party"
     gdpr_explicit_consent: bool = True
-    home: str = ""
+    home: str = ""  #: the site's own jurisdiction, applied to internal extensions; empty: unknown (strictest)
     internal_numbers: str = r"^[0-9]{2,6}$"
     default_region: str = ""
     default_language: str = "en"
-    jurisdictions: dict[str, str] = field(default_factory=dict)
-    languages: dict[str, str] = field(default_factory=dict)
+    jurisdictions: dict[JurisdictionCode, Regime] = field(default_factory=dict)
+    languages: dict[JurisdictionCode, str] = field(default_factory=dict)
+
+    @field_validator("unknown_regime")
+    @classmethod
+    def _strict_enough(cls, value: str) -> str:
+        if REGIMES[value].rank < REGIMES["all-party"].rank:
+            raise ValueError("must be at least as strict as all-party: unknown counts as strictest")
+        return value
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: str) -> str:
+        return value and _jurisdiction(value)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if value and "-" in value:
+            raise ValueError(f"{value!r} is a jurisdiction; default_region is a country code (GB, US) "
+                             "used to read numbers dialled without +")
+        return value and _jurisdiction(value)
+
+    @field_validator("internal_numbers")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc}); e.g. '^[0-9]{{2,6}}$' "
+                             "for 2- to 6-digit extensions") from None
+        return value
 
 
-@dataclass(frozen=True)
+@section
 class LedgerConfig:
     url: str = "sqlite:///callguard.sqlite"
     batch_max: int = 256
     batch_wait_ms: float = 2.0
 
+    @field_validator("url")
+    @classmethod
+    def _driver_installed(cls, value: str) -> str:
+        """A URL whose driver is missing would pass here and fail at the first call: check it now."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-@dataclass(frozen=True)
+        accepted = ("sqlite:///PATH (built in) or postgresql+psycopg://USER@HOST/DB "
+                    "(pip install 'callguard[postgres]')")
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {value!r}; accepted: {accepted}") from None
+        try:
+            url.get_dialect().import_dbapi()
+        except NoSuchModuleError:
+            raise ValueError(f"unknown database {url.drivername!r}; accepted: {accepted}") from None
+        except ImportError as exc:
+            raise ValueError(f"the driver for {url.drivername!r} is not installed ({exc}); install that "
+                             f"Python package, or use {accepted}") from None
+        return value
+
+
+@section
 class PromptsConfig:
     catalog: str = ""  #: empty: the catalogue shipped with callguard
     audio_dir: str = ""
@@ -135,7 +226,7 @@ class PromptsConfig:
     freeswitch_dir: str = ""  #: where `prompts install --freeswitch` put them; empty: the build dir
 
 
-@dataclass(frozen=True)
+@section
 class VaultConfig:
     """Encrypted recordings: where they live, which keys, and the vault's own rules.
 
@@ -157,23 +248,31 @@ class VaultConfig:
     keystore: str = ""  #: wrapped data keys; empty: <dir>/keystore.  Keep OUT of long-lived backups
     keyring: str = ""  #: public keys and the active key id; empty: <dir>/keyring
     private_keys: str = ""  #: <kid>.pem private keys; set only on hosts allowed to decrypt
-    passphrase_env: str = "CALLGUARD_VAULT_PASSPHRASE"  #: env var holding the private keys' passphrase
+    #: env var holding the private keys' passphrase
+    passphrase_env: Annotated[str, rule(str.isidentifier, "{value!r} is not an environment variable name")] = \
+        "CALLGUARD_VAULT_PASSPHRASE"
     chain_id: str = ""  #: ledger chain for vault entries; empty: "vault@<hostname>"
-    chunk_kib: int = 1024  #: plaintext per encrypted chunk
+    #: plaintext per encrypted chunk
+    chunk_kib: Annotated[int, rule(lambda v: 4 <= v <= 16384,
+                                   "{value} is outside 4..16384 (KiB of audio per encrypted chunk)")] = 1024
     default_purpose: str = "qa"
     legal_duty_purposes: list[str] = field(default_factory=lambda: ["compliance"])
     require_call_ended: bool = True  #: ingest only after the ledger shows the recording stopped
     ingest_on_stop: bool = True  #: the listener ingests each recording when its call ends (see above)
     scan_dtmf: bool = True  #: DTMF leak scan at ingest (on the plaintext, before it is removed)
     bind_os_user: bool = True  #: --as must be the operating-system account running the command
-    sweep_interval_h: float = 24.0  #: how often the retention sweep must run (the audit checks it)
-    dsar_due_days: int = 30
-    export_alert_per_day: int = 10  #: exports per user per day above this are flagged by the audit
+    #: how often the retention sweep must run (the audit checks it)
+    sweep_interval_h: Annotated[float, rule(lambda v: v > 0,
+                                            "must be positive (hours between retention sweeps)")] = 24.0
+    dsar_due_days: Annotated[int, rule(lambda v: 1 <= v <= 90,
+                                       "{value} days is outside 1..90; the GDPR clock is one month")] = 30
+    #: exports per user per day above this are flagged by the audit
+    export_alert_per_day: Annotated[int, rule(lambda v: v >= 1, "must be at least 1")] = 10
 
 
 @dataclass(frozen=True)
 class Config:
-    """The whole file.  Section names are the field names."""
+    """The whole file.  Section names are the field names; a new section is one field here."""
 
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
@@ -196,235 +295,94 @@ class Config:
         return self.listener.chain_id or f"{self.listener.pbx}@{os.uname().nodename}"
 
 
-# -- validation ----------------------------------------------------------------
-
-_SECTION_CHECKS: dict[str, Any] = {}
-
-
-def _check(section: str):
-    def register(fn):
-        _SECTION_CHECKS[section] = fn
-        return fn
-
-    return register
+def _section_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(Config)
+    return {name: hint for name, hint in hints.items() if name != "source"}
 
 
-@_check("listener")
-def _check_listener(c: ListenerConfig) -> list[tuple[str, str]]:
-    if c.pbx not in ("asterisk", "freeswitch"):
-        return [("pbx", f"must be 'asterisk' or 'freeswitch', got {c.pbx!r}")]
-    return []
-
-
-@_check("consent")
-def _check_consent(c: ConsentConfig) -> list[tuple[str, str]]:
+def _cross_checks(config: Config) -> list[tuple[str, str, str]]:
+    """(section, key, problem) across [vault], [retention], [roles] and [users] (each refers to the others)."""
     out = []
-    for key in ("grant_digits", "decline_digits"):
-        value = getattr(c, key)
-        if not value or any(ch not in "0123456789*#" for ch in value):
-            out.append((key, f"must be keypad digits (0-9, *, #), got {value!r}"))
-    if set(c.grant_digits) & set(c.decline_digits):
-        out.append(("decline_digits", "shares a digit with grant_digits; a keypress must mean one thing"))
-    if c.timeout_ms < 500:
-        out.append(("timeout_ms", f"{c.timeout_ms} ms is too short for a caller to answer; use >= 500"))
-    if c.max_attempts < 1:
-        out.append(("max_attempts", "must be at least 1"))
-    return out
-
-
-@_check("recording")
-def _check_recording(c: RecordingConfig) -> list[tuple[str, str]]:
-    out = []
-    if c.confirm_timeout_ms <= 0:
-        out.append(("confirm_timeout_ms", "must be positive"))
-    if c.max_pause_s < 0:
-        out.append(("max_pause_s", "must be 0 (never auto-resume) or positive"))
-    return out
-
-
-@_check("policy")
-def _check_policy(c: PolicyConfig) -> list[tuple[str, str]]:
-    out = []
-    for key in ("default_regime", "unknown_regime"):
-        if getattr(c, key) not in REGIMES:
-            out.append((key, f"unknown regime {getattr(c, key)!r}; use one of {', '.join(REGIMES)}"))
-    for code, regime in c.jurisdictions.items():
-        if regime not in REGIMES:
-            out.append((f"jurisdictions.{code}", f"unknown regime {regime!r}; use one of {', '.join(REGIMES)}"))
-    if REGIMES.get(c.unknown_regime) and REGIMES[c.unknown_regime].rank < REGIMES["all-party"].rank:
-        out.append(("unknown_regime", "must be at least as strict as all-party: unknown counts as strictest"))
-    return out
-
-
-@_check("ledger")
-def _check_ledger(c: LedgerConfig) -> list[tuple[str, str]]:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(c.url)
-    except ArgumentError as exc:
-        return [("url", f"not a database URL ({exc}); e.g. sqlite:///callguard.sqlite")]
-    return []
-
-
-@_check("vault")
-def _check_vault(c: VaultConfig) -> list[tuple[str, str]]:
-    out = []
-    if not 4 <= c.chunk_kib <= 16384:
-        out.append(("chunk_kib", f"{c.chunk_kib} is outside 4..16384 (KiB of audio per encrypted chunk)"))
-    if c.sweep_interval_h <= 0:
-        out.append(("sweep_interval_h", "must be positive (hours between retention sweeps)"))
-    if not 1 <= c.dsar_due_days <= 90:
-        out.append(("dsar_due_days", f"{c.dsar_due_days} days is outside 1..90; the GDPR clock is one month"))
-    if c.export_alert_per_day < 1:
-        out.append(("export_alert_per_day", "must be at least 1"))
-    if not c.passphrase_env.isidentifier():
-        out.append(("passphrase_env", f"{c.passphrase_env!r} is not an environment variable name"))
-    return out
-
-
-def _check_vault_tables(values: Mapping[str, Any], where: str) -> list[str]:
-    """Checks across [vault], [retention], [roles] and [users] (each refers to the others)."""
-    defaults = Config()
-    vault = values.get("vault", defaults.vault)
-    retention = values.get("retention", defaults.retention)
-    roles = values.get("roles", defaults.roles)
-    users = values.get("users", defaults.users)
-    out = []
-    for purpose, days in retention.items():
+    for purpose, days in config.retention.items():
         if days < 1:
-            out.append(f"{where}: [retention] {purpose}: must be a whole number of days >= 1, got {days}")
-    known = ", ".join(sorted(retention)) or "(none)"
-    for key, purposes in (("default_purpose", [vault.default_purpose]),
-                          ("legal_duty_purposes", vault.legal_duty_purposes)):
+            out.append(("retention", purpose, f"must be a whole number of days >= 1, got {days}"))
+    for key, purposes in (("default_purpose", [config.vault.default_purpose]),
+                          ("legal_duty_purposes", config.vault.legal_duty_purposes)):
         for purpose in purposes:
-            if purpose not in retention:
-                out.append(f"{where}: [vault] {key}: purpose {purpose!r} has no retention period; "
-                           f"add it to [retention] (known: {known})")
-    for role, permissions in roles.items():
+            if purpose not in config.retention:
+                out.append(("vault", key, f"purpose {purpose!r} has no retention period; add it to [retention] "
+                                          f"(known: {', '.join(sorted(config.retention)) or '(none)'})"))
+    for role, permissions in config.roles.items():
         for permission in permissions:
             if permission not in PERMISSIONS:
-                out.append(f"{where}: [roles] {role}: unknown permission {permission!r}"
-                           f"{_suggest(permission, list(PERMISSIONS)).replace('known keys', 'permissions')}")
-    for user, role in users.items():
-        if role not in roles:
-            out.append(f"{where}: [users] {user}: unknown role {role!r}"
-                       f"{_suggest(role, list(roles)).replace('known keys', 'roles')}")
+                out.append(("roles", role, f"unknown permission {permission!r}{suggest(permission, PERMISSIONS)}; "
+                                           f"accepted: {', '.join(PERMISSIONS)}"))
+    for user, role in config.users.items():
+        if role not in config.roles:
+            out.append(("users", user, f"unknown role {role!r}{suggest(role, config.roles)}; "
+                                       f"accepted: {', '.join(config.roles)}"))
     return out
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation in (str, bool):
-        return isinstance(value, annotation)
-    if origin is list:
-        (item,) = typing.get_args(annotation)
-        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
-    if origin is dict:
-        key_t, val_t = typing.get_args(annotation)
-        return isinstance(value, dict) and all(
-            _type_ok(k, key_t) and _type_ok(v, val_t) for k, v in value.items()
-        )
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    return True
-
-
-def _type_name(annotation: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    if annotation in names:
-        return names[annotation]
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(annotation)[0]).removeprefix('a ').removeprefix('an ')}s"
-    if origin is dict:
-        return "a table"
-    return str(annotation)
-
-
-def _suggest(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
-
-
-def _build_section(name: str, cls: Any, raw: Any, where: str, problems: list[str]) -> Any:
-    hints = typing.get_type_hints(cls)
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: [{name}] must be a table, got {type(raw).__name__}")
-        return cls()
-    known = [f.name for f in dataclasses.fields(cls)]
-    values = {}
-    for key, value in raw.items():
-        if key not in known:
-            problems.append(f"{where}: [{name}] {key}: unknown key{_suggest(key, known)}")
-            continue
-        if not _type_ok(value, hints[key]):
-            problems.append(
-                f"{where}: [{name}] {key}: expected {_type_name(hints[key])}, got {value!r}"
-            )
-            continue
-        if hints[key] is float and isinstance(value, int):
-            value = float(value)
-        values[key] = value
-    section = cls(**values)
-    check = _SECTION_CHECKS.get(name)
-    if check:
-        for key, message in check(section):
-            problems.append(f"{where}: [{name}] {key}: {message}")
-    return section
-
-
-def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """``CALLGUARD_SECTION__KEY=value`` -> {section: {key: value}}."""
-    out: dict[str, dict[str, Any]] = {}
-    sources: list[str] = []
+def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], tuple[str, Any]]:
+    """``CALLGUARD_SECTION__KEY=value`` -> {(section, key): (variable name, value)}."""
+    out: dict[tuple[str, str], tuple[str, Any]] = {}
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name or name == ENV_CONFIG:
             continue
-        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        section_name, _, key = name[len(ENV_PREFIX):].lower().partition("__")
         try:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text
-        out.setdefault(section, {})[key] = value
-        sources.append(name)
-    return out, sources
+        out[(section_name, key)] = (name, value)
+    return out
 
 
 def parse_config(data: Mapping[str, Any], where: str = "<config>",
                  environ: Mapping[str, str] | None = None) -> Config:
-    """Build a :class:`Config` from parsed TOML, applying env overrides."""
-    problems: list[str] = []
+    """Build a :class:`Config` from parsed TOML, applying env overrides; ConfigError lists every problem."""
     merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    env, _ = _env_overrides(os.environ if environ is None else environ)
-    for section, keys in env.items():
-        target = merged.setdefault(section, {})
+    env = _env_overrides(os.environ if environ is None else environ)
+    for (section_name, key), (_, value) in env.items():
+        target = merged.setdefault(section_name, {})
         if isinstance(target, dict):
-            target.update(keys)
-    hints = typing.get_type_hints(Config)
-    sections = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+            target[key] = value
+
+    def origin(section_name: str, key: str = "") -> str:
+        """The file, or the variable when the value came from the environment."""
+        variable = env.get((section_name, key.partition(".")[0]))
+        if variable is None and not key:
+            variable = next((v for (s, _), v in env.items() if s == section_name and section_name not in data), None)
+        return f"environment variable {variable[0]}" if variable else where
+
+    problems: list[str] = []
+    types = _section_types()
     values: dict[str, Any] = {}
     for name, raw in merged.items():
-        if name not in sections:
-            problems.append(f"{where}: [{name}]: unknown section{_suggest(name, list(sections))}")
+        if name not in types:
+            problems.append(f"{origin(name)}: [{name}]: unknown section{suggest(name, types)}; "
+                            f"known sections: {', '.join(types)}")
             continue
-        annotation = hints[name]
-        if dataclasses.is_dataclass(annotation):
-            values[name] = _build_section(name, annotation, raw, where, problems)
-        elif _type_ok(raw, annotation):
-            values[name] = raw
+        annotation = types[name]
+        if not isinstance(raw, dict):
+            problems.append(f"{origin(name)}: [{name}]: must be a table, got {raw!r}")
+            continue
+        if is_section(annotation):
+            built, errors = build(annotation, raw)
         else:
-            problems.append(f"{where}: [{name}]: expected {_type_name(annotation)}, got {raw!r}")
+            try:
+                built, errors = table_adapter(annotation).validate_python(raw), []
+            except ValidationError as exc:
+                built, errors = None, [describe(error) for error in exc.errors()]
+        problems.extend(f"{origin(name, key)}: [{name}] {key}: {message}" for key, message in errors)
+        values[name] = built
     if not problems:
-        problems.extend(_check_vault_tables(values, where))
+        config = Config(**values, source=where)
+        problems.extend(f"{origin(s, k)}: [{s}] {k}: {message}" for s, k, message in _cross_checks(config))
     if problems:
         raise ConfigError(problems)
-    return Config(**values, source=where)
+    return config
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:

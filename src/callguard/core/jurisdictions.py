@@ -120,3 +120,16 @@ DEFAULT_LANGUAGES: Mapping[str, str] = MappingProxyType({
     **{cc: "fr" for cc in ("FR", "MC", "LU", "SN", "CI", "CM", "ML", "BF", "NE", "CA-QC")},
     **{cc: "en" for cc in ("US", "GB", "IE", "CA", "AU", "NZ")},
 })
+
+
+def jurisdiction_codes() -> frozenset[str]:
+    """Every code :meth:`Policy.locate` can produce: phonenumbers' regions, ``US-XX``, ``CA-XX``.
+
+    A site's ``home`` or ``[policy.jurisdictions]`` key outside this set can
+    never match a caller, so the config loader refuses it instead of letting
+    the default regime apply in silence (``US-CAL`` for ``US-CA``).
+    """
+    import phonenumbers
+
+    subdivisions = {f"US-{code}" for code in US_STATES.values()} | {f"CA-{code}" for code in CA_PROVINCES.values()}
+    return frozenset(phonenumbers.SUPPORTED_REGIONS) | frozenset(subdivisions)
