@@ -363,7 +363,7 @@ class FakeCall:
         await self.press(digits, party)
 
     async def hotkey(self, action: str, at: float | None = None) -> None:
-        """The agent presses *1 / *2: the feature Gosub sends ``UserEvent(CallGuard)``."""
+        """The agent presses *6 / *7: the feature Gosub sends ``UserEvent(CallGuard)``."""
         await self._at(at)
         source = self.agent if self.agent is not None and not self.agent.hung_up else self.channel
         self.pbx._user_event(self, source, action, "agent-hotkey", context=FEATURE_CONTEXT)

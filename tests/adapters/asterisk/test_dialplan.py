@@ -91,8 +91,8 @@ def test_hotkeys_are_inherited_and_not_usable_by_the_caller():
     assert "Set(__DYNAMIC_FEATURES=" in inbound and "callguard_pause#callguard_resume" in inbound
     assert "Set(CALLGUARD_ROLE=caller)" in inbound  # plain: not inherited by the agent
     mapping = dict(line.split("=>") for line in FEATURES["applicationmap"])
-    assert mapping["callguard_pause "].strip().startswith("*1,self,Gosub(callguard-feature,pause,1)")
-    assert mapping["callguard_resume "].strip().startswith("*2,self,Gosub(callguard-feature,resume,1)")
+    assert mapping["callguard_pause "].strip().startswith("*6,self,Gosub(callguard-feature,pause,1)")
+    assert mapping["callguard_resume "].strip().startswith("*7,self,Gosub(callguard-feature,resume,1)")
     for exten in ("pause", "resume"):
         first = next(line for line in EXT["callguard-feature"] if line.startswith(f"exten => {exten},1,"))
         assert 'CALLGUARD_ROLE}" = "caller"' in first

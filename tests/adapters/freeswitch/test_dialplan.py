@@ -295,7 +295,7 @@ def test_hotkeys_pause_and_resume_from_the_agent_leg():
         exten = app.partition("::")[2]
         assert rest == ["XML", "callguard-features"]
         keys[key] = type(as_inbound_event(fired_events()[exten], leg=AGENT_LEG))
-    assert keys == {"1": ev.PauseRequested, "2": ev.ResumeRequested}
+    assert keys == {"6": ev.PauseRequested, "7": ev.ResumeRequested}
     for name in ("callguard_pause", "callguard_resume"):
         gate = conditions(extension("callguard-features", name))[1]
         assert f"${{uuid}} == ${{{exported_call_variable()}}}" in gate.get("field", "")
