@@ -17,8 +17,10 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.option("--features", "features_conf", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The PBX's Asterisk features.conf: warn when callguard's hotkeys collide with its feature codes.")
 @click.pass_context
-def check(ctx: click.Context, path: str | None) -> None:
+def check(ctx: click.Context, path: str | None, features_conf: str | None) -> None:
     """Check PATH (default: the active config) and report every problem."""
     config = get_config(ctx, path)
     problems = _prompt_problems(config)
@@ -31,6 +33,25 @@ def check(ctx: click.Context, path: str | None) -> None:
     click.echo(f"  policy:   unknown -> {policy.unknown_regime}, unlisted -> {policy.default_regime},"
                f" home {policy.home or '(none)'}")
     click.echo(f"  vault:    {_ingest_line(config)}")
+    if features_conf:
+        click.echo(f"  hotkeys:  {_hotkey_line(features_conf)}")
+
+
+def _hotkey_line(features_conf: str) -> str:
+    """callguard's agent hotkeys against the PBX's features.conf (a collision means one key never fires)."""
+    from pathlib import Path
+
+    from callguard.adapters.asterisk.featurecodes import collisions, read_features
+
+    try:
+        codes = read_features(Path(features_conf))
+    except OSError as exc:
+        return f"WARNING: cannot read {features_conf}: {exc}"
+    found = collisions(codes)
+    if found:
+        return "WARNING: " + "\n            WARNING: ".join(found)
+    ours = [f"{c.name} {c.code}" for c in codes if c.name.startswith("callguard_")] or ["shipped *6 / *7"]
+    return f"{', '.join(ours)}: no collision with {features_conf}"
 
 
 def _ingest_line(config: Config) -> str:
