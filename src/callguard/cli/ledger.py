@@ -138,6 +138,26 @@ def verify_cmd(ctx: click.Context, chain_id: str | None, db_url: str | None) -> 
     click.echo(f"all {len(report.chains)} chain(s) verified")
 
 
+@ledger_group.command("migrate")
+@db_option
+@click.pass_context
+def migrate_cmd(ctx: click.Context, db_url: str | None) -> None:
+    """Bring the ledger database to this release's schema (idempotent; back it up first).
+
+    Entries are never rewritten: the migration adds tables and columns and
+    builds each chain's Merkle tree from the entries as they are.
+    """
+    from callguard.ledger.db import migrate_database
+
+    url = db_url or get_config(ctx).ledger.url
+    try:
+        before, done = migrate_database(url)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    was = f"revision {before}" if before else "no revision (made before migrations)"
+    click.echo(f"{describe_url(url)}: {done} (was {was}); run `callguard ledger verify` to check it")
+
+
 @ledger_group.command("show")
 @click.argument("call_id")
 @db_option

@@ -24,7 +24,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from callguard.ledger.append_only import install as install_append_only
-from callguard.ledger.models import Base, LedgerEntryRecord
+from callguard.ledger.models import LedgerEntryRecord
+from callguard.ledger.schema import current_revision, head_revision
+from callguard.ledger.schema import upgrade as migrate
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
@@ -112,7 +114,7 @@ def make_engine(url: str | URL, *, writer: bool = False,
 
 
 def open_for_writing(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
-    """An engine for the writer; creates the schema (every table on ``Base``) if missing.
+    """An engine for the writer; creates or migrates the schema (:mod:`callguard.ledger.schema`).
 
     The append-only triggers are (re)installed too, so a database created
     before a table was protected gets its triggers on the next open.
@@ -125,7 +127,7 @@ def open_for_writing(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIME
     engine = make_engine(parsed, writer=True, busy_timeout_ms=busy_timeout_ms)
     try:
         with engine.begin() as connection:
-            Base.metadata.create_all(connection)
+            migrate(connection)
             install_append_only(connection)
     except SQLAlchemyError as exc:
         engine.dispose()
@@ -151,7 +153,38 @@ def open_for_reading(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIME
         engine.dispose()
         raise LedgerError(f"{describe_url(parsed)} is not a callguard ledger "
                           f"(no {LedgerEntryRecord.__tablename__} table); check [ledger] url or --db")
+    try:
+        with engine.connect() as connection:
+            revision = current_revision(connection)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise LedgerError(f"cannot open ledger {describe_url(parsed)}: {error_text(exc)}") from None
+    if revision != head_revision():
+        engine.dispose()
+        found = f"schema revision {revision}" if revision else "a schema from before migrations (callguard < 0.2)"
+        raise LedgerError(f"{describe_url(parsed)} has {found}; this callguard needs revision {head_revision()}. "
+                          "Run `callguard ledger migrate` once (back the database up first), or start the "
+                          "listener, which migrates on start")
     return engine
+
+
+def migrate_database(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> tuple[str | None, str]:
+    """Migrate an existing ledger to the current schema: (revision before, what was done)."""
+    parsed = _parse(url)
+    path = sqlite_path(parsed)
+    if path is not None and not path.is_file():
+        raise LedgerError(f"ledger database {str(path)!r} does not exist (URL {describe_url(parsed)})")
+    engine = make_engine(parsed, writer=True, busy_timeout_ms=busy_timeout_ms)
+    try:
+        with engine.begin() as connection:
+            before = current_revision(connection)
+            done = migrate(connection)
+            install_append_only(connection)
+        return before, done
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"migrating {describe_url(parsed)} failed (nothing was changed): {error_text(exc)}") from None
+    finally:
+        engine.dispose()
 
 
 __all__ = [
@@ -159,6 +192,7 @@ __all__ = [
     "describe_url",
     "error_text",
     "make_engine",
+    "migrate_database",
     "open_for_reading",
     "open_for_writing",
     "sqlite_path",

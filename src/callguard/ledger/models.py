@@ -22,7 +22,7 @@ Two kinds of table live here:
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from callguard.ledger.append_only import append_only
@@ -76,11 +76,13 @@ class CallParty(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id", ondelete="CASCADE"), index=True)
     channel: Mapped[str | None] = mapped_column(String(ID_LEN))
-    #: The number exactly as the PBX gave it (caller-controlled; may be junk).
-    number: Mapped[str | None] = mapped_column(String(ID_LEN))
-    #: ``number`` reduced to a leading "+" and digits, for lookups (DSAR).
+    #: The number as the PBX gave it, sealed (JSON of :mod:`callguard.evidence.pii`);
+    #: plain text in ledgers written before sealing.
+    number: Mapped[str | None] = mapped_column(Text)
+    #: The subject lookup hash of the number (``pii.subject_of``), for requests (DSAR);
+    #: before sealing, the number's digits.
     number_key: Mapped[str | None] = mapped_column(String(ID_LEN), index=True)
-    name: Mapped[str | None] = mapped_column(String(ID_LEN))
+    name: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str | None] = mapped_column(String(32))
     jurisdiction: Mapped[str | None] = mapped_column(String(32))
     regime: Mapped[str | None] = mapped_column(String(32))
@@ -136,10 +138,85 @@ class ChainHead(Base):
     last_hash: Mapped[str] = mapped_column(String(HASH_LEN))
     #: Wall-clock time of the last commit (epoch seconds), for `ledger verify`.
     updated_at: Mapped[float] = mapped_column(Float)
+    #: Leaves in the chain's Merkle tree and its root (hex); NULL until the
+    #: tree is built (a ledger written before the Merkle tree existed).
+    tree_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tree_root: Mapped[str | None] = mapped_column(String(HASH_LEN), nullable=True)
+
+
+class MerkleNode(Base):
+    """Stored interior nodes of each chain's RFC 9162 tree, every 8th level.
+
+    Leaf ``seq - 1`` of a chain is ``SHA-256(0x00 || entry hash bytes)``.
+    A node at ``(level, idx)`` is the root of leaves ``[idx << level,
+    (idx + 1) << level)``; only levels 8, 16, 24, ... are kept (one row per
+    256 entries, like the tiles of transparency-dev's tessera), so any proof
+    is a few range reads plus at most a few hundred hashes.
+    """
+
+    __tablename__ = "merkle_nodes"
+
+    chain_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class CheckpointRecord(Base):
+    """A signed checkpoint (C2SP tlog-checkpoint note) of one chain's tree."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain_id: Mapped[str] = mapped_column(String(ID_LEN))
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    signed_at: Mapped[float] = mapped_column(Float)
+    key_name: Mapped[str] = mapped_column(String(ID_LEN))
+    #: The signed note, exactly as published.
+    note: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_checkpoints_chain_size", "chain_id", "tree_size"),)
+
+
+class Publication(Base):
+    """Where a checkpoint was sent (witness directory / HTTPS witness) and how it went."""
+
+    __tablename__ = "checkpoint_publications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"), index=True)
+    witness: Mapped[str] = mapped_column(String(ID_LEN))
+    at: Mapped[float] = mapped_column(Float)
+    #: "published", "cosigned", "refused", "failed"
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PiiKey(Base):
+    """A per-call, per-subject key that seals personal data in ledger entries.
+
+    Deleting the row is crypto-shredding: the sealed values in the
+    (append-only, hash-chained) entries stay as they are, so every chain,
+    tree and bundle still verifies, but nobody can read them any more.
+    ``subject`` is a lookup hash of the phone number's digits (NULL for a
+    party without a number) so a data-subject request finds its keys.
+    """
+
+    __tablename__ = "pii_keys"
+
+    kid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    subject: Mapped[str | None] = mapped_column(String(HASH_LEN), index=True, nullable=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[float] = mapped_column(Float)
 
 
 append_only(LedgerEntryRecord.__table__, "ledger entries are append-only evidence of the notice, consent and "
             "recording decisions of each call; record a correction as a new entry (the writer never "
             "changes or removes one)")
+append_only(MerkleNode.__table__, "Merkle tree nodes are derived from the evidence once and never change")
+append_only(CheckpointRecord.__table__, "signed checkpoints are published evidence; sign a new one instead")
 
-__all__ = ["HASH_LEN", "Base", "Call", "CallParty", "ChainHead", "LedgerEntryRecord"]
+__all__ = ["HASH_LEN", "Base", "Call", "CallParty", "ChainHead", "CheckpointRecord", "LedgerEntryRecord", "MerkleNode",
+           "PiiKey", "Publication"]

@@ -43,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from callguard.core.commands import LedgerEntry
+from callguard.evidence.merkle import CompactRange
 from callguard.ledger.chain import GENESIS_HASH, encode_data, entry_hash, to_us
 from callguard.ledger.db import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -51,8 +52,9 @@ from callguard.ledger.db import (
     error_text,
     open_for_writing,
 )
-from callguard.ledger.models import ID_LEN, ChainHead, LedgerEntryRecord
+from callguard.ledger.models import ID_LEN, ChainHead, LedgerEntryRecord, MerkleNode
 from callguard.ledger.projection import ProjectedEntry, project
+from callguard.ledger.tree import catch_up, collect_stored, entry_leaf
 
 log = logging.getLogger("callguard.ledger")
 
@@ -111,6 +113,7 @@ class _Attempt:
 
     head: tuple[int, str]
     committed: list[Committed]
+    tree: CompactRange | None
 
 
 class _ChainMoved(Exception):
@@ -121,11 +124,17 @@ class Ledger:
     """A hash-chained ledger writer for one chain (one listener).
 
     Use :meth:`open`; it implements the runtime's ``LedgerSink`` protocol.
+
+    With ``merkle`` (the default) every batch also extends the chain's
+    RFC 9162 tree in the same transaction (see :mod:`callguard.ledger.tree`):
+    one leaf hash and on average one node hash per entry, on this thread,
+    never on the caller's.  ``merkle=False`` exists for the benchmark's
+    baseline; a later writer with it on builds the missing part once.
     """
 
     def __init__(self, engine: Engine, chain_id: str, *, batch_max: int = 256,
                  batch_wait_ms: float = 2.0, retry_min_s: float = 0.05, retry_max_s: float = 5.0,
-                 url: str = "") -> None:
+                 url: str = "", merkle: bool = True) -> None:
         if not chain_id or len(chain_id) > ID_LEN:
             raise LedgerError(f"chain id must be 1..{ID_LEN} characters, got {chain_id!r}")
         if batch_max < 1:
@@ -138,6 +147,9 @@ class Ledger:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.stats = WriterStats()
+        self.merkle = merkle
+        self._tree: CompactRange | None = None
+        self._close_hooks: list[Callable[[], None]] = []
         self._queue: queue.SimpleQueue[_Item | _Marker] = queue.SimpleQueue()
         self._pending: deque[_Item | _Marker] = deque()
         self._head: tuple[int, str] | None = None
@@ -162,7 +174,7 @@ class Ledger:
     @classmethod
     def open(cls, url: str | URL, chain_id: str, *, batch_max: int = 256, batch_wait_ms: float = 2.0,
              busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, retry_min_s: float = 0.05,
-             retry_max_s: float = 5.0) -> Ledger:
+             retry_max_s: float = 5.0, merkle: bool = True) -> Ledger:
         """Open (creating the schema if needed) and resume ``chain_id`` from its head.
 
         Fails fast with :class:`LedgerError` when the database cannot be
@@ -172,7 +184,7 @@ class Ledger:
         engine = open_for_writing(url, busy_timeout_ms=busy_timeout_ms)
         try:
             return cls(engine, chain_id, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
-                       retry_min_s=retry_min_s, retry_max_s=retry_max_s, url=describe_url(url))
+                       retry_min_s=retry_min_s, retry_max_s=retry_max_s, url=describe_url(url), merkle=merkle)
         except BaseException:
             engine.dispose()
             raise
@@ -232,8 +244,21 @@ class Ledger:
         if lost:
             log.error("ledger %s: closed with %d entries NOT written to %s (last error: %s)",
                       self.chain_id, lost, self.url, self._last_error)
+        for hook in self._close_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("ledger %s: a close hook failed", self.chain_id)
         self.engine.dispose()
         return lost == 0
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` in :meth:`close` after the last entry is written, before the engine goes.
+
+        The checkpointer signs its final checkpoint here, so a clean stop
+        always leaves a checkpoint covering every entry.
+        """
+        self._close_hooks.append(hook)
 
     def __enter__(self) -> Self:
         return self
@@ -255,6 +280,12 @@ class Ledger:
     def last_error(self) -> str | None:
         """The most recent database error, worded for a log or a status page."""
         return self._last_error
+
+    @property
+    def tree_head(self) -> tuple[int, bytes] | None:
+        """(size, root hash) of the chain's Merkle tree as last committed (None without Merkle)."""
+        tree = self._tree
+        return None if tree is None else (tree.size, tree.root())
 
     @property
     def backlog(self) -> int:
@@ -284,7 +315,10 @@ class Ledger:
                         log.warning("ledger %s: the last entry (seq %d) does not match the chain head; "
                                     "`callguard ledger verify` will report it; new entries continue "
                                     "from the head", self.chain_id, seq)
-                return seq, last
+            if self.merkle:
+                with self.engine.begin() as connection:
+                    self._tree = catch_up(connection, self.chain_id)
+            return seq, last
         except LedgerError:
             raise
         except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear message
@@ -402,15 +436,32 @@ class Ledger:
                 if attempt is not None and self._head == attempt.head:
                     # The COMMIT we saw fail had in fact gone through.
                     committed = attempt.committed
-                    return self._committed(committed, attempt.head)
+                    return self._committed(committed, attempt.head, attempt.tree)
+                if self.merkle and (self._tree is None or self._tree.size != self._head[0]):
+                    self._tree = catch_up(session.connection(), self.chain_id)
             committed, rows, projected = self._chain(batch)
             old_seq = self._head[0]
             new_head = (committed[-1].seq, committed[-1].hash)
-            self._last_attempt = _Attempt(new_head, committed)
-            self._advance_head(session, old_seq, new_head)
+            nodes: list[dict[str, object]] = []
+            tree = self._grow_tree(committed, nodes)
+            self._last_attempt = _Attempt(new_head, committed, tree)
+            self._advance_head(session, old_seq, new_head, tree)
             session.execute(insert(LedgerEntryRecord.__table__), rows)  # Core: no ORM bookkeeping
+            if nodes:
+                session.execute(insert(MerkleNode.__table__), nodes)
             project(session, projected)
-        return self._committed(committed, new_head)
+        return self._committed(committed, new_head, tree)
+
+    def _grow_tree(self, committed: list[Committed], nodes: list[dict[str, object]]) -> CompactRange | None:
+        """The tree with ``committed`` appended (a copy: a failed commit leaves ours as it was)."""
+        if not self.merkle:
+            return None
+        assert self._tree is not None
+        tree = CompactRange(self._tree.size, self._tree.hashes, collect_stored(nodes, self.chain_id))
+        for done in committed:
+            tree.append(entry_leaf(done.hash))
+        tree.on_node = None
+        return tree
 
     def _chain(self, batch: list[_Item]) -> tuple[list[Committed], list[dict[str, object]], list[ProjectedEntry]]:
         """Seq numbers and hashes for ``batch``, continuing from the current head."""
@@ -434,26 +485,31 @@ class Ledger:
             prev = digest
         return committed, rows, projected
 
-    def _advance_head(self, session: Session, old_seq: int, new_head: tuple[int, str]) -> None:
+    def _advance_head(self, session: Session, old_seq: int, new_head: tuple[int, str],
+                      tree: CompactRange | None) -> None:
         """Move the stored head, but only from where we built (optimistic check)."""
         seq, last = new_head
+        tree_values = {} if tree is None else {"tree_size": tree.size, "tree_root": tree.root().hex()}
         if old_seq == 0 and session.get(ChainHead, self.chain_id) is None:
             session.add(ChainHead(chain_id=self.chain_id, last_seq=seq, last_hash=last,
-                                  updated_at=time.time()))
+                                  updated_at=time.time(), **tree_values))
             session.flush()
             return
         result = session.execute(
             update(ChainHead)
             .where(ChainHead.chain_id == self.chain_id, ChainHead.last_seq == old_seq)
-            .values(last_seq=seq, last_hash=last, updated_at=time.time())
+            .values(last_seq=seq, last_hash=last, updated_at=time.time(), **tree_values)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise _ChainMoved(f"chain {self.chain_id!r} head moved past seq {old_seq}: "
                               "is another listener writing with the same chain id?")
 
-    def _committed(self, committed: list[Committed], head: tuple[int, str]) -> list[Committed]:
+    def _committed(self, committed: list[Committed], head: tuple[int, str],
+                   tree: CompactRange | None) -> list[Committed]:
         self._head = head
+        if tree is not None:
+            self._tree = tree
         self._last_attempt = None
         self._committed_seq = head[0]
         self.stats.transactions += 1
