@@ -527,7 +527,7 @@ class FakeAsterisk:
     * ``response_delay_s`` / ``event_delay_s``: deliver late.
     * ``lose(kind, name, data) -> bool``: drop a response or event.
     * ``refuse_connections``: close new connections at once.
-    * :meth:`drop_connections`, :meth:`start_flood`, :meth:`stop_flood`.
+    * :meth:`drop_connections`, :meth:`send_raw`, :meth:`start_flood`, :meth:`stop_flood`.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str = "callguard",
@@ -632,6 +632,12 @@ class FakeAsterisk:
         """Cut every AMI connection (like a network failure: no Shutdown event)."""
         for session in list(self._sessions):
             session.close(abort=True)
+
+    def send_raw(self, data: bytes) -> None:
+        """Write exactly these bytes to every logged-in client (a broken or hostile peer)."""
+        for session in list(self._sessions):
+            if session.authenticated:
+                session._write_now(data)
 
     # -- clocks -------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Fixture files interleave what the client sent (lines starting ``>>> ``)
 with what Asterisk sent; ``### new connection`` separates TCP connections.
-The reference reader decodes a *whole* stream at once with the simplest
-possible rules, so it is an independent check on the incremental parser.
+The reference reader (:mod:`.ami_reference`) decodes a *whole* stream at
+once with the simplest possible rules, so it is an independent check on
+the incremental parser.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .ami_reference import read_stream
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.ami"))
@@ -36,12 +39,9 @@ def server_streams(path: Path) -> list[Stream]:
 
 
 def _reference(name: str, data: bytes) -> Stream:
-    pos = 0
-    banner = None
-    if data.startswith(b"Asterisk Call Manager/"):
-        eol = data.index(b"\r\n")
-        banner = data[:eol].decode("utf-8")
-        pos = eol + 2
+    """Messages by the reference reader; spans by a plain search for each message's empty line."""
+    reading = read_stream(data, wanted=None)
+    pos = len(reading.banner) + 2 if reading.banner is not None else 0
     messages, spans = [], []
     while True:
         while data.startswith(b"\r\n", pos) and not data.startswith(b"\r\n\r\n", pos):
@@ -49,12 +49,13 @@ def _reference(name: str, data: bytes) -> Stream:
         end = data.find(b"\r\n\r\n", pos)
         if end < 0:
             break
-        block = data[pos:end].decode("utf-8")
-        if block:
-            messages.append(dict(line.split(": ", 1) for line in block.split("\r\n")))
+        one = read_stream(data[pos:end + 4], expect_banner=False).messages
+        if one:  # not a block a caller's CR/LF cut off an event (garbage)
+            messages.append(one[0][0])
             spans.append((pos, end + 4))
         pos = end + 4
-    return Stream(name, data, banner, messages, spans)
+    assert messages == [headers for headers, _ in reading.messages], name
+    return Stream(name, data, reading.banner, messages, spans)
 
 
 def all_streams() -> list[Stream]:

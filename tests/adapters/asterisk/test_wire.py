@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from callguard.adapters.asterisk.protocol import NOISE_EVENTS, default_wanted
 from callguard.adapters.asterisk.wire import (
     AmiParser,
+    MAX_CACHED_NAMES,
     AmiProtocolError,
     UnsafeHeaderValue,
     encode_action,
@@ -168,3 +169,51 @@ def test_encode_action_puts_action_first_and_refuses_crlf():
     with pytest.raises(UnsafeHeaderValue):
         encode_action({"Action": "Setvar", "Bad Name": "x"})
     assert encode_action([("Action", "X"), ("Variable", ["a=1", "b=2"])]).count(b"Variable:") == 2
+
+
+# -- bounds: a broken or hostile peer costs O(bytes) and bounded memory -----------------------
+
+
+def test_oversized_complete_message_in_one_read_is_a_protocol_error():
+    """The limit holds for every message, not only for an unterminated tail."""
+    parser = AmiParser(expect_banner=False, max_message=1000)
+    assert parser.feed(b"Event: Hangup\r\n\r\n" + b"Event: X\r\nData: " + b"a" * 900 + b"\r\n\r\n")
+    with pytest.raises(AmiProtocolError, match="1016 bytes"):
+        parser.feed(b"Event: Hangup\r\n\r\nEvent: X\r\nData: " + b"a" * 1000 + b"\r\n\r\nEvent: Hangup\r\n\r\n")
+
+
+def test_a_run_of_blocks_that_are_not_messages_is_a_protocol_error():
+    parser = AmiParser(expect_banner=False, max_message=1000)
+    # A caller's CR/LF cuts events: the cut-off pieces are dropped, the real events kept.
+    for _ in range(20):
+        got = parser.feed(b"Event: Newstate\r\nCallerIDNum: 1\r\n\r\nx: y\r\nUniqueid: 2\r\n\r\n")
+        assert [m["Event"] for m in got] == ["Newstate"]
+    assert parser.garbage == 20
+    with pytest.raises(AmiProtocolError, match="neither Event: nor Response:"):
+        parser.feed(b"\x00\x01garbage: \xff\r\n\r\n" * 100)
+
+
+def test_event_name_cache_is_bounded():
+    asked: list[bytes] = []
+
+    def wanted(name: bytes) -> bool:
+        asked.append(name)
+        return name.endswith(b"7")
+
+    parser = AmiParser(wanted, expect_banner=False)
+    names = [f"Name{i}".encode() for i in range(MAX_CACHED_NAMES + 500)]
+    got = parser.feed(b"".join(b"Event: " + n + b"\r\nX: 1\r\n\r\n" for n in names * 2))
+    assert len(parser._decisions) == MAX_CACHED_NAMES
+    assert [m["Event"].encode() for m in got] == [n for n in names * 2 if n.endswith(b"7")]
+    # cached names are asked once, the rest every time
+    assert len(asked) == MAX_CACHED_NAMES + 2 * 500
+
+
+def test_small_reads_of_a_long_message_do_not_copy_the_buffer_each_time():
+    """1 MiB in 100-byte reads: the buffer grows in place (bench/ami_ingest.py --garbage times it)."""
+    parser = AmiParser(expect_banner=False)
+    body = b"Event: X\r\nData: " + b"a" * (1 << 20) + b"\r\n\r\n"
+    buffer = parser._buf
+    for i in range(0, len(body) - 200, 100):
+        assert parser.feed(body[i:i + 100]) == []
+    assert parser._buf is buffer and parser._scan >= len(buffer) - 3

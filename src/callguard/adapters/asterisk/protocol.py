@@ -128,7 +128,10 @@ class AmiProtocol(asyncio.Protocol):
         try:
             messages = self.parser.feed(data)
         except AmiProtocolError as exc:
-            log.error("AMI stream is not valid (%s); dropping the connection", exc)
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "the AMI peer"
+            log.error("AMI connection to %s dropped: %s; reconnecting (if this repeats, check that [asterisk] "
+                      "host/port point at Asterisk's manager interface)", where, exc)
             self.abort()
             return
         if self.banner is not None and not self.banner.done() and self.parser.banner is not None:

@@ -4,15 +4,53 @@ Why our own parser instead of panoramisk 1.4's ``AMIProtocol.data_received``:
 
 * panoramisk decodes every TCP read on its own (``data.decode(enc,
   'ignore')``), so a UTF-8 character split across two reads is silently
-  dropped (``José`` becomes ``Jos``).  We buffer *bytes* and decode one
-  whole message at a time, so a split can never damage text; invalid UTF-8
-  is replaced (U+FFFD), never fatal.
+  dropped (``José`` becomes ``Jos``).  We buffer *bytes* and decode only
+  complete messages, so a split can never damage text; invalid UTF-8 is
+  replaced (U+FFFD), never fatal.
+* panoramisk joins each read to everything still buffered and splits it
+  all again, so a long message in small reads costs O(n^2); we append to
+  one buffer and only search the bytes that are new.
 * On a real PBX about half of all events are ``VarSet`` and ``Newexten``
   that callguard never looks at.  We read only the ``Event:`` line of each
-  message and drop unwanted ones before decoding or building a dict.
+  message and drop unwanted ones before building a dict.
 * Every action we write goes through :func:`encode_action`, which refuses
   CR or LF in any header: caller-controlled text can never smuggle a second
   header (or a second action) into the stream.
+
+The grammar, as Asterisk writes it (``main/manager.c``: ``astman_append``
+and ``manager_event`` write every header as ``"%s: %s\r\n"`` and end a
+message with an empty line):
+
+* The stream starts with the banner line ``Asterisk Call Manager/<ver>``.
+* A message is a run of CRLF-terminated lines ended by an empty line.
+  Empty lines where a message would start are skipped.
+* A line is a header when it contains ``": "``: the name is what precedes
+  the *first* ``": "`` (so ``ChanVariable(IAX2/10.0.0.1:4569-1): x`` keeps
+  its colon, and a dialplan ``UserEvent`` may put a space in a name), the
+  value is the rest, byte for byte.  A line ending in ``:`` is a header
+  with an empty value.  Any other line (and one with an empty name) is
+  body text.  A repeated header's values are joined with ``\n``.
+* ``Response: Follows`` (``action_command`` up to Asterisk 13) is written
+  as ``Response: Follows\r\nPrivilege: Command\r\n[ActionID: x\r\n]``,
+  then the CLI output verbatim (LF line ends, any text, ``": "``
+  included), then ``--END COMMAND--\r\n\r\n``.  Its headers are those
+  lines; the output between them and ``--END COMMAND--`` is the body.  It
+  still ends at the first empty line like every other message: a caller
+  number carrying a forged ``Response: Follows`` must not swallow the real
+  events behind it.
+* A block with neither ``Event`` nor ``Response`` is not a message (a
+  caller's CR/LF cut a real event in two, or the peer is not Asterisk): it
+  is dropped and counted in :attr:`AmiParser.garbage`.
+
+``tests/adapters/asterisk/ami_reference.py`` implements the same grammar
+line by line, as plainly as possible; property tests hold this module's
+quick paths to it on arbitrary messages cut into arbitrary reads.
+
+Bounds (a peer that is broken or hostile costs O(bytes), never more memory
+than the limits): every message, and every run of blocks that are not
+messages, is at most ``max_message`` bytes (1 MiB); the filter remembers at
+most :data:`MAX_CACHED_NAMES` event names.  Crossing a bound raises
+:class:`AmiProtocolError`, and the connection drops and reconnects.
 """
 
 from __future__ import annotations
@@ -23,19 +61,23 @@ from typing import Callable, Iterable, Mapping  # noqa: F401 (Mapping: annotatio
 EOL = b"\r\n"
 EOM = b"\r\n\r\n"
 BANNER_PREFIX = b"Asterisk Call Manager/"
-_EVENT_PREFIX = b"Event: "
-_EVENT_PREFIX_LEN = len(_EVENT_PREFIX)
-_ACTION_ID = b"\r\nActionID: "
+_FOLLOWS = "Response: Follows"
+_END_COMMAND = "--END COMMAND--"
+#: The header lines manager.c writes before a Follows response's output.
+_FOLLOWS_HEADERS = ("Privilege: ", "ActionID: ")
 
 #: A peer that sends this much without ending a message is not speaking AMI
 #: (or is hostile); we drop the connection instead of buffering forever.
 MAX_MESSAGE_BYTES = 1 << 20
+#: Event names whose filter decision is remembered; beyond this (a peer
+#: inventing names) each further name is decided afresh, uncached.
+MAX_CACHED_NAMES = 4096
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class AmiProtocolError(ValueError):
-    """The byte stream cannot be AMI (oversized message, garbage banner)."""
+    """The byte stream cannot be AMI (oversized message, garbage, bad banner)."""
 
 
 class UnsafeHeaderValue(ValueError):
@@ -54,9 +96,9 @@ class AmiMessage(dict):
     versus ``CommandID`` in the action); :meth:`get_ci` looks a name up
     case-insensitively when a caller cannot know the spelling.  A header
     repeated in one message (``Output:`` lines) is joined with ``\\n``.
-    ``body`` holds text lines without ``Key: value`` form (legacy
-    ``Response: Follows`` output).  ``received_at`` is our clock when the
-    bytes arrived; :attr:`at` prefers the PBX's own ``Timestamp`` header.
+    ``body`` holds the text that is not headers (a ``Response: Follows``
+    command output; lines without ``": "``).  ``received_at`` is our clock
+    when the bytes arrived; :attr:`at` prefers the PBX's own ``Timestamp``.
     """
 
     #: Class-level defaults: no ``__init__`` to run per message (hot path).
@@ -129,34 +171,59 @@ class AmiMessage(dict):
         return f"<AmiMessage {kind} {dict.__repr__(self)}>"
 
 
+def parse_message(text: str) -> AmiMessage:
+    """One message (its lines, without the empty line that ends it) -> :class:`AmiMessage`."""
+    msg = AmiMessage()
+    if not text.startswith(_FOLLOWS):
+        lines = text.split("\r\n")
+        try:
+            # Quick path: every line has ": " and no name repeats or is empty.
+            msg.update([line.split(": ", 1) for line in lines])  # type: ignore[misc]
+        except ValueError:  # a line without ": "
+            pass
+        else:
+            if len(msg) == len(lines) and "" not in msg:
+                return msg
+        msg.clear()
+    else:
+        lines = text.split("\r\n")
+        if lines[0] == _FOLLOWS:
+            return _parse_follows(lines, msg)
+    body = [line for line in lines if not _add_header(msg, line)]
+    if body:
+        msg.body = "\n".join(body)
+    return msg
+
+
+def _add_header(msg: AmiMessage, line: str) -> bool:
+    """Store ``line`` in ``msg`` if it is a header line; False for body text."""
+    name, sep, value = line.partition(": ")
+    if not sep:
+        if not line.endswith(":"):
+            return False
+        name = line[:-1]
+    if not name:
+        return False
+    old = msg.get(name)
+    msg[name] = value if old is None else old + "\n" + value
+    return True
+
+
+def _parse_follows(lines: list[str], msg: AmiMessage) -> AmiMessage:
+    """``Response: Follows`` as manager.c's ``action_command`` (Asterisk <= 13) writes it."""
+    msg["Response"] = "Follows"
+    index = 1
+    while index < len(lines) and lines[index].startswith(_FOLLOWS_HEADERS):
+        _add_header(msg, lines[index])
+        index += 1
+    output = "\r\n".join(lines[index:])
+    msg.body = output[:-len(_END_COMMAND)] if output.endswith(_END_COMMAND) else output
+    return msg
+
+
 def parse_block(block: bytes) -> AmiMessage:
     """Decode one message (bytes between two blank lines) into an :class:`AmiMessage`."""
-    text = block.decode("utf-8", "replace")
-    lines = text.split("\r\n")
-    msg = AmiMessage()
-    try:
-        # Fast path: every line is "Key: value" and no key repeats.
-        msg.update([line.split(": ", 1) for line in lines])  # type: ignore[misc]
-        if len(msg) == len(lines):
-            return msg
-        msg.clear()
-    except ValueError:
-        msg.clear()
-    body: list[str] = []
-    for line in lines:
-        key, sep, value = line.partition(":")
-        if not sep or not key or " " in key:
-            if line:
-                body.append(line)
-            continue
-        if value.startswith(" "):
-            value = value[1:]
-        if key in msg:
-            msg[key] = msg[key] + "\n" + value
-        else:
-            msg[key] = value
-    msg.body = "\n".join(body)
-    return msg
+    return parse_message(block.decode("utf-8", "replace"))
 
 
 class AmiParser:
@@ -173,85 +240,126 @@ class AmiParser:
 
     def __init__(self, wanted: Callable[[bytes], bool] | None = None, expect_banner: bool = True,
                  max_message: int = MAX_MESSAGE_BYTES):
-        self._buf = b""
+        self._buf = bytearray()
+        #: where the search for the next end of message resumes
+        self._scan = 0
         self._wanted = wanted
-        self._decisions: dict[bytes, bool] = {}
+        self._decisions: dict[str, bool] = {}
         self._expect_banner = expect_banner
         self._max = max_message
+        #: bytes of consecutive blocks that were not AMI messages
+        self._garbage_run = 0
         self.banner: str | None = None
         self.parsed = 0
         self.skipped = 0
+        #: blocks dropped because they had neither ``Event`` nor ``Response``
+        self.garbage = 0
 
     def set_wanted(self, wanted: Callable[[bytes], bool] | None) -> None:
         """Change the event filter (and forget cached decisions)."""
         self._wanted = wanted
         self._decisions = {}
 
-    def _decide(self, name: bytes) -> bool:
-        keep = True if self._wanted is None else bool(self._wanted(name))
-        self._decisions[name] = keep
+    def _decide(self, name: str) -> bool:
+        keep = True if self._wanted is None else bool(self._wanted(name.encode("utf-8", "surrogateescape")))
+        if len(self._decisions) < MAX_CACHED_NAMES:
+            self._decisions[name] = keep
         return keep
 
-    def _take_banner(self, buf: bytes) -> int:
-        """Consume the one-line banner; -1 while it is incomplete."""
+    def _take_banner(self) -> bool:
+        """Consume the one-line banner; False while it is incomplete."""
+        buf = self._buf
         if len(buf) < len(BANNER_PREFIX) and BANNER_PREFIX.startswith(buf):
-            return -1
+            return False
+        self._expect_banner = False
         if not buf.startswith(BANNER_PREFIX):
-            self._expect_banner = False  # a stream that starts mid-session
-            return 0
+            return True  # a stream that starts mid-session
         eol = buf.find(EOL)
         if eol < 0:
             if len(buf) > 1024:
-                raise AmiProtocolError("banner line longer than 1 KiB")
-            return -1
+                raise AmiProtocolError("banner line longer than 1 KiB: this peer is not an Asterisk manager")
+            self._expect_banner = True
+            return False
         self.banner = buf[:eol].decode("utf-8", "replace")
-        self._expect_banner = False
-        return eol + 2
+        del buf[:eol + 2]
+        return True
 
     def feed(self, data: bytes) -> list[AmiMessage]:
-        # Where the end-of-message search may resume: bytes already searched
-        # cannot hide a terminator (minus 3, for one split across reads).
-        scan = max(len(self._buf) - 3, 0)
-        buf = self._buf + data if self._buf else data
-        pos = 0
-        if self._expect_banner:
-            pos = self._take_banner(buf)
-            if pos < 0:
-                self._buf = buf
-                return []
+        buf = self._buf
+        buf += data
+        if self._expect_banner and not self._take_banner():
+            return []
+        end = buf.find(EOM, self._scan)
+        if end < 0:
+            size = len(buf)
+            if size > self._max:
+                raise AmiProtocolError(f"{size} bytes without the empty line that ends an AMI message "
+                                       f"(limit {self._max}): this peer is not speaking AMI")
+            # A terminator split across reads starts at most 3 bytes back.
+            self._scan = size - 3 if size > 3 else 0
+            return []
+        # Take every complete message at once: one decode, one split, in C.
+        # Boundaries are ASCII, so decoding them together cannot join bytes of
+        # two messages differently than decoding each alone.
+        cut = buf.rfind(EOM, end) + 4
+        if cut > self._max:
+            self._check_sizes(cut)
+        text = buf[:cut].decode("utf-8", "replace")
+        del buf[:cut]
+        size = len(buf)
+        if size > self._max:
+            raise AmiProtocolError(f"{size} bytes without the empty line that ends an AMI message "
+                                   f"(limit {self._max}): this peer is not speaking AMI")
+        self._scan = size - 3 if size > 3 else 0
+        pieces = text.split("\r\n\r\n")
+        # The last piece is "" or, after an odd run of empty lines, "\r\n".
+        pieces.pop()
         out: list[AmiMessage] = []
-        find = buf.find
-        startswith = buf.startswith
         decisions = self._decisions
         skipped = 0
-        while True:
-            end = find(EOM, max(pos, scan))
-            if end < 0:
-                break
-            while pos < end and startswith(EOL, pos):
-                pos += 2  # stray blank lines between messages
-            if startswith(_EVENT_PREFIX, pos):
-                eol = find(EOL, pos + _EVENT_PREFIX_LEN, end + 2)
-                name = buf[pos + _EVENT_PREFIX_LEN:eol]
+        for piece in pieces:
+            if not piece:
+                continue
+            if piece[0] == "\r" and piece.startswith("\r\n"):  # an odd empty line before it
+                piece = piece[2:]
+            if piece.startswith("Event: "):
+                eol = piece.find("\r\n")
+                name = piece[7:eol] if eol >= 0 else piece[7:]
                 keep = decisions.get(name)
                 if keep is None:
                     keep = self._decide(name)
                 # Events answering one of our actions (list items, OriginateResponse)
                 # carry ActionID: never drop those, whatever their name.
-                if not keep and find(_ACTION_ID, pos, end) < 0:
+                if not keep and "\r\nActionID: " not in piece:
                     skipped += 1
-                    pos = end + 4
+                    self._garbage_run = 0
                     continue
-            if end > pos:
-                out.append(parse_block(buf[pos:end]))
-            pos = end + 4
-        rest = buf[pos:] if pos else buf
-        if len(rest) > self._max:
-            raise AmiProtocolError(f"message longer than {self._max} bytes without an end")
-        self._buf = rest
+            msg = parse_message(piece)
+            if "Event" in msg or "Response" in msg:
+                self._garbage_run = 0
+                out.append(msg)
+            else:
+                self._not_a_message(piece)
         self.skipped += skipped
         self.parsed += len(out)
         return out
+
+    def _not_a_message(self, piece: str) -> None:
+        self.garbage += 1
+        self._garbage_run += len(piece) + 4
+        if self._garbage_run > self._max:
+            raise AmiProtocolError(f"{self._garbage_run} bytes of blocks with neither Event: nor Response: "
+                                   f"in a row: this peer is not speaking AMI")
+
+    def _check_sizes(self, cut: int) -> None:
+        """Raise if any message in ``buf[:cut]`` is longer than the limit."""
+        buf, start = self._buf, 0
+        while start < cut:
+            end = buf.find(EOM, start, cut)
+            if end - start > self._max:
+                raise AmiProtocolError(f"an AMI message of {end - start} bytes (limit {self._max}): "
+                                       f"this peer is not speaking AMI")
+            start = end + 4
 
     @property
     def pending_bytes(self) -> int:
@@ -308,4 +416,5 @@ __all__ = [
     "check_header",
     "encode_action",
     "parse_block",
+    "parse_message",
 ]
