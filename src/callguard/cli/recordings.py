@@ -55,6 +55,8 @@ def show(ctx: click.Context, recording: str, user: str | None) -> None:
         detail = ops.show(vault, user, recording)
     v = detail.recording
     click.echo(f"recording {v.id} of call {v.call_id}: {v.state}")
+    if detail.quarantined:
+        click.echo(f"  QUARANTINED: {detail.quarantined}; kept encrypted as evidence, never played or exported")
     click.echo(f"  recorded {when(v.recorded_at)}, ingested {when(v.ingested_at)}, {v.duration_s or 0:.1f} s, "
                f"{size(v.size)}")
     click.echo(f"  sha256 {v.sha256}, key {v.key_id}, ledger seq {v.ledger_seq}")

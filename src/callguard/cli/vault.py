@@ -36,7 +36,12 @@ def ingest(ctx: click.Context, file: Path, call_id: str, purpose: str | None, ke
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
-    click.echo(f"stored {file.name} as recording {result.recording_id} (call {call_id})")
+    if result.quarantined:
+        click.echo(f"QUARANTINED {file.name} as recording {result.recording_id} (call {call_id}): "
+                   f"{result.quarantined}. It is kept encrypted as evidence, never played or exported, "
+                   f"and the audit reports it", err=True)
+    else:
+        click.echo(f"stored {file.name} as recording {result.recording_id} (call {call_id})")
     click.echo(f"  {size(result.size)}, {result.duration_s or 0:.1f} s, sha256 {result.sha256}")
     click.echo(f"  key {result.key_id}, purpose {result.purpose}, delete after {day(result.expires_at)}")
     click.echo(f"  ledger entry seq {result.ledger_seq}; plaintext "

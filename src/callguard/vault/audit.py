@@ -63,6 +63,7 @@ CHECKS: dict[str, tuple[str, str]] = {
     "pause-unconfirmed": ("Every pause and payment segment confirmed muted", VIOLATION),
     "pause-slow": ("Mutes confirmed within the confirm timeout", WARNING),
     "pause-left-open": ("Payment segments closed before hangup", WARNING),
+    "recording-unlogged": ("Every recording in the vault was started on the ledger", VIOLATION),
     "engine-violation": ("No violations logged by the engine", VIOLATION),
     "dtmf-leak": ("No keypad tones audible outside muted spans", VIOLATION),
     "dtmf-not-scanned": ("Every recording scanned for keypad tones", WARNING),
@@ -259,6 +260,39 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
     return out, stats
 
 
+def unlawful_recording(entries: Sequence[Any]) -> tuple[str, str] | None:
+    """(check id, why) when the call's ledger says it must have no recording; None when one may exist.
+
+    Used twice: ingest quarantines a recording this returns something for,
+    and the audit fails every call whose recording is in the vault anyway.
+    A recording whose start *is* in the ledger is judged by
+    :func:`check_call` (notice, consent, decline timing); this covers the
+    file that arrives for a call the ledger never recorded: the caller
+    declined, nobody gave the explicit consent the rule needs, the rule
+    forbids recording, or nothing was started at all.
+    """
+    rule: dict[str, Any] = {}
+    decision: tuple[str, float] | None = None
+    for entry in entries:
+        kind, data = entry.kind, entry.data if isinstance(entry.data, dict) else {}
+        if kind == "recording-started":
+            return None
+        if kind == "rule-applied":
+            rule = data
+        elif kind == "consent" and data.get("decision") is not None:
+            decision = (str(data["decision"]), entry.pbx_time)
+    said, at = decision or ("", 0.0)
+    when = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if decision else ""
+    if said == "declined":
+        return "recorded-after-decline", f"the caller declined recording ({when}); the ledger shows no recording"
+    if said in ("no-input", "invalid") and rule.get("explicit_consent"):
+        return ("recorded-after-decline", f"no consent ({said}, {when}) where the rule ({rule.get('regime')}) "
+                                          f"requires explicit consent; the ledger shows no recording")
+    if rule.get("recording_allowed") is False:
+        return "recording-not-allowed", f"the rule ({rule.get('regime')}) does not allow recording"
+    return "recording-unlogged", "the ledger shows no recording started on this call"
+
+
 def month_bounds(month: str) -> tuple[float, float]:
     try:
         start = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
@@ -440,10 +474,33 @@ def _vault_checks(vault: Vault, report: AuditReport, start: float, end: float, n
                                                    f"{(after - before) / 3600:.0f} h without an applied sweep from "
                                                    f"{_fmt_time(before)} to {_fmt_time(after)} "
                                                    f"(schedule: every {limits.sweep_interval_h:g} h)"))
+    _unlawful_recordings(vault, report, start, end)
     for request in dsars:
         report.findings.append(Finding("dsar-overdue", request.label, request.due_at,
                                        f"{request.kind} request opened {_fmt_day(request.opened_at)} was due "
                                        f"{_fmt_day(request.due_at)} and is still open"))
+
+
+def _unlawful_recordings(vault: Vault, report: AuditReport, start: float, end: float) -> None:
+    """Recordings in the vault for the month's calls whose ledger never started one (declined, not allowed, unlogged).
+
+    Selected by the call's month, not the file's: such a file has no ledger
+    start, so its recording time is only the file's modification time.
+    """
+    from callguard.ledger.queries import timeline
+
+    started = select(LedgerEntryRecord.call_id).where(LedgerEntryRecord.kind == "recording-started")
+    with vault.session() as session:
+        month_calls = select(Call.call_id).where(Call.first_seen >= start, Call.first_seen < end)
+        rows = session.execute(select(Recording.id, Recording.call_id, Recording.source_name, Recording.state,
+                                      Recording.recorded_at)
+                               .where(Recording.call_id.in_(month_calls), Recording.call_id.not_in(started))).all()
+        for rid, call_id, name, state, recorded_at in rows:
+            found = unlawful_recording(timeline(session, call_id))
+            if found is not None:
+                check, why = found
+                report.findings.append(Finding(check, call_id, recorded_at,
+                                               f"recording {rid} ({name}, {state}) is in the vault: {why}"))
 
 
 def _access_checks(vault: Vault, report: AuditReport, start: float, end: float, limits: Limits) -> dict[str, Any]:

@@ -37,7 +37,6 @@ import logging
 import os
 import secrets
 import stat
-import subprocess
 import threading
 import time
 import uuid
@@ -50,11 +49,12 @@ from sqlalchemy import select
 
 from callguard.config import Config
 from callguard.ledger.queries import get_call, timeline
-from callguard.wav import AudioFormatError, wav_info
+from callguard.wav import AudioFormatError
+from callguard.vault.container import NotAudio, probe
 from callguard.vault.envelope import ChunkReader, IntegrityError, VaultError, encrypt_stream
 from callguard.vault.keys import check_wrapped, wrap
 from callguard.vault.leaks import classify, recording_window, summary
-from callguard.vault.models import STORED, Recording
+from callguard.vault.models import QUARANTINED, STORED, Recording
 from callguard.vault.service import Actor, Vault
 
 log = logging.getLogger("callguard.vault")
@@ -83,13 +83,15 @@ class IngestResult:
     plaintext_removed: bool
     dtmf: dict[str, Any] | None
     ledger_seq: int
+    #: why the ledger says this call must have no recording (then it is stored QUARANTINED), else None
+    quarantined: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"recording_id": self.recording_id, "call_id": self.call_id, "file": str(self.path),
                 "size": self.size, "duration_s": self.duration_s, "sha256": self.sha256,
                 "key_id": self.key_id, "purpose": self.purpose, "expires_at": self.expires_at,
                 "plaintext_removed": self.plaintext_removed, "dtmf_leaks": (self.dtmf or {}).get("leaks"),
-                "ledger_seq": self.ledger_seq}
+                "ledger_seq": self.ledger_seq, "quarantined": self.quarantined}
 
 
 class _HashingReader:
@@ -124,21 +126,6 @@ def _open_source(path: Path) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise VaultError(f"{path}: not a regular file")
     return fd, info
-
-
-def _audio_facts(path: Path) -> tuple[float | None, int | None, int | None]:
-    """(duration s, sample rate, channels): from the WAV header, else ffprobe's duration."""
-    try:
-        info = wav_info(path)
-        return info.duration_s, info.rate, info.channels
-    except AudioFormatError:
-        pass
-    try:
-        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
-                              "default=nw=1:nk=1", str(path)], capture_output=True, text=True, timeout=30)
-        return float(out.stdout.strip()), None, None
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None, None, None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -187,7 +174,14 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     kid, public = vault.keyring.active()
     fd, before = _open_source(source)
     os.close(fd)  # checked: a regular file, not a link; reopened below for encryption
-    facts = _audio_facts(source)
+    try:
+        facts = probe(source)
+    except NotAudio as exc:
+        raise VaultError(f"{source}: refused, not a complete recording: {exc}. Nothing was stored; the file "
+                         f"was left where it is") from None
+    from callguard.vault.audit import unlawful_recording
+
+    quarantine = unlawful_recording(entries)
     dtmf = None
     if vault.settings.scan_dtmf:
         from callguard.vault.dtmf import scan as scan_dtmf  # numpy: only when scanning
@@ -255,10 +249,10 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
         data_key = b""
         del ephemeral
     expires = started + days * 86400
-    duration, rate, channels = facts
+    duration, rate, channels = facts.duration_s, facts.sample_rate, facts.channels
     row = Recording(
         id=rid, call_id=call_id, file=relative, source_name=source.name[:255], key_id=kid, purpose=purpose,
-        recorded_at=started, ingested_at=now, expires_at=expires, state=STORED, size=encrypted.plaintext_size,
+        recorded_at=started, ingested_at=now, expires_at=expires, state=QUARANTINED if quarantine else STORED, size=encrypted.plaintext_size,
         duration_s=duration, sample_rate=rate, channels=channels,
         sha256=encrypted.plaintext_sha256 or "", ciphertext_size=encrypted.ciphertext_size,
         ciphertext_sha256=ciphertext_sha256, tag_chain=encrypted.tag_chain, chunk_size=chunk,
@@ -270,11 +264,12 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     try:
         with vault.session() as session, session.begin():
             session.add(row)
-        committed = vault.ledger_append(call_id, "recording-stored", {
+        committed = vault.ledger_append(call_id, "recording-quarantined" if quarantine else "recording-stored", {
             "recording_id": rid, "file": source.name, "size": row.size, "duration_s": duration,
             "sha256": row.sha256, "key_id": kid, "ciphertext_sha256": ciphertext_sha256,
             "tag_chain": row.tag_chain, "purpose": purpose, "expires_at": expires,
             "dtmf_leaks": row.dtmf_leaks, "by": actor.name,
+            **({"check": quarantine[0], "why": quarantine[1]} if quarantine else {}),
         })
         with vault.session() as session, session.begin():
             stored = session.get(Recording, rid)
@@ -294,10 +289,14 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
         source.unlink()
         _fsync_dir(source.parent)
         removed = True
-    log.info("vault: call %s: %s stored as %s (%d bytes, key %s)%s", call_id, source.name, rid, row.size, kid,
-             "" if removed else ", plaintext kept")
+    if quarantine:
+        log.warning("vault: call %s: %s QUARANTINED as %s (%s): kept encrypted, never served; the audit reports it",
+                    call_id, source.name, rid, quarantine[1])
+    else:
+        log.info("vault: call %s: %s stored as %s (%d bytes, key %s)%s", call_id, source.name, rid, row.size, kid,
+                 "" if removed else ", plaintext kept")
     return IngestResult(rid, call_id, target, row.size, duration, row.sha256, kid, purpose, expires, removed,
-                        dtmf, committed.seq)
+                        dtmf, committed.seq, quarantine[1] if quarantine else None)
 
 
 class VaultIngestor:

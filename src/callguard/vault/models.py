@@ -28,6 +28,8 @@ RID_LEN = 32
 KID_LEN = 16
 STORED = "stored"
 DELETED = "deleted"
+#: kept encrypted as evidence but never served: the ledger says the call must have no recording
+QUARANTINED = "quarantined"
 
 
 class Recording(Base):
@@ -190,6 +192,7 @@ __all__ = [
     "DsarRequest",
     "LegalHold",
     "Recording",
+    "QUARANTINED",
     "STORED",
     "SweepRun",
     "VAULT_TABLES",

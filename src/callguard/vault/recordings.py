@@ -25,7 +25,7 @@ from callguard.vault.deletion import Destroyed, destroy
 from callguard.vault.envelope import ChunkReader, VaultError, decrypt_to_file, scan_structure
 from callguard.vault.holds import HoldView, active_holds
 from callguard.vault.keys import unwrap
-from callguard.vault.models import DELETED, STORED, DeletionRecord, Recording
+from callguard.vault.models import DELETED, QUARANTINED, STORED, DeletionRecord, Recording
 from callguard.vault.service import Actor, Vault
 
 
@@ -57,15 +57,25 @@ class RecordingView:
         return dict(self.__dict__)
 
 
-def _load(vault: Vault, recording_id: str, *, stored: bool = True) -> Recording:
+class NotFound(VaultError):
+    """No such recording in the catalogue."""
+
+
+def _load(vault: Vault, recording_id: str, *, allowed: tuple[str, ...] = (STORED,)) -> Recording:
+    """The catalogue row, if its state allows what the caller does (serving: only ``stored``)."""
     with vault.session() as session:
         recording = session.get(Recording, recording_id)
     if recording is None:
-        raise VaultError(f"no recording {recording_id!r} in the vault catalogue (`callguard recordings list`)")
-    if stored and recording.state != STORED:
-        raise VaultError(f"recording {recording_id} was deleted on {recording.deleted_at:.0f}; "
-                         f"`callguard recordings show {recording_id}` has the deletion record")
-    return recording
+        raise NotFound(f"no recording {recording_id!r} in the vault catalogue (`callguard recordings list`)")
+    if recording.state in allowed:
+        return recording
+    if recording.state == QUARANTINED:
+        raise VaultError(f"recording {recording_id} of call {recording.call_id} is quarantined: the ledger says "
+                         f"the call must have no recording (`callguard recordings show {recording_id}`). It is "
+                         f"kept encrypted as evidence and never played or exported; delete it with "
+                         f"`callguard recordings delete {recording_id} --reason ...` when the incident is closed")
+    raise VaultError(f"recording {recording_id} was deleted on {recording.deleted_at:.0f}; "
+                     f"`callguard recordings show {recording_id}` has the deletion record")
 
 
 def data_key(vault: Vault, recording: Recording) -> bytes:
@@ -88,7 +98,7 @@ def list_recordings(vault: Vault, user: str | None, *, call_id: str | None = Non
     if purpose:
         stmt = stmt.where(Recording.purpose == purpose)
     if not include_deleted:
-        stmt = stmt.where(Recording.state == STORED)
+        stmt = stmt.where(Recording.state.in_((STORED, QUARANTINED)))
     with vault.session() as session:
         return [RecordingView.of(r) for r in session.scalars(stmt)]
 
@@ -99,26 +109,48 @@ class RecordingDetail:
     holds: list[HoldView]
     deletion: dict[str, Any] | None
     dtmf: dict[str, Any] | None
+    quarantined: str | None = None  #: why it is kept but never served
 
 
 def show(vault: Vault, user: str | None, recording_id: str, reason: str = "") -> RecordingDetail:
-    vault.authorize(user, "show", recording_id, reason, permission="list")
-    recording = _load(vault, recording_id, stored=False)
-    with vault.session() as session:
-        holds = [HoldView.of(h) for h in active_holds(session, recording)]
-        deletion = session.scalars(select(DeletionRecord).where(DeletionRecord.recording_id == recording_id)).first()
-    return RecordingDetail(
-        RecordingView.of(recording), holds,
-        {"at": deletion.deleted_at, "by": deletion.actor, "cause": deletion.cause, "reason": deletion.reason,
-         "key_shredded": deletion.key_shredded} if deletion else None,
-        json.loads(recording.dtmf_report) if recording.dtmf_report else None)
+    actor = vault.authorize(user, "show", recording_id, reason, permission="list")
+
+    def work() -> RecordingDetail:
+        recording = _load(vault, recording_id, allowed=(STORED, QUARANTINED, DELETED))
+        with vault.session() as session:
+            holds = [HoldView.of(h) for h in active_holds(session, recording)]
+            deletion = session.scalars(select(DeletionRecord)
+                                       .where(DeletionRecord.recording_id == recording_id)).first()
+            quarantined = _quarantine_reason(session, recording) if recording.state == QUARANTINED else None
+        return RecordingDetail(
+            RecordingView.of(recording), holds,
+            {"at": deletion.deleted_at, "by": deletion.actor, "cause": deletion.cause, "reason": deletion.reason,
+             "key_shredded": deletion.key_shredded} if deletion else None,
+            json.loads(recording.dtmf_report) if recording.dtmf_report else None, quarantined)
+
+    detail = _guarded(vault, actor, "show", recording_id, reason, work)
+    vault.record(actor, "show", recording_id, reason, "done", {"state": detail.recording.state})
+    return detail
+
+
+def _quarantine_reason(session, recording: Recording) -> str:  # type: ignore[no-untyped-def]
+    """The ``why`` of the recording's ``recording-quarantined`` ledger entry."""
+    from callguard.ledger.queries import timeline
+
+    for entry in timeline(session, recording.call_id):
+        data = entry.data if isinstance(entry.data, dict) else {}
+        if entry.kind == "recording-quarantined" and data.get("recording_id") == recording.id:
+            return str(data.get("why", ""))
+    return "the ledger shows no recording for this call"
 
 
 def _guarded(vault: Vault, actor: Actor, action: str, recording_id: str, reason: str, work):  # type: ignore[no-untyped-def]
+    """Run ``work``; an error is logged as the attempt's outcome (``not-found`` or ``failed``) and re-raised."""
     try:
         result = work()
     except Exception as exc:
-        vault.record(actor, action, recording_id, reason, "failed", {"error": str(exc)})
+        vault.record(actor, action, recording_id, reason, "not-found" if isinstance(exc, NotFound) else "failed",
+                     {"error": str(exc)})
         raise
     return result
 
@@ -173,15 +205,18 @@ def export(vault: Vault, user: str | None, recording_id: str, reason: str, out: 
 def delete(vault: Vault, user: str | None, recording_id: str, reason: str) -> Destroyed:
     """Crypto-shred one recording before its retention ends (refused under legal hold)."""
     actor = vault.authorize(user, "delete", recording_id, reason)
-    recording = _load(vault, recording_id)
-    with vault.session() as session:
-        holds = active_holds(session, recording)
-    if holds:
-        message = "; ".join(f"#{h.id} ({h.reason})" for h in holds)
-        vault.record(actor, "delete", recording_id, reason, "failed", {"error": f"under legal hold {message}"})
-        raise VaultError(f"recording {recording_id} is under legal hold {message}; release the hold first "
-                         f"(`callguard hold release ID --reason ...`)")
-    destroyed = destroy(vault, actor, recording_id, cause="manual", reason=reason)
+
+    def work() -> Destroyed:
+        recording = _load(vault, recording_id, allowed=(STORED, QUARANTINED))
+        with vault.session() as session:
+            holds = active_holds(session, recording)
+        if holds:
+            message = "; ".join(f"#{h.id} ({h.reason})" for h in holds)
+            raise VaultError(f"recording {recording_id} is under legal hold {message}; release the hold first "
+                             f"(`callguard hold release ID --reason ...`)")
+        return destroy(vault, actor, recording_id, cause="manual", reason=reason)
+
+    destroyed = _guarded(vault, actor, "delete", recording_id, reason, work)
     vault.record(actor, "delete", recording_id, reason, "done", destroyed.__dict__)
     return destroyed
 
@@ -207,7 +242,7 @@ def verify(vault: Vault, user: str | None, recording_ids: Iterable[str] | None =
     actor = vault.authorize(user, "verify", "*" if recording_ids is None else ",".join(recording_ids)[:200],
                             reason, permission="audit", detail={"deep": deep})
     result = VerifyResult()
-    stmt = select(Recording).where(Recording.state == STORED)
+    stmt = select(Recording).where(Recording.state.in_((STORED, QUARANTINED)))
     if recording_ids is not None:
         stmt = stmt.where(Recording.id.in_(list(recording_ids)))
     with vault.session() as session:
@@ -308,5 +343,5 @@ def rescan_dtmf(vault: Vault, user: str | None, recording_id: str, reason: str =
     return report
 
 
-__all__ = ["RecordingDetail", "RecordingView", "VerifyResult", "data_key", "delete", "export", "list_recordings", "rescan_dtmf",
+__all__ = ["NotFound", "RecordingDetail", "RecordingView", "VerifyResult", "data_key", "delete", "export", "list_recordings", "rescan_dtmf",
            "listen", "show", "verify"]

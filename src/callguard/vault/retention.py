@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from contextlib import contextmanager
 from typing import Callable, Iterator, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from callguard.vault.deletion import destroy
-from callguard.vault.models import STORED, LegalHold, Recording, SweepRun
+from callguard.vault.models import QUARANTINED, STORED, LegalHold, Recording, SweepRun
+
+#: states whose ciphertext is kept until its retention date (a quarantined recording expires like any other)
+KEPT = (STORED, QUARANTINED)
 from callguard.vault.service import Vault
 
 Progress = Callable[[int, int], None]
@@ -115,7 +118,7 @@ def _past_due(session, now: float) -> tuple[list[Expired], list[Expired]]:  # ty
     make = Expired._make
     with _no_gc():
         for row in _fetch_all(session, select(r.id, r.call_id, r.purpose, r.expires_at)
-                              .where(r.state == STORED, r.expires_at <= now).order_by(r.expires_at)):
+                              .where(or_(*(r.state == state for state in KEPT)), r.expires_at <= now).order_by(r.expires_at)):
             (held if row[0] in held_recordings or row[1] in held_calls else due).append(make(row))
     return due, held
 

@@ -16,7 +16,8 @@ from typing import Callable
 from sqlalchemy import select
 
 from callguard.vault.keys import unwrap, wrap
-from callguard.vault.models import STORED, Recording
+from callguard.vault.models import Recording
+from callguard.vault.retention import KEPT
 from callguard.vault.service import Vault
 
 
@@ -38,7 +39,8 @@ def rewrap(vault: Vault, user: str | None, from_kid: str, reason: str,
         return report
     private = vault.private_keys.get(from_kid)
     with vault.session() as session:
-        ids = list(session.scalars(select(Recording.id).where(Recording.key_id == from_kid, Recording.state == STORED)))
+        ids = list(session.scalars(select(Recording.id).where(Recording.key_id == from_kid,
+                                                                    Recording.state.in_(KEPT))))
     for done, rid in enumerate(ids, 1):
         try:
             key = unwrap(vault.keystore.get(rid), private, rid)

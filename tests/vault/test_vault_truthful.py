@@ -1,0 +1,103 @@
+"""What the vault and the audit tell the operator must be what happened (issue 12), through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.vault.conftest import T0, call_entries, write_ledger
+from tests.vault.test_vault_cli import _seed, _spool, cli  # noqa: F401 - cli is a fixture
+
+from callguard.config import load_config
+
+MONTH = "2026-10"  # T0's month
+
+
+def _vault_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "vault").glob("*/*/*.cgv*")) if (tmp_path / "vault").exists() else []
+
+
+def test_ingest_refuses_what_is_not_a_complete_recording(cli, tmp_path, small_wav):
+    cli("keys", "generate")
+    _seed(cli.config, "c1", T0)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    whole = small_wav.read_bytes()
+    cases = {
+        "random.wav": (os.urandom(4096), "named .wav but not a WAV file"),
+        "notes.wav": (b"this is a text file, not audio\n" * 20, "named .wav but not a WAV file (it starts with b'this is"),
+        "cut.wav": (whole[: len(whole) // 2], "truncated: the header announces"),
+        "random.gsm": (bytes([0x20]) * 33 * 10, "not GSM 06.10 audio (frame at byte 0 lacks the 0xD signature)"),
+        "random.ogg": (os.urandom(4096), "not an audio file ffprobe can read"),
+    }
+    for name, (data, reason) in cases.items():
+        path = spool / name
+        path.write_bytes(data)
+        out = cli("vault", "ingest", str(path), "--call", "c1", "--as", "svc", code=1).output
+        assert f"{path}: refused, not a complete recording: " in out, out
+        assert reason in out and "Nothing was stored; the file was left where it is" in out
+        assert path.read_bytes() == data  # nothing lost
+    assert _vault_files(tmp_path) == []
+    assert "0 recording(s)" in cli("recordings", "list", "--as", "bob").output
+    log = [json.loads(line) for line in cli("vault", "log", "--json", "--as", "alice").output.splitlines()]
+    assert sum(e["action"] == "ingest" and e["outcome"] == "failed" for e in log) == len(cases)
+    # and a real recording still goes in
+    assert "stored callguard-c1.wav" in cli("vault", "ingest", str(_spool(tmp_path, small_wav, "c1")), "--call", "c1",
+                                            "--as", "svc").output
+
+
+def test_a_declined_calls_recording_is_quarantined_and_the_audit_fails(cli, tmp_path, small_wav):
+    cli("keys", "generate")
+    write_ledger(load_config(cli.config), call_entries("declined-1", "+442079460123", T0, consent="declined",
+                                                       record=False))
+    before = cli("audit", "--month", MONTH, "--as", "alice").output
+    assert "[PASS] Nothing recorded after a decline (recorded-after-decline)" in before
+
+    wav = _spool(tmp_path, small_wav, "declined-1")
+    result = cli("vault", "ingest", str(wav), "--call", "declined-1", "--as", "svc")
+    assert "QUARANTINED callguard-declined-1.wav as recording" in result.output
+    assert "the caller declined recording" in result.output and not wav.exists()
+    rid = result.output.split("as recording ")[1].split()[0]
+    assert len(_vault_files(tmp_path)) == 1  # kept, encrypted
+
+    out = cli("recordings", "export", rid, "--out", str(tmp_path / "x.wav"), "--reason", "complaint 4411 review",
+              "--as", "alice", code=1).output
+    assert f"recording {rid} of call declined-1 is quarantined" in out and not (tmp_path / "x.wav").exists()
+    cli("recordings", "get", rid, "--reason", "complaint 4411 review", "--as", "alice", code=1)
+    shown = cli("recordings", "show", rid, "--as", "bob").output
+    assert ": quarantined" in shown and "QUARANTINED: the caller declined recording" in shown
+
+    after = cli("audit", "--month", MONTH, "--as", "alice").output
+    assert "[FAIL] Nothing recorded after a decline (recorded-after-decline): 1" in after
+    assert f"- declined-1 " in after and f"recording {rid} (callguard-declined-1.wav, quarantined) is in the vault" in after
+    cli("audit", "--month", MONTH, "--strict", "--as", "alice", code=1)
+
+
+def test_a_recording_for_a_call_the_ledger_never_recorded_fails_the_audit(cli, tmp_path, small_wav):
+    cli("keys", "generate")
+    write_ledger(load_config(cli.config), call_entries("unlogged-1", "+14155550123", T0, regime="one-party",
+                                                       explicit=False, consent="implied", record=False))
+    out = cli("vault", "ingest", str(_spool(tmp_path, small_wav, "unlogged-1")), "--call", "unlogged-1",
+              "--as", "svc").output
+    assert "QUARANTINED" in out and "the ledger shows no recording started on this call" in out
+    audit = cli("audit", "--month", MONTH, "--as", "alice").output
+    assert "[FAIL] Every recording in the vault was started on the ledger (recording-unlogged): 1" in audit
+
+
+def test_show_and_delete_of_a_missing_recording_log_the_outcome(cli, tmp_path):
+    cli("keys", "generate")
+    _seed(cli.config, "c1", T0)
+    missing = "0" * 32
+    assert "no recording" in cli("recordings", "show", missing, "--as", "bob", code=1).output
+    assert "no recording" in cli("recordings", "delete", missing, "--reason", "caller asked us to", "--yes",
+                                 "--as", "alice", code=1).output
+    cli("recordings", "delete", missing, "--reason", "caller asked us to", "--yes", "--as", "bob", code=1)
+    log = [json.loads(line) for line in cli("vault", "log", "--json", "--target", missing, "--as", "alice")
+           .output.splitlines()]
+    outcomes = [(e["action"], e["actor"], e["outcome"]) for e in log if e["action"] != "access-log"]
+    assert outcomes == [("show", "bob", "granted"), ("show", "bob", "not-found"),
+                        ("delete", "alice", "granted"), ("delete", "alice", "not-found"),
+                        ("delete", "bob", "denied")]
+    text = cli("vault", "log", "--target", missing, "--as", "alice").output
+    assert "not-found" in text and "no recording" in text
