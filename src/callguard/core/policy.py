@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 
 import phonenumbers
 
+from callguard.core import geography
 from callguard.core.jurisdictions import (
     CA_PROVINCES,
     DEFAULT_JURISDICTIONS,
@@ -200,11 +201,8 @@ class Policy:
         country = phonenumbers.region_code_for_number(number)
         if not country or country == "001":
             return Jurisdiction(UNKNOWN, None, None, f"non-geographic number {display_number(raw)}")
-        # Imported here: the geocoding tables take a second to load and
-        # only North American numbers need them (state / province).
-        from phonenumbers import geocoder
-
-        where = geocoder.description_for_number(number, "en") if country in ("US", "CA") else ""
+        # Only North American numbers need the area's name (state / province).
+        where = geography.describe(number) if country in ("US", "CA") else ""
         subdivision = None
         if country in ("US", "CA"):
             subdivision = _subdivision(country, where)
@@ -215,9 +213,7 @@ class Policy:
                                     f"{country} number with no state/province ({where or 'non-geographic'})")
         code = f"{country}-{subdivision}" if subdivision else country
         if not where:
-            from phonenumbers import geocoder
-
-            where = geocoder.country_name_for_number(number, "en")
+            where = geography.country_name(number)
         return Jurisdiction(code, country, subdivision, where or country)
 
     def regime_for(self, where: Jurisdiction) -> tuple[str, str]:
