@@ -140,9 +140,29 @@ def test_broken_chains_are_flagged(seeded, clock):
     assert "after-decline" in report.by_check()["ledger-broken"][0].detail
 
 
+def _first_recording(vault, config, clock, small_wav, tmp_path, at: float) -> None:
+    write_ledger(config, call_entries("first", "+442079460001", at - 60, duration=30))
+    clock.now = at
+    ingest_file(vault, spool_copy(small_wav, tmp_path / "spool", "callguard-first.wav"), "first")
+
+
+def test_no_sweep_is_due_before_the_vault_holds_anything(config, clock, small_wav, tmp_path):
+    start, _ = month_bounds("2026-10")
+    with Vault.open(config, clock=clock, create=True) as vault:
+        clock.now = start + 30.9 * DAY  # a fresh install: nothing stored, nothing to sweep
+        assert run_audit(vault, "alice", "2026-10", verify_chains=False).by_check()["sweep-missed"] == []
+        _first_recording(vault, config, clock, small_wav, tmp_path, start + 25 * DAY)
+        clock.now = start + 26.2 * DAY  # within 1.5 intervals of the first ingest
+        assert run_audit(vault, "alice", "2026-10", verify_chains=False).by_check()["sweep-missed"] == []
+        clock.now = start + 30.9 * DAY  # due since day 25 and never run
+        gaps = run_audit(vault, "alice", "2026-10", verify_chains=False).by_check()["sweep-missed"]
+    assert len(gaps) == 1 and "between 2026-10-26 and 2026-10-31" in gaps[0].detail
+
+
 def test_sweep_schedule_gaps(config, clock, small_wav, tmp_path):
     start, _ = month_bounds("2026-10")
     with Vault.open(config, clock=clock, create=True) as vault:
+        _first_recording(vault, config, clock, small_wav, tmp_path, start + 60)
         for day in (0.5, 1.4, 2.3, 20.0):
             clock.now = start + day * DAY
             sweep(vault, None, apply=True)
@@ -188,3 +208,21 @@ def test_audit_rules_unit(clock):
     assert [f.check for f in findings] == ["recorded-after-decline"] and "4.0 s" in findings[0].detail
     with pytest.raises(VaultError, match="month must look like"):
         month_bounds("November")
+
+
+def test_the_notice_ends_when_its_audio_does_not_when_the_digit_wait_does():
+    from callguard.ledger.queries import StoredEntry
+    from callguard.vault.audit import Limits
+
+    limits = Limits(2.0, 10.0, 0.5, 24.0, 10)
+
+    def notice_findings(duration_s: float, gathered_s: float) -> list[str]:
+        entries = [("notice-started", 0.3, {"offset_s": 0.3, "duration_s": duration_s, "prompt_id": "notice"}),
+                   ("notice-ended", gathered_s, {"offset_s": gathered_s, "digits": ""})]
+        stored = [StoredEntry("c", i, "x", kind, round((T0 + at) * 1e6), 0, data, "", "")
+                  for i, (kind, at, data) in enumerate(entries)]
+        return [f.detail for f in check_call("x", stored, limits)[0] if f.check == "notice-long"]
+
+    assert notice_findings(7.5, 12.8) == []  # 7.5 s of notice, then 5 s waiting for a key
+    assert notice_findings(11.0, 16.3) == ["notice ended 11.3 s after answer (limit 10.0 s)"]
+    assert notice_findings(11.0, 4.0) == []  # a key at 4 s cut the notice short

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from itertools import groupby
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from callguard.config import Config
 from callguard.ledger.models import Call, LedgerEntryRecord
@@ -253,11 +253,29 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
             and stats.notice_offset > limits.notice_start_s):
         add("notice-late", notice, f"notice started {stats.notice_offset:.1f} s after answer "
                                    f"(limit {limits.notice_start_s:.1f} s)")
-    if notice_end is not None:
-        end = _num(_data(notice_end).get("offset_s"))
-        if end is not None and end > limits.notice_end_s:
-            add("notice-long", notice_end, f"notice ended {end:.1f} s after answer (limit {limits.notice_end_s:.1f} s)")
+    end = _notice_audio_end(notice, notice_end)
+    if end is not None and end > limits.notice_end_s:
+        add("notice-long", notice_end or notice, f"notice ended {end:.1f} s after answer "
+                                                 f"(limit {limits.notice_end_s:.1f} s)")
     return out, stats
+
+
+def _notice_audio_end(started: StoredEntry | None, ended: StoredEntry | None) -> float | None:
+    """When the notice's audio ended, as an offset from answer.
+
+    ``notice-ended`` is logged when the gather returns: after a keypress
+    (which cuts the prompt short) or after the digit timeout that follows
+    the prompt.  The notice itself ended when its audio did: the start
+    offset plus the prompt's duration, unless a key stopped it earlier.
+    The timeout a caller spends deciding is not notice.
+    """
+    gathered = _num(_data(ended).get("offset_s")) if ended else None
+    start = _num(_data(started).get("offset_s")) if started else None
+    duration = _num(_data(started).get("duration_s")) if started else None
+    if start is None or duration is None:
+        return gathered
+    audio_end = start + duration
+    return audio_end if gathered is None else min(gathered, audio_end)
 
 
 def unlawful_recording(entries: Sequence[Any]) -> tuple[str, str] | None:
@@ -439,6 +457,7 @@ def _vault_checks(vault: Vault, report: AuditReport, start: float, end: float, n
                                               SweepRun.started_at < end).order_by(SweepRun.started_at))]
         dsars = session.scalars(select(DsarRequest).where(DsarRequest.closed_at.is_(None),
                                                           DsarRequest.due_at < now)).all()
+        first_ingest = session.scalar(select(func.min(Recording.ingested_at)))
     for rid, call_id, recorded_at, leaks, scanned, raw, state in month_recordings:
         if leaks:
             try:
@@ -461,13 +480,15 @@ def _vault_checks(vault: Vault, report: AuditReport, start: float, end: float, n
     interval = limits.sweep_interval_h * 3600
     tolerance = interval * 1.5
     window_end = min(end, now)
-    if window_end > start:
+    # A sweep is due only once the vault holds something it could delete: from the first ingest on.
+    since = max(start, first_ingest) if first_ingest is not None else window_end
+    if window_end - since > tolerance:
         if not sweeps:
             report.findings.append(Finding("sweep-missed", "retention", None,
-                                           f"no applied retention sweep between {_fmt_day(start)} and "
+                                           f"no applied retention sweep between {_fmt_day(since)} and "
                                            f"{_fmt_day(window_end)} (schedule: every {limits.sweep_interval_h:g} h)"))
         else:
-            edges = [start] + sweeps + [window_end]
+            edges = [since] + [at for at in sweeps if at >= since] + [window_end]
             for before, after in zip(edges, edges[1:]):
                 if after - before > tolerance:
                     report.findings.append(Finding("sweep-missed", "retention", before,
