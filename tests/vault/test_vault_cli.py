@@ -147,7 +147,8 @@ def test_retention_holds_dsar_audit(cli, tmp_path, small_wav):
     html = tmp_path / "audit.html"
     out = cli("audit", "--month", month, "--html", str(html), "--as", "alice").output
     assert "RESULT:" in out and "<svg" in html.read_text()
-    cli("audit", "--month", month, "--strict", "--as", "alice", code=1)  # no sweep ran in that month
+    # the calls are 200 days old but the vault got its first recording today: no sweep was due back then
+    assert "RESULT: 0 violation(s)" in cli("audit", "--month", month, "--strict", "--as", "alice").output
     denied = cli("dsar", "list", "--as", "bob", code=1).output
     assert "may not dsar" in denied
 
