@@ -103,6 +103,9 @@ class Engine:
         self._timers: dict[str, dict[str, TimerHandle]] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._skew = 0.0
+        #: called as ``fn(call_id, session)`` after every event a session handled
+        #: (the payments desk waits there for a PBX-confirmed mute and for hang-ups)
+        self.observers: list[Callable[[str, CallSession], None]] = []
 
     # -- queries -------------------------------------------------------------
 
@@ -136,6 +139,8 @@ class Engine:
             self._dispatch(call_id, command, received)
         if session.finished:
             self._forget(call_id)
+        for observer in self.observers:
+            observer(call_id, session)
 
     # -- dispatch --------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from callguard.cli import main
+from callguard.prompts.check import REQUIRED_PROMPTS
 
 from .conftest import needs_espeak, needs_ffmpeg, tone, write_audio, write_catalog
 
@@ -46,7 +47,8 @@ def test_list_show_and_check_a_built_catalogue(catalog_dir: Path, tmp_path: Path
 
     check = _run("prompts", "check", config=config)
     assert check.exit_code == 0, check.output
-    assert "OK: 9 prompts in en, es; 90 files verified" in check.output
+    n = len(REQUIRED_PROMPTS)
+    assert f"OK: {n} prompts in en, es; {n * 10} files verified" in check.output
 
 
 def test_check_fails_with_every_problem_and_a_nonzero_exit(catalog_dir: Path, tmp_path: Path) -> None:
@@ -72,10 +74,12 @@ def test_install_copies_into_each_pbx_layout(catalog_dir: Path, tmp_path: Path) 
     config = _config(tmp_path, catalog_dir / "prompts.toml")
     ast, fs = tmp_path / "asterisk-sounds", tmp_path / "fs-sounds"
     dry = _run("prompts", "install", "--asterisk", str(ast), "--dry-run", config=config)
-    assert dry.exit_code == 0 and "would copy 54 file(s)" in dry.output and not ast.exists()
+    asterisk_files, freeswitch_files = len(REQUIRED_PROMPTS) * 2 * 3, len(REQUIRED_PROMPTS) * 2 * 2
+    assert dry.exit_code == 0 and f"would copy {asterisk_files} file(s)" in dry.output and not ast.exists()
     result = _run("prompts", "install", "--asterisk", str(ast), "--freeswitch", str(fs), config=config)
     assert result.exit_code == 0, result.output
-    assert "asterisk: copied 54 file(s)" in result.output and "freeswitch: copied 36 file(s)" in result.output
+    assert f"asterisk: copied {asterisk_files} file(s)" in result.output
+    assert f"freeswitch: copied {freeswitch_files} file(s)" in result.output
     assert f'[prompts] asterisk_dir = "{ast.absolute()}"' in result.output
     manifest = json.loads((catalog_dir / "build/manifest.json").read_text())
     entry = manifest["prompts"]["notice"]["es"]["files"]
@@ -84,7 +88,7 @@ def test_install_copies_into_each_pbx_layout(catalog_dir: Path, tmp_path: Path) 
     assert hashlib.sha256((fs / "es/callguard/16000/notice.wav").read_bytes()).hexdigest() == \
         entry["freeswitch-16000"]["sha256"]
     again = _run("prompts", "install", "--asterisk", str(ast), config=config)
-    assert "copied 0 file(s), 54 already up to date" in again.output
+    assert f"copied 0 file(s), {asterisk_files} already up to date" in again.output
     # the installed copies are what the listener names once configured
     config = _config(tmp_path, catalog_dir / "prompts.toml", f'asterisk_dir = "{ast}"\n')
     show = _run("prompts", "show", "notice", "--language", "es", config=config)
@@ -155,7 +159,7 @@ def test_real_process_checks_the_shipped_catalogue(tmp_path: Path) -> None:
     proc = subprocess.run(cmd + ["--config", str(tmp_path / "callguard.toml"), "prompts", "check", "--pbx", "all"],
                           capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("OK: 9 prompts in en, es, fr;")
+    assert proc.stdout.startswith(f"OK: {len(REQUIRED_PROMPTS)} prompts in en, es, fr;")
     assert "still use espeak-ng placeholders" in proc.stderr
     proc = subprocess.run(cmd + ["--config", str(tmp_path / "callguard.toml"), "prompts", "show", "nope"],
                           capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)

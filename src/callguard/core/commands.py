@@ -175,6 +175,8 @@ ENTRY_KINDS = (
     "resume-requested",
     "payment-started",
     "payment-ended",
+    "payment-step",
+    "payment-submitted",
     "party-joined",
     "party-left",
     "violation",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, Mapping
 
 
 class Source(str, Enum):
@@ -184,6 +185,31 @@ class PaymentEnded(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CaptureStarted(Event):
+    """callguard itself takes a card from the caller's keypad (:mod:`callguard.payments`).
+
+    Unlike :class:`PaymentStarted` (a signal that card data may be spoken),
+    only :class:`CaptureEnded` for the same ``payment_id`` lifts this mute:
+    no hotkey, IVR signal or API resume can unmute a capture in progress.
+    """
+
+    payment_id: str
+    source: Source = Source.API
+    staff_leg: str = ""
+    operation: str = "charge"  #: charge | tokenize
+    amount: str = ""
+    currency: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureEnded(Event):
+    """The card capture ended; ``result`` is ledger-safe (outcome, brand, last four, token)."""
+
+    payment_id: str
+    result: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
 class PartyJoined(Event):
     """A new party entered the call (transfer, conference, added line).
 
@@ -236,6 +262,8 @@ class HungUp(Event):
 __all__ = [
     "CallAnswered",
     "CallOffered",
+    "CaptureEnded",
+    "CaptureStarted",
     "CommandFailed",
     "DigitsCollected",
     "Event",

@@ -16,6 +16,9 @@ from callguard.core.commands import PromptRef
 
 #: Prompts the engine itself plays.
 ENGINE_PROMPTS = ("notice", "notice-sensitive", "no-input-retry", "invalid-retry", "opt-out-confirm", "renotice-join")
+#: Prompts a card payment plays to the caller (:mod:`callguard.payments.capture`).
+PAYMENT_PROMPTS = ("pay-start", "pay-card-number", "pay-expiry", "pay-cvv", "pay-postcode", "pay-retry",
+                   "pay-processing", "pay-approved", "pay-declined", "pay-failed", "pay-cancelled")
 #: Prompts the shipped dialplan plays (feature codes, listener-down fallback).
 DIALPLAN_PROMPTS = ("pause-confirm", "resume-confirm", "fallback-notice")
 
@@ -44,7 +47,7 @@ def engine_prompts(prompts: PromptResolver) -> Iterator[PromptRef]:
     reports what is missing.
     """
     for language in sorted(prompts.languages()):
-        for prompt_id in ENGINE_PROMPTS:
+        for prompt_id in ENGINE_PROMPTS + PAYMENT_PROMPTS:
             try:
                 yield prompts.resolve(prompt_id, language)
             except UnknownPrompt:
@@ -58,7 +61,8 @@ class StaticPrompts:
     (the simulator uses it to time the notice).
     """
 
-    def __init__(self, languages: Iterable[str] = ("en",), ids: Iterable[str] = ENGINE_PROMPTS + DIALPLAN_PROMPTS,
+    def __init__(self, languages: Iterable[str] = ("en",),
+                 ids: Iterable[str] = ENGINE_PROMPTS + PAYMENT_PROMPTS + DIALPLAN_PROMPTS,
                  durations: Mapping[str, float] | None = None):
         self._languages = frozenset(languages)
         self._ids = frozenset(ids)

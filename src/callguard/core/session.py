@@ -165,11 +165,12 @@ class _Flags:
 
     paused_by: ev.Source | None = None
     payment_by: ev.Source | None = None
+    capture: str | None = None  #: the payment id of a card capture in progress
     joiners: dict[str, _Joiner] = field(default_factory=dict)
 
     @property
     def mute_wanted(self) -> bool:
-        return (self.paused_by is not None or self.payment_by is not None
+        return (self.paused_by is not None or self.payment_by is not None or self.capture is not None
                 or any(j.blocking for j in self.joiners.values()))
 
     def reasons(self) -> list[str]:
@@ -178,6 +179,8 @@ class _Flags:
             out.append("pause")
         if self.payment_by is not None:
             out.append("payment")
+        if self.capture is not None:
+            out.append("card-capture")
         out.extend(f"party-arriving:{ch}" if j.arriving else f"joiner-not-agreed:{ch}"
                    for ch, j in self.joiners.items() if j.blocking)
         return out
@@ -238,6 +241,18 @@ class CallSession:
     @property
     def payment_active(self) -> bool:
         return self.flags.payment_by is not None
+
+    @property
+    def audio_protected(self) -> bool:
+        """Nothing the caller says or keys can reach a recording: muted (PBX-confirmed) or none running.
+
+        A stop we asked for counts only once the PBX confirmed it; a call
+        not yet past the notice has no recording, but one may start, and a
+        muted start is confirmed as MUTED, so OFFERED/NOTICE do not count.
+        """
+        if self.state is State.MUTED:
+            return True
+        return self.state is State.UNRECORDED and not self._stop_reason
 
     # -- the one entry point ---------------------------------------------------
 
@@ -442,6 +457,25 @@ class CallSession:
         was = self.flags.mute_wanted
         self.flags.joiners[channel] = _Joiner(ev.Party(channel, None, role="joiner"), None, blocking=True,
                                               arriving=True)
+        return self._mute_change(was)
+
+    def _on_capture_started(self, event: ev.CaptureStarted, out: list[Command]) -> Input:
+        if self.flags.capture is not None:
+            return Input.NOTHING  # one capture at a time; the payments desk refuses a second
+        was = self.flags.mute_wanted
+        self.flags.capture = event.payment_id
+        self._log(out, "payment-started", event.at, source=event.source.value, state=self.state.value,
+                  payment_id=event.payment_id, capture=True, staff_leg=event.staff_leg, operation=event.operation,
+                  amount=event.amount or None, currency=event.currency or None)
+        return self._mute_change(was)
+
+    def _on_capture_ended(self, event: ev.CaptureEnded, out: list[Command]) -> Input:
+        if self.flags.capture != event.payment_id:
+            return Input.NOTHING
+        was = self.flags.mute_wanted
+        self.flags.capture = None
+        self._log(out, "payment-ended", event.at, source=ev.Source.ENGINE.value, state=self.state.value,
+                  capture=True, **dict(event.result), still_muted_for=self.flags.reasons())
         return self._mute_change(was)
 
     def _on_joined(self, event: ev.PartyJoined, out: list[Command]) -> Input:
@@ -729,6 +763,8 @@ _CLASSIFIERS: dict[type, Callable[..., Input]] = {
     ev.PaymentStarted: CallSession._on_payment_started,
     ev.PaymentEnded: CallSession._on_payment_ended,
     ev.PartyArriving: CallSession._on_arriving,
+    ev.CaptureStarted: CallSession._on_capture_started,
+    ev.CaptureEnded: CallSession._on_capture_ended,
     ev.PartyJoined: CallSession._on_joined,
     ev.PartyLeft: CallSession._on_left,
     ev.TimerFired: CallSession._on_timer,

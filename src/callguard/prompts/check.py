@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from callguard.core.prompts import DIALPLAN_PROMPTS, ENGINE_PROMPTS
+from callguard.core.prompts import DIALPLAN_PROMPTS, ENGINE_PROMPTS, PAYMENT_PROMPTS
 from callguard.prompts.build import find_source
 from callguard.prompts.catalog import PromptCatalog
 from callguard.prompts.formats import FORMATS, PBXES, sha256_bytes
@@ -22,7 +22,7 @@ from callguard.prompts.manifest import BuiltPrompt
 from callguard.wav import AudioFormatError
 
 #: Every prompt id the engine and the shipped dialplan refer to.
-REQUIRED_PROMPTS = ENGINE_PROMPTS + DIALPLAN_PROMPTS
+REQUIRED_PROMPTS = ENGINE_PROMPTS + PAYMENT_PROMPTS + DIALPLAN_PROMPTS
 
 
 @dataclass
