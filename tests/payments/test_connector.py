@@ -34,7 +34,8 @@ def fresh(gateway):
 
 
 def connector(gw: PaymentGateway, **kwargs) -> HttpsConnector:
-    settings = ConnectorSettings(gw.url, gw.api_key, **{"backoff_s": 0.05, **kwargs})
+    # generous connect timeouts: a loaded 2-core CI machine can take seconds for a TLS handshake
+    settings = ConnectorSettings(gw.url, gw.api_key, **{"backoff_s": 0.05, "connect_timeout_s": 20.0, **kwargs})
     return HttpsConnector(settings, verify=gw.client_context())
 
 
@@ -105,7 +106,8 @@ async def test_declines_and_refusals(fresh) -> None:
     assert (declined.status, declined.detail) == ("declined", "card_declined")
     assert (funds.status, funds.detail) == ("declined", "insufficient_funds")
     assert token.status == "approved" and token.token.startswith("tok_")
-    bad = HttpsConnector(ConnectorSettings(fresh.url, "wrong-key", attempts=1), verify=fresh.client_context())
+    bad = HttpsConnector(ConnectorSettings(fresh.url, "wrong-key", attempts=1, connect_timeout_s=20.0),
+                         verify=fresh.client_context())
     try:
         refused = await bad.charge(card(), Decimal("5"), "GBP", "key-auth", "p")
     finally:
