@@ -103,9 +103,11 @@ class Engine:
         self._timers: dict[str, dict[str, TimerHandle]] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._skew = 0.0
-        #: called as ``fn(call_id, session)`` after every event a session handled
-        #: (the payments desk waits there for a PBX-confirmed mute and for hang-ups)
-        self.observers: list[Callable[[str, CallSession], None]] = []
+        #: Called with every ledger entry right after it is handed to the
+        #: ledger, on the engine's thread, with the session already in its
+        #: new state: the web console's live view (callguard.control) rides
+        #: on this instead of polling.  An observer must not block or raise.
+        self.observers: list[Callable[[cmd.LedgerEntry], None]] = []
 
     # -- queries -------------------------------------------------------------
 
@@ -139,8 +141,6 @@ class Engine:
             self._dispatch(call_id, command, received)
         if session.finished:
             self._forget(call_id)
-        for observer in self.observers:
-            observer(call_id, session)
 
     # -- dispatch --------------------------------------------------------------
 
@@ -151,6 +151,11 @@ class Engine:
                 outcome = str(command.data.get("outcome") or command.data.get("decision"))
                 self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
             self.ledger.append(command, received)
+            for observe in self.observers:
+                try:
+                    observe(command)
+                except Exception:  # a broken observer must never cost a call its evidence
+                    log.exception("call %s: observer failed on %s", call_id, command.kind)
         elif isinstance(command, cmd.StartTimer):
             self._cancel(call_id, command.name)
             self._timers.setdefault(call_id, {})[command.name] = self.scheduler.call_later(

@@ -8,8 +8,8 @@ It is the one place that knows all the collaborators:
   ``CaptureStarted`` to the call (the call's session mutes the recording
   and writes ``payment-started``) and ends by feeding ``CaptureEnded``
   (``payment-ended`` with the result; the recording is unmuted).  The desk
-  watches the engine (``Engine.observers``) for the PBX's confirmation of
-  the mute and for the caller's hang-up;
+  watches the engine's ledger entries (``Engine.observers``) for the PBX's
+  confirmation of the mute and for the caller's hang-up;
 * a :class:`PaymentDriver` - the listener, which guards the agent's leg,
   plays prompts to the caller, and reports the caller's keys
   (:meth:`caller_key`) and its own confirmations back;
@@ -206,12 +206,14 @@ class PaymentDesk:
         payment_id = self._by_call.get(call_or_payment, call_or_payment)
         return self.payments.get(payment_id)
 
-    def _observe(self, call_id: str, session: CallSession) -> None:
-        payment_id = self._by_call.get(call_id)
+    def _observe(self, entry: LedgerEntry) -> None:
+        """Every call's ledger entry passes here: the PBX confirmed a mute, a stop, or the call ended."""
+        payment_id = self._by_call.get(entry.call_id)
         if payment_id is None:
             return
         payment = self.payments[payment_id]
-        if session.finished:
+        session = self.engine.session(entry.call_id)
+        if session is None or session.finished:
             self._handle(payment, cap.CallEnded(self.engine.pbx_now()))
             return
         self._check_protected(payment, session)
@@ -296,7 +298,8 @@ class PaymentDesk:
         while len(self.results) > 1024:
             self.results.pop(next(iter(self.results)))
         log.info("payment %s on call %s: %s %s", capture.payment_id, payment.call_id, result.outcome, result.reason)
-        if self.engine.session(payment.call_id) is not None:
+        session = self.engine.session(payment.call_id)
+        if session is not None and not session.finished:
             self.engine.feed(payment.call_id, ev.CaptureEnded(self.engine.pbx_now(), capture.payment_id,
                                                               result.as_dict()))
         else:
