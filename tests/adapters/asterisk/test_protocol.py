@@ -107,6 +107,30 @@ async def test_agi_result_is_matched_by_command_id(pbx: FakeAsterisk, manager: A
     assert refused.code == 0 and "does not exist" in refused.error
 
 
+async def test_a_channel_leaving_asyncagi_resolves_only_its_own_commands(pbx: FakeAsterisk, manager: AmiManager):
+    """AsyncAGIEnd is looked up by channel: other calls' queued commands stay pending, nothing is left behind."""
+    await manager.connect()
+    await manager.send_action({"Action": "Setvar", "Variable": "CALLGUARD_HEARTBEAT", "Value": str(int(pbx.now()))})
+    pbx.prompt_durations["long"] = 5.0
+    calls = [pbx.place_call(f"+1415555012{i}", "Cust", agent=False) for i in range(3)]
+    for call in calls:
+        await call.wait_answered()
+    queued = {call.channel.name: [manager.send_agi_command(call.channel.name, 'STREAM FILE long ""'),
+                                  manager.send_agi_command(call.channel.name, "SET VARIABLE B 2")]
+              for call in calls}
+    await asyncio.sleep(0.05)
+    await calls[0].hangup()
+    first = queued[calls[0].channel.name]
+    await asyncio.wait_for(asyncio.gather(*first), 5)
+    assert first[1].result().error == "channel left AsyncAGI"
+    assert not any(f.done() for name, fs in queued.items() if name != calls[0].channel.name for f in fs)
+    for call in calls[1:]:
+        await call.hangup()
+    await asyncio.wait_for(asyncio.gather(*(f for fs in queued.values() for f in fs)), 5)
+    protocol = manager.protocol
+    assert protocol is not None and protocol.pending_actions == 0 and not protocol._agi_channels
+
+
 async def test_originate_without_async_does_not_break_the_connection(pbx: FakeAsterisk, manager: AmiManager):
     """panoramisk 1.4 raised KeyError('async') in data_received and dropped the link here."""
     await manager.connect()

@@ -111,6 +111,8 @@ class AmiProtocol(asyncio.Protocol):
         self.parser = AmiParser(wanted if wanted is not None else default_wanted)
         self._pending: dict[str, _Pending] = {}  # ActionID -> pending
         self._agi: dict[str, _Pending] = {}  # CommandID -> pending AGI exec
+        #: channel -> its pending CommandIDs, so AsyncAGIEnd costs O(its commands), not O(all calls)
+        self._agi_channels: dict[str, set[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.banner: asyncio.Future[str] | None = None
         self.bytes_in = 0
@@ -221,6 +223,7 @@ class AmiProtocol(asyncio.Protocol):
         pending = _Pending(future, "AGI", command_id=command_id, channel=channel, exec_timeout=exec_timeout)
         self._pending[action_id] = pending
         self._agi[command_id] = pending
+        self._agi_channels.setdefault(channel, set()).add(command_id)
         self._arm(pending, action_id, self.action_timeout if timeout is None else timeout, self._expire_action)
         return future
 
@@ -246,7 +249,7 @@ class AmiProtocol(asyncio.Protocol):
             if future.done():
                 return
             if not msg.ok:
-                self._agi.pop(pending.command_id, None)
+                self._agi_pop(pending.command_id)
                 future.set_result(AgiResult(0, error=msg.message or "AGI command refused", at=msg.at))
             elif pending.exec_timeout is not None:
                 self._arm(pending, pending.command_id, pending.exec_timeout, self._expire_agi)
@@ -276,7 +279,7 @@ class AmiProtocol(asyncio.Protocol):
         name = msg.get("Event")
         if name == "AsyncAGIExec":
             command_id = msg.get("CommandId") or msg.get("CommandID")
-            pending = self._agi.pop(command_id, None) if command_id else None
+            pending = self._agi_pop(command_id) if command_id else None
             if pending is not None:
                 self._disarm(pending)
                 if not pending.future.done():
@@ -289,13 +292,24 @@ class AmiProtocol(asyncio.Protocol):
             except Exception:  # a handler bug must not kill the connection
                 log.exception("AMI event handler failed on %s", name)
 
+    def _agi_pop(self, command_id: str) -> _Pending | None:
+        pending = self._agi.pop(command_id, None)
+        if pending is not None and pending.channel is not None:
+            ids = self._agi_channels.get(pending.channel)
+            if ids is not None:
+                ids.discard(command_id)
+                if not ids:
+                    del self._agi_channels[pending.channel]
+        return pending
+
     def _agi_channel_gone(self, channel: str, at: float) -> None:
-        for command_id, pending in list(self._agi.items()):
-            if pending.channel == channel:
-                del self._agi[command_id]
-                self._disarm(pending)
-                if not pending.future.done():
-                    pending.future.set_result(AgiResult(0, error="channel left AsyncAGI", at=at))
+        for command_id in self._agi_channels.pop(channel, ()):
+            pending = self._agi.pop(command_id, None)
+            if pending is None:
+                continue
+            self._disarm(pending)
+            if not pending.future.done():
+                pending.future.set_result(AgiResult(0, error="channel left AsyncAGI", at=at))
 
     # -- deadlines -------------------------------------------------------------------
 
@@ -316,13 +330,13 @@ class AmiProtocol(asyncio.Protocol):
         if pending is None:
             return
         if pending.command_id is not None:
-            self._agi.pop(pending.command_id, None)
+            self._agi_pop(pending.command_id)
         if not pending.future.done():
             pending.future.set_exception(ActionTimeout(f"no answer to {pending.name} within {pending.timeout:g} s"))
             pending.future.exception()
 
     def _expire_agi(self, command_id: str) -> None:
-        pending = self._agi.pop(command_id, None)
+        pending = self._agi_pop(command_id)
         if pending is not None and not pending.future.done():
             pending.future.set_exception(ActionTimeout(
                 f"AGI command on {pending.channel} did not finish within {pending.timeout:g} s"))
@@ -332,6 +346,7 @@ class AmiProtocol(asyncio.Protocol):
         pendings = list(self._pending.values()) + list(self._agi.values())
         self._pending.clear()
         self._agi.clear()
+        self._agi_channels.clear()
         for pending in pendings:
             self._disarm(pending)
             if not pending.future.done():
