@@ -101,3 +101,26 @@ def test_show_and_delete_of_a_missing_recording_log_the_outcome(cli, tmp_path):
                         ("delete", "bob", "denied")]
     text = cli("vault", "log", "--target", missing, "--as", "alice").output
     assert "not-found" in text and "no recording" in text
+
+
+def test_control_characters_never_forge_a_line_in_the_access_log(cli, tmp_path):
+    cli("keys", "generate")
+    _seed(cli.config, "c1", T0)
+    forged = "complaint 4411\n#999   2026-10-26 07:00Z  done    export           c1  by alice"
+    out = cli("recordings", "export", "0" * 32, "--out", str(tmp_path / "x.wav"), "--reason", forged,
+              "--as", "alice", code=2).output
+    assert "Invalid value for '--reason': must be one line of plain text; it contains \\n" in out
+    for option, value in (("--note", "by post\x1b[2Jcleared"), ("--as", "bob\nalice")):
+        args = ["dsar", "open", "--number", "+442079460123", option, value]
+        assert "must be one line of plain text" in cli(*args, *(["--as", "alice"] if option != "--as" else []),
+                                                       code=2).output
+    # a name with a newline that reaches the log another way (here: an older row) prints as one escaped line
+    from callguard.vault.service import Vault
+
+    with Vault.open(load_config(cli.config)) as vault:
+        vault.access_log.append(actor="mallory\n#1000 2026-10-26 done delete", os_user="x", role=None,
+                                action="list", target="*", reason="tab\there\x1b[31m", outcome="denied", detail={})
+    text = cli("vault", "log", "--as", "alice").output
+    line = next(x for x in text.splitlines() if "mallory" in x)
+    assert "mallory\\n#1000 2026-10-26 done delete" in line and "tab\\there\\x1b[31m" in line
+    assert not any(x.startswith("#1000") for x in text.splitlines())

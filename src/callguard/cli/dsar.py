@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from callguard.cli.text import echo, plain_text
 from callguard.cli.vault_common import as_option, day, open_vault, reason_option, when
 from callguard.vault import dsar as ops
 
@@ -29,7 +30,7 @@ def _describe(view: ops.DsarView, now: float) -> str:
 @dsar_group.command("open")
 @click.option("--number", required=True, metavar="E164", help="The requester's phone number, e.g. +442079460123.")
 @click.option("--kind", type=click.Choice(ops.KINDS), default="access", show_default=True)
-@click.option("--note", default="", help="How the request arrived, identity check done, etc.")
+@click.option("--note", default="", callback=plain_text, help="How the request arrived, identity check done, etc.")
 @reason_option(required=False)
 @as_option
 @click.pass_context
@@ -38,12 +39,12 @@ def open_cmd(ctx: click.Context, number: str, kind: str, note: str, reason: str,
     with open_vault(ctx) as vault:
         view = ops.open_request(vault, user, number, kind=kind, reason=reason, note=note)
     found = view.found
-    click.echo(f"{view.label} opened for {view.number} ({kind}); due {day(view.due_at)}")
-    click.echo(f"  calls: {len(found['calls'])}, recordings: {len(found['recordings'])} "
+    echo(f"{view.label} opened for {view.number} ({kind}); due {day(view.due_at)}")
+    echo(f"  calls: {len(found['calls'])}, recordings: {len(found['recordings'])} "
                f"({found['stored_recordings']} stored), ledger entries: {found['ledger_entries']}, "
                f"access-log entries: {found['access_log_entries']}")
     next_step = "dsar export" if kind == "access" else "dsar erase"
-    click.echo(f"  next: callguard {next_step} {view.id} ...")
+    echo(f"  next: callguard {next_step} {view.id} ...")
 
 
 @dsar_group.command("list")
@@ -57,8 +58,8 @@ def list_cmd(ctx: click.Context, overdue: bool, open_only: bool, user: str | Non
         views = ops.list_requests(vault, user, overdue=overdue, open_only=open_only)
         now = vault.clock()
     for view in views:
-        click.echo(_describe(view, now))
-    click.echo(f"{len(views)} request(s)")
+        echo(_describe(view, now))
+    echo(f"{len(views)} request(s)")
     if overdue and views:
         raise click.exceptions.Exit(1)
 
@@ -72,23 +73,24 @@ def show(ctx: click.Context, request_id: int, user: str | None) -> None:
     with open_vault(ctx) as vault:
         view = ops.show(vault, user, request_id)
         now = vault.clock()
-    click.echo(_describe(view, now))
-    click.echo(f"  found: {json.dumps(view.found)}")
+    echo(_describe(view, now))
+    echo(f"  found: {json.dumps(view.found)}")
     if view.exported_at:
-        click.echo(f"  exported {when(view.exported_at)} to {view.export_path}")
+        echo(f"  exported {when(view.exported_at)} to {view.export_path}")
     if view.erase_report:
         _print_erasure(view.erase_report)
 
 
 def _print_erasure(report: dict) -> None:
-    click.echo(f"  deleted: {len(report['deleted'])} recording(s)")
+    echo(f"  deleted: {len(report['deleted'])} recording(s)")
     for item in report["deleted"]:
-        click.echo(f"    - {item['recording_id']} (call {item['call_id']}), deletion record #{item['deletion_id']}")
+        echo(f"    - {item['recording_id']} (call {item['call_id']}), deletion record #{item['deletion_id']}")
     for item in report["already_deleted"]:
-        click.echo(f"    - {item['recording_id']} was already deleted {day(item['deleted_at'])} ({item['cause']})")
-    click.echo(f"  kept: {len(report['kept'])} item(s)")
+        echo(f"    - {item['recording_id']} was already deleted {day(item['deleted_at'])} ({item['cause']})")
+    echo(f"  kept: {len(report['kept'])} item(s)")
     for item in report["kept"]:
-        click.echo(f"    - {item['what']}\n        why: {item['why']}")
+        echo(f"    - {item['what']}")
+        echo(f"        why: {item['why']}")
 
 
 @dsar_group.command("export")
@@ -104,7 +106,7 @@ def export(ctx: click.Context, request_id: int, out: Path, reason: str, user: st
     with open_vault(ctx) as vault:
         target = ops.export_bundle(vault, user, request_id, out, reason or f"answering DSAR-{request_id}")
     index = json.loads((target / "index.json").read_text())
-    click.echo(f"wrote {target}: {len(index['calls'])} call(s), "
+    echo(f"wrote {target}: {len(index['calls'])} call(s), "
                f"{sum('file' in r for r in index['recordings'])} recording(s)")
 
 
@@ -120,7 +122,7 @@ def erase(ctx: click.Context, request_id: int, reason: str, yes: bool, user: str
         click.confirm(f"Erase the recordings of DSAR-{request_id} permanently?", abort=True)
     with open_vault(ctx) as vault:
         report = ops.erase(vault, user, request_id, reason or f"erasure request DSAR-{request_id}")
-    click.echo(f"DSAR-{request_id} erasure done")
+    echo(f"DSAR-{request_id} erasure done")
     _print_erasure(report)
 
 
@@ -133,4 +135,4 @@ def close(ctx: click.Context, request_id: int, reason: str, user: str | None) ->
     """Close a request by hand (withdrawn, identity not verified, ...)."""
     with open_vault(ctx) as vault:
         view = ops.close(vault, user, request_id, reason)
-    click.echo(f"{view.label} closed: {reason}")
+    echo(f"{view.label} closed: {reason}")

@@ -15,6 +15,7 @@ import click
 from rich.progress import Progress
 
 from callguard.cli.common import get_config
+from callguard.cli.text import echo
 from callguard.cli.vault_common import as_option, open_vault, reason_option, vault_errors, when
 from callguard.vault.keys import Keyring, generate_pair, key_id, load_public, private_pem, public_pem, write_atomic
 from callguard.vault.rotation import rewrap
@@ -36,7 +37,7 @@ def _log(ctx: click.Context, action: str, target: str, detail: dict) -> None:
         with open_vault(ctx) as vault:
             vault.log_system(action, target, "key management", detail)
     except click.ClickException as exc:
-        click.echo(f"note: not logged ({exc.message})", err=True)
+        echo(f"note: not logged ({exc.message})", err=True)
 
 
 def _passphrase(ctx: click.Context, no_passphrase: bool) -> bytes | None:
@@ -73,9 +74,9 @@ def _generate(ctx: click.Context, private_out: Path | None, no_passphrase: bool,
         write_atomic(private_out, pem, 0o600)
         ring.add(private.public_key(), activate=first if activate is None else activate, comment=comment)
     active = ring.active_id() == kid
-    click.echo(f"key {kid}{' (active: new recordings are encrypted for it)' if active else ''}")
-    click.echo(f"  private key: {private_out} (mode 0600{'' if no_passphrase else ', passphrase-protected'})")
-    click.echo(f"  public key:  {ring.dir / f'{kid}.pub.pem'}")
+    echo(f"key {kid}{' (active: new recordings are encrypted for it)' if active else ''}")
+    echo(f"  private key: {private_out} (mode 0600{'' if no_passphrase else ', passphrase-protected'})")
+    echo(f"  public key:  {ring.dir / f'{kid}.pub.pem'}")
     click.echo("  Keep the private key where decryption is allowed and back it up safely: without it the "
                "recordings wrapped for this key cannot be read.")
     _log(ctx, "keys-generate", kid, {"activated": active, "private_out": str(private_out)})
@@ -114,7 +115,7 @@ def import_cmd(ctx: click.Context, public_pem: Path, activate: bool) -> None:
     ring = _keyring(ctx)
     with vault_errors():
         kid = ring.add(load_public(public_pem), activate=activate or ring.active_id() is None)
-    click.echo(f"imported key {kid}{' (active)' if ring.active_id() == kid else ''}")
+    echo(f"imported key {kid}{' (active)' if ring.active_id() == kid else ''}")
     _log(ctx, "keys-import", kid, {"activated": ring.active_id() == kid})
 
 
@@ -137,7 +138,7 @@ def activate_cmd(ctx: click.Context, kid: str) -> None:
     ring = _keyring(ctx)
     with vault_errors():
         ring.add(ring.public(kid), activate=True)
-    click.echo(f"key {kid} is active")
+    echo(f"key {kid} is active")
     _log(ctx, "keys-activate", kid, {})
 
 
@@ -151,13 +152,13 @@ def list_cmd(ctx: click.Context) -> None:
         keys = ring.keys()
         active = ring.active_id()
     if not keys:
-        click.echo(f"no keys in {ring.dir}; run `callguard keys generate`")
+        echo(f"no keys in {ring.dir}; run `callguard keys generate`")
         return
     private_dir = Path(settings.private_keys) if settings.private_keys else None
     for info in keys:
         state = "active" if info.kid == active else ("retired " + when(info.retired_at)) if info.retired_at else "-"
         here = private_dir is not None and (private_dir / f"{info.kid}.pem").exists()
-        click.echo(f"{info.kid}  created {when(info.created_at)}  {state}"
+        echo(f"{info.kid}  created {when(info.created_at)}  {state}"
                    f"{'  private key here' if here else ''}{'  ' + info.comment if info.comment else ''}")
 
 
@@ -173,8 +174,8 @@ def rewrap_cmd(ctx: click.Context, from_kid: str, reason: str, user: str | None)
         report = rewrap(vault, user, from_kid, reason,
                         progress=lambda done, total: progress.update(task, completed=done, total=total))
     for rid, error in report.failed.items():
-        click.echo(f"FAILED {rid}: {error}", err=True)
-    click.echo(f"{len(report.rewrapped)} recording(s) moved from key {report.from_kid} to {report.to_kid}")
+        echo(f"FAILED {rid}: {error}", err=True)
+    echo(f"{len(report.rewrapped)} recording(s) moved from key {report.from_kid} to {report.to_kid}")
     if report.failed:
         raise click.exceptions.Exit(1)
-    click.echo(f"No stored recording needs key {from_kid} any more; its private key may be destroyed.")
+    echo(f"No stored recording needs key {from_kid} any more; its private key may be destroyed.")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from callguard.cli.common import get_config
+from callguard.cli.text import echo
 from callguard.cli.vault_common import as_option, day, open_vault, reason_option, size, when
 from callguard.vault import recordings as ops
 from callguard.vault.permissions import PERMISSIONS
@@ -40,9 +41,9 @@ def list_cmd(ctx: click.Context, call_id: str | None, number: str | None, purpos
         return
     for v in views:
         leaks = "" if v.dtmf_leaks is None else f"  dtmf-leaks {v.dtmf_leaks}"
-        click.echo(f"{v.id}  call {v.call_id}  {when(v.recorded_at)}  {v.duration_s or 0:7.1f}s  {size(v.size):>9}  "
+        echo(f"{v.id}  call {v.call_id}  {when(v.recorded_at)}  {v.duration_s or 0:7.1f}s  {size(v.size):>9}  "
                    f"{v.purpose:10} {v.state:7} until {day(v.expires_at)}{leaks}")
-    click.echo(f"{len(views)} recording(s)")
+    echo(f"{len(views)} recording(s)")
 
 
 @recordings_group.command("show")
@@ -54,24 +55,24 @@ def show(ctx: click.Context, recording: str, user: str | None) -> None:
     with open_vault(ctx) as vault:
         detail = ops.show(vault, user, recording)
     v = detail.recording
-    click.echo(f"recording {v.id} of call {v.call_id}: {v.state}")
+    echo(f"recording {v.id} of call {v.call_id}: {v.state}")
     if detail.quarantined:
-        click.echo(f"  QUARANTINED: {detail.quarantined}; kept encrypted as evidence, never played or exported")
-    click.echo(f"  recorded {when(v.recorded_at)}, ingested {when(v.ingested_at)}, {v.duration_s or 0:.1f} s, "
+        echo(f"  QUARANTINED: {detail.quarantined}; kept encrypted as evidence, never played or exported")
+    echo(f"  recorded {when(v.recorded_at)}, ingested {when(v.ingested_at)}, {v.duration_s or 0:.1f} s, "
                f"{size(v.size)}")
-    click.echo(f"  sha256 {v.sha256}, key {v.key_id}, ledger seq {v.ledger_seq}")
-    click.echo(f"  purpose {v.purpose}, delete after {day(v.expires_at)}")
+    echo(f"  sha256 {v.sha256}, key {v.key_id}, ledger seq {v.ledger_seq}")
+    echo(f"  purpose {v.purpose}, delete after {day(v.expires_at)}")
     for hold in detail.holds:
-        click.echo(f"  LEGAL HOLD #{hold.id} on {hold.scope} by {hold.placed_by} {when(hold.placed_at)}: {hold.reason}")
+        echo(f"  LEGAL HOLD #{hold.id} on {hold.scope} by {hold.placed_by} {when(hold.placed_at)}: {hold.reason}")
     if detail.deletion:
         d = detail.deletion
-        click.echo(f"  deleted {when(d['at'])} by {d['by']} ({d['cause']}): {d['reason']}; wrapped key "
+        echo(f"  deleted {when(d['at'])} by {d['by']} ({d['cause']}): {d['reason']}; wrapped key "
                    f"{'destroyed' if d['key_shredded'] else 'was already gone'}")
     if detail.dtmf:
         if "skipped" in detail.dtmf:
-            click.echo(f"  DTMF scan skipped: {detail.dtmf['skipped']}")
+            echo(f"  DTMF scan skipped: {detail.dtmf['skipped']}")
         else:
-            click.echo(f"  DTMF: {len(detail.dtmf['tones'])} tone(s), {detail.dtmf['leaks']} leak(s) "
+            echo(f"  DTMF: {len(detail.dtmf['tones'])} tone(s), {detail.dtmf['leaks']} leak(s) "
                        f"{detail.dtmf['leaked_digits']!r}; muted spans {detail.dtmf['muted_spans']}")
 
 
@@ -104,7 +105,7 @@ def export(ctx: click.Context, recording: str, out: Path, reason: str, user: str
     """Decrypt RECORDING into a file (the export permission; the copy leaves the vault's control)."""
     with open_vault(ctx) as vault:
         ops.export(vault, user, recording, reason, out)
-    click.echo(f"exported {recording} to {out} (verified; logged)")
+    echo(f"exported {recording} to {out} (verified; logged)")
 
 
 @recordings_group.command("delete")
@@ -119,7 +120,7 @@ def delete(ctx: click.Context, recording: str, reason: str, yes: bool, user: str
         click.confirm(f"Destroy recording {recording} permanently?", abort=True)
     with open_vault(ctx) as vault:
         destroyed = ops.delete(vault, user, recording, reason)
-    click.echo(f"recording {recording} crypto-shredded (wrapped key destroyed: {destroyed.key_shredded}, "
+    echo(f"recording {recording} crypto-shredded (wrapped key destroyed: {destroyed.key_shredded}, "
                f"ciphertext removed: {destroyed.ciphertext_removed}); deletion record #{destroyed.deletion_id}")
 
 
@@ -130,8 +131,8 @@ def roles(ctx: click.Context) -> None:
     config = get_config(ctx)
     for role, permissions in sorted(config.roles.items()):
         users = sorted(u for u, r in config.users.items() if r == role)
-        click.echo(f"{role:16} {', '.join(permissions) or '(nothing)'}")
-        click.echo(f"{'':16} users: {', '.join(users) or '-'}")
+        echo(f"{role:16} {', '.join(permissions) or '(nothing)'}")
+        echo(f"{'':16} users: {', '.join(users) or '-'}")
     click.echo("")
     for name, text in PERMISSIONS.items():
-        click.echo(f"  {name:10} {text}")
+        echo(f"  {name:10} {text}")

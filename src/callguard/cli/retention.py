@@ -7,6 +7,7 @@ import json
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from callguard.cli.text import echo, plain_text
 from callguard.cli.vault_common import as_option, day, open_vault, reason_option, when
 from callguard.vault import holds as hold_ops
 from callguard.vault.retention import stored_by_purpose, sweep
@@ -40,21 +41,21 @@ def sweep_cmd(ctx: click.Context, apply: bool, as_json: bool, show_items: bool, 
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         mode = "APPLIED" if apply else "DRY RUN (nothing deleted; --apply to delete)"
-        click.echo(f"retention sweep #{report.sweep_id} at {when(report.now)}: {mode}")
-        click.echo(f"  due for deletion: {len(report.due)}"
+        echo(f"retention sweep #{report.sweep_id} at {when(report.now)}: {mode}")
+        echo(f"  due for deletion: {len(report.due)}"
                    + (f"  ({', '.join(f'{p}: {n}' for p, n in sorted(report.by_purpose().items()))})"
                       if report.due else ""))
-        click.echo(f"  past retention but on legal hold (kept): {len(report.held)}")
+        echo(f"  past retention but on legal hold (kept): {len(report.held)}")
         if apply:
-            click.echo(f"  deleted: {len(report.deleted)}, failed: {len(report.failed)}")
+            echo(f"  deleted: {len(report.deleted)}, failed: {len(report.failed)}")
         if show_items:
             for item in report.due:
                 state = "deleted" if item.recording_id in report.deleted else "FAILED" if item.recording_id in report.failed else "due"
-                click.echo(f"    {state:7} {item.recording_id} call {item.call_id} {item.purpose} expired {day(item.expires_at)}")
+                echo(f"    {state:7} {item.recording_id} call {item.call_id} {item.purpose} expired {day(item.expires_at)}")
             for item in report.held:
-                click.echo(f"    held    {item.recording_id} call {item.call_id} {item.purpose} expired {day(item.expires_at)}")
+                echo(f"    held    {item.recording_id} call {item.call_id} {item.purpose} expired {day(item.expires_at)}")
     for rid, error in report.failed.items():
-        click.echo(f"FAILED {rid}: {error}", err=True)
+        echo(f"FAILED {rid}: {error}", err=True)
     if report.failed:
         raise click.exceptions.Exit(1)
 
@@ -72,9 +73,9 @@ def status(ctx: click.Context, user: str | None) -> None:
         duty = set(vault.settings.legal_duty_purposes)
     for purpose, days in sorted(periods.items()):
         note = "  (legal obligation: kept through erasure requests)" if purpose in duty else ""
-        click.echo(f"{purpose:12} {days:6d} days  {counts.get(purpose, 0):8d} stored{note}")
+        echo(f"{purpose:12} {days:6d} days  {counts.get(purpose, 0):8d} stored{note}")
     for purpose in sorted(set(counts) - set(periods)):
-        click.echo(f"{purpose:12}      ?  {counts[purpose]:8d} stored  (purpose no longer in [retention])")
+        echo(f"{purpose:12}      ?  {counts[purpose]:8d} stored  (purpose no longer in [retention])")
 
 
 @click.group("hold")
@@ -85,7 +86,7 @@ def hold_group() -> None:
 @hold_group.command("place")
 @click.option("--call", "call_id", default=None, metavar="ID", help="Hold every recording of this call.")
 @click.option("--recording", "recording_id", default=None, metavar="ID", help="Hold one recording.")
-@click.option("--case", "case_ref", default=None, metavar="REF", help="Case or matter reference.")
+@click.option("--case", "case_ref", default=None, metavar="REF", callback=plain_text, help="Case or matter reference.")
 @reason_option()
 @as_option
 @click.pass_context
@@ -94,7 +95,7 @@ def place(ctx: click.Context, call_id: str | None, recording_id: str | None, cas
     """Place a legal hold: the recordings will not be deleted until it is released."""
     with open_vault(ctx) as vault:
         hold = hold_ops.place(vault, user, reason, call_id=call_id, recording_id=recording_id, case_ref=case_ref)
-    click.echo(f"legal hold #{hold.id} placed on {hold.scope}{f' (case {case_ref})' if case_ref else ''}")
+    echo(f"legal hold #{hold.id} placed on {hold.scope}{f' (case {case_ref})' if case_ref else ''}")
 
 
 @hold_group.command("release")
@@ -106,7 +107,7 @@ def release(ctx: click.Context, hold_id: int, reason: str, user: str | None) -> 
     """Release hold HOLD_ID; its recordings fall back under their retention period."""
     with open_vault(ctx) as vault:
         hold = hold_ops.release(vault, user, hold_id, reason)
-    click.echo(f"legal hold #{hold.id} on {hold.scope} released; expired recordings go at the next sweep")
+    echo(f"legal hold #{hold.id} on {hold.scope} released; expired recordings go at the next sweep")
 
 
 @hold_group.command("list")
@@ -119,7 +120,7 @@ def list_cmd(ctx: click.Context, include_released: bool, user: str | None) -> No
         holds = hold_ops.list_holds(vault, user, include_released=include_released)
     for h in holds:
         state = f"released {when(h.released_at)} by {h.released_by}: {h.release_reason}" if h.released_at else "ACTIVE"
-        click.echo(f"#{h.id}  {h.scope}  placed {when(h.placed_at)} by {h.placed_by}"
+        echo(f"#{h.id}  {h.scope}  placed {when(h.placed_at)} by {h.placed_by}"
                    f"{f'  case {h.case_ref}' if h.case_ref else ''}  {state}")
-        click.echo(f"     reason: {h.reason}")
-    click.echo(f"{len(holds)} hold(s)")
+        echo(f"     reason: {h.reason}")
+    echo(f"{len(holds)} hold(s)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from sqlalchemy import func, select
 
+from callguard.cli.text import echo
 from callguard.cli.vault_common import as_option, day, open_vault, reason_option, size, vault_errors, when
 from callguard.vault.accesslog import verify_log
 from callguard.vault.ingest import ingest_file
@@ -37,20 +38,20 @@ def ingest(ctx: click.Context, file: Path, call_id: str, purpose: str | None, ke
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
     if result.quarantined:
-        click.echo(f"QUARANTINED {file.name} as recording {result.recording_id} (call {call_id}): "
+        echo(f"QUARANTINED {file.name} as recording {result.recording_id} (call {call_id}): "
                    f"{result.quarantined}. It is kept encrypted as evidence, never played or exported, "
                    f"and the audit reports it", err=True)
     else:
-        click.echo(f"stored {file.name} as recording {result.recording_id} (call {call_id})")
-    click.echo(f"  {size(result.size)}, {result.duration_s or 0:.1f} s, sha256 {result.sha256}")
-    click.echo(f"  key {result.key_id}, purpose {result.purpose}, delete after {day(result.expires_at)}")
-    click.echo(f"  ledger entry seq {result.ledger_seq}; plaintext "
+        echo(f"stored {file.name} as recording {result.recording_id} (call {call_id})")
+    echo(f"  {size(result.size)}, {result.duration_s or 0:.1f} s, sha256 {result.sha256}")
+    echo(f"  key {result.key_id}, purpose {result.purpose}, delete after {day(result.expires_at)}")
+    echo(f"  ledger entry seq {result.ledger_seq}; plaintext "
                f"{'removed' if result.plaintext_removed else 'kept (--keep-plaintext)'}")
     dtmf = result.dtmf or {}
     if "skipped" in dtmf:
-        click.echo(f"  DTMF scan skipped: {dtmf['skipped']}")
+        echo(f"  DTMF scan skipped: {dtmf['skipped']}")
     elif dtmf.get("leaks"):
-        click.echo(f"  WARNING: {dtmf['leaks']} keypad tone(s) audible outside muted spans: "
+        echo(f"  WARNING: {dtmf['leaks']} keypad tone(s) audible outside muted spans: "
                    f"{dtmf['leaked_digits'] or '(inside a muted span: mute failed)'}", err=True)
 
 
@@ -69,12 +70,12 @@ def verify_cmd(ctx: click.Context, recordings: tuple[str, ...], deep: bool, user
         result = verify(vault, user, list(recordings) or None, deep=deep)
         log = verify_log(vault.engine)
     for rid, problem in result.problems.items():
-        click.echo(f"PROBLEM {rid}: {problem}")
+        echo(f"PROBLEM {rid}: {problem}")
     for orphan in result.orphans:
-        click.echo(f"ORPHAN {orphan}: not in the catalogue (an interrupted ingest?)")
+        echo(f"ORPHAN {orphan}: not in the catalogue (an interrupted ingest?)")
     for problem in log.problems:
-        click.echo(f"PROBLEM {problem}")
-    click.echo(f"{result.checked} recording(s) checked{f', {result.deep} decrypted' if deep else ''}; "
+        echo(f"PROBLEM {problem}")
+    echo(f"{result.checked} recording(s) checked{f', {result.deep} decrypted' if deep else ''}; "
                f"access log: {log.entries} entries, {'chain intact' if log.ok else 'CHAIN BROKEN'}")
     if result.problems or result.orphans or not log.ok:
         raise click.exceptions.Exit(1)
@@ -95,15 +96,15 @@ def status(ctx: click.Context, user: str | None) -> None:
                                         .group_by(Recording.key_id)).all())
         active = vault.keyring.active_id()
         ring = vault.keyring.keys()
-    click.echo(f"vault {vault.dir}  (key store {vault.keystore.dir})")
+    echo(f"vault {vault.dir}  (key store {vault.keystore.dir})")
     for state, purpose, count, total, first in sorted(rows):
         extra = f", next deletion {day(first)}" if state == "stored" else ""
-        click.echo(f"  {state:8} {purpose:12} {count:8d} recording(s), {size(total or 0)}{extra}")
+        echo(f"  {state:8} {purpose:12} {count:8d} recording(s), {size(total or 0)}{extra}")
     if not rows:
         click.echo("  (no recordings)")
     for info in ring:
         mark = "active " if info.kid == active else "retired" if info.retired_at else "       "
-        click.echo(f"  key {info.kid} {mark} created {when(info.created_at)}, {keys.get(info.kid, 0)} stored"
+        echo(f"  key {info.kid} {mark} created {when(info.created_at)}, {keys.get(info.kid, 0)} stored"
                    f"{', private key here' if vault.private_keys.available(info.kid) else ''}")
 
 
@@ -119,9 +120,9 @@ def scan(ctx: click.Context, recording: str, reason: str, user: str | None) -> N
     if "skipped" in report:
         raise click.ClickException(f"cannot scan {recording}: {report['skipped']}")
     for tone in report["tones"]:
-        click.echo(f"  {tone['start']:8.2f}-{tone['end']:.2f}s  digit {tone['digit']}  {tone['where']}"
+        echo(f"  {tone['start']:8.2f}-{tone['end']:.2f}s  digit {tone['digit']}  {tone['where']}"
                    f"{'  (payment segment)' if tone['in_payment_segment'] else ''}")
-    click.echo(f"{len(report['tones'])} tone(s), {report['leaks']} leak(s)"
+    echo(f"{len(report['tones'])} tone(s), {report['leaks']} leak(s)"
                f"{', MUTE FAILED ' + str(report['mute_failures']) + ' time(s)' if report['mute_failures'] else ''}")
     if report["leaks"]:
         raise click.exceptions.Exit(1)
@@ -166,8 +167,8 @@ def log_cmd(ctx: click.Context, since: str | None, until: str | None, actor: str
             click.echo(json.dumps(event.as_dict(), sort_keys=True))
             continue
         extra = event.detail.get("refusal") or event.detail.get("error") or ""
-        click.echo(f"#{event.seq:<6} {when(event.at)}  {event.outcome:7} {event.action:16} {event.target[:34]:34} "
+        echo(f"#{event.seq:<6} {when(event.at)}  {event.outcome:7} {event.action:16} {event.target[:34]:34} "
                    f"by {event.actor} ({event.role or 'no role'}, os:{event.os_user})"
                    f"{'  why: ' + event.reason if event.reason else ''}{'  -- ' + extra if extra else ''}")
     if not as_json:
-        click.echo(f"{shown} entr{'y' if shown == 1 else 'ies'}")
+        echo(f"{shown} entr{'y' if shown == 1 else 'ies'}")

@@ -10,6 +10,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from callguard.cli.common import get_config
+from callguard.cli.text import plain_text, safe
 from callguard.ledger.db import LedgerError, error_text
 from callguard.wav import AudioFormatError
 from callguard.vault.envelope import VaultError
@@ -18,14 +19,14 @@ from callguard.vault.service import Vault
 
 def as_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--as", "user", metavar="USER", default=None,
+        "--as", "user", metavar="USER", default=None, callback=plain_text,
         help="Who is acting (default: your login). Must be in [users]; every attempt is logged.",
     )(command)
 
 
 def reason_option(required: bool = True, help_text: str = "Why (goes into the access log).") -> Callable[..., Any]:
     return click.option("--reason", required=required, default=None if required else "", metavar="TEXT",
-                        help=help_text)
+                        help=help_text, callback=plain_text)
 
 
 @contextmanager
@@ -34,7 +35,7 @@ def vault_errors() -> Iterator[None]:
     try:
         yield
     except (VaultError, LedgerError, AudioFormatError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(safe(str(exc))) from None
     except SQLAlchemyError as exc:
         raise click.ClickException(f"database error: {error_text(exc)}") from None
     except OSError as exc:
