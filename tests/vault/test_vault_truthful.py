@@ -124,3 +124,19 @@ def test_control_characters_never_forge_a_line_in_the_access_log(cli, tmp_path):
     line = next(x for x in text.splitlines() if "mallory" in x)
     assert "mallory\\n#1000 2026-10-26 done delete" in line and "tab\\there\\x1b[31m" in line
     assert not any(x.startswith("#1000") for x in text.splitlines())
+
+
+def test_dsar_open_with_no_data_says_so_and_keeps_the_request(cli, tmp_path):
+    _seed(cli.config, "c1", T0, number="+442079460123")
+    out = cli("dsar", "open", "--number", "+44 7700 900123", "--as", "alice").output
+    assert "DSAR-1 opened for +447700900123 (access)" in out
+    assert "no data held about +447700900123: no calls, recordings, ledger or access-log entries" in out
+    assert "callguard dsar close 1 --reason" in out
+    assert "DSAR-1  access   +447700900123" in cli("dsar", "list", "--open", "--as", "alice").output
+
+    cli("dsar", "open", "--number", "+442079460123", "--as", "alice")
+    table = cli("dsar", "show", "2", "--as", "alice").output
+    assert "DSAR-2 (access request)" in table
+    assert "│ calls" in table and "c1" in table and "│ ledger entries" in table and "{" not in table
+    data = json.loads(cli("dsar", "show", "2", "--json", "--as", "alice").output)
+    assert data["label"] == "DSAR-2" and data["found"]["calls"] == ["c1"] and data["overdue"] is False

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
-from callguard.cli.text import echo, plain_text
+from callguard.cli.text import echo, plain_text, safe
 from callguard.cli.vault_common import as_option, day, open_vault, reason_option, when
 from callguard.vault import dsar as ops
 
@@ -17,14 +21,17 @@ def dsar_group() -> None:
     """Data-subject requests: open, export, erase, list (--overdue), close."""
 
 
-def _describe(view: ops.DsarView, now: float) -> str:
+def _state(view: ops.DsarView, now: float) -> str:
     if view.closed_at:
-        state = f"closed {day(view.closed_at)} ({view.close_reason})"
-    elif view.overdue(now):
-        state = f"OVERDUE by {-view.days_left(now):.0f} day(s)"
-    else:
-        state = f"open, {view.days_left(now):.0f} day(s) left"
-    return f"{view.label}  {view.kind:8} {view.number:16} opened {day(view.opened_at)}  due {day(view.due_at)}  {state}"
+        return f"closed {day(view.closed_at)} ({view.close_reason})"
+    if view.overdue(now):
+        return f"OVERDUE by {-view.days_left(now):.0f} day(s)"
+    return f"open, {view.days_left(now):.0f} day(s) left"
+
+
+def _describe(view: ops.DsarView, now: float) -> str:
+    return (f"{view.label}  {view.kind:8} {view.number:16} opened {day(view.opened_at)}  due {day(view.due_at)}  "
+            f"{_state(view, now)}")
 
 
 @dsar_group.command("open")
@@ -40,9 +47,15 @@ def open_cmd(ctx: click.Context, number: str, kind: str, note: str, reason: str,
         view = ops.open_request(vault, user, number, kind=kind, reason=reason, note=note)
     found = view.found
     echo(f"{view.label} opened for {view.number} ({kind}); due {day(view.due_at)}")
+    if not (found["calls"] or found["recordings"] or found["ledger_entries"] or found["access_log_entries"]):
+        echo(f"  no data held about {view.number}: no calls, recordings, ledger or access-log entries "
+             f"for that number")
+        echo(f"  the request is kept on record; tell the requester nothing is held, then: "
+             f"callguard dsar close {view.id} --reason 'nothing held; requester told on <date>'")
+        return
     echo(f"  calls: {len(found['calls'])}, recordings: {len(found['recordings'])} "
-               f"({found['stored_recordings']} stored), ledger entries: {found['ledger_entries']}, "
-               f"access-log entries: {found['access_log_entries']}")
+         f"({found['stored_recordings']} stored), ledger entries: {found['ledger_entries']}, "
+         f"access-log entries: {found['access_log_entries']}")
     next_step = "dsar export" if kind == "access" else "dsar erase"
     echo(f"  next: callguard {next_step} {view.id} ...")
 
@@ -66,19 +79,43 @@ def list_cmd(ctx: click.Context, overdue: bool, open_only: bool, user: str | Non
 
 @dsar_group.command("show")
 @click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The request as JSON, for scripts.")
 @as_option
 @click.pass_context
-def show(ctx: click.Context, request_id: int, user: str | None) -> None:
+def show(ctx: click.Context, request_id: int, as_json: bool, user: str | None) -> None:
     """One request: what was found, what was exported or erased."""
     with open_vault(ctx) as vault:
         view = ops.show(vault, user, request_id)
         now = vault.clock()
-    echo(_describe(view, now))
-    echo(f"  found: {json.dumps(view.found)}")
-    if view.exported_at:
-        echo(f"  exported {when(view.exported_at)} to {view.export_path}")
+    if as_json:
+        click.echo(json.dumps({**dataclasses.asdict(view), "overdue": view.overdue(now)}, indent=2))
+        return
+    Console(highlight=False).print(_request_table(view, now))
     if view.erase_report:
         _print_erasure(view.erase_report)
+
+
+def _request_table(view: ops.DsarView, now: float) -> Table:
+    """One request as a two-column table a privacy officer can read out to the requester."""
+    found = view.found
+    table = Table(title=f"{view.label} ({view.kind} request)", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows = [
+        ("number", view.number),
+        ("status", _state(view, now)),
+        ("opened", f"{when(view.opened_at)} by {view.opened_by}"),
+        ("due", day(view.due_at)),
+        ("calls", ", ".join(found.get("calls", [])) or "none"),
+        ("recordings", f"{len(found.get('recordings', []))} ({found.get('stored_recordings', 0)} stored)"),
+        ("ledger entries", str(found.get("ledger_entries", 0))),
+        ("access-log entries", str(found.get("access_log_entries", 0))),
+        ("exported", f"{when(view.exported_at)} to {view.export_path}" if view.exported_at else "no"),
+        ("erased", when(view.erased_at) if view.erased_at else "no"),
+    ]
+    for field, value in rows:
+        table.add_row(field, Text(safe(value)))
+    return table
 
 
 def _print_erasure(report: dict) -> None:
