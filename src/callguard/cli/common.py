@@ -40,6 +40,23 @@ def with_overrides(config: Config, section: str, **values: Any) -> Config:
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **given)})
 
 
+def _start_up(config: Config, pbx: str, problems: list[str], log_level: str) -> "PromptResolver":
+    """Refuse a config with ``problems``, set up logging, load the prompt catalogue."""
+    from callguard.prompts.spec import CatalogError
+    from callguard.wiring import build_prompts
+
+    if problems:
+        raise click.ClickException(f"cannot start the {pbx} listener:\n  " + "\n  ".join(problems))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return build_prompts(config)
+    except CatalogError as exc:
+        raise click.ClickException("cannot load the prompt catalogue:\n  " + "\n  ".join(exc.problems)) from None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from None
+
+
 def open_listener(config: Config, pbx: str, problems: list[str],
                   log_level: str) -> tuple["PromptResolver", "Ledger"]:
     """Refuse a config with ``problems``; set up logging, load the prompts, open the ledger.
@@ -48,24 +65,41 @@ def open_listener(config: Config, pbx: str, problems: list[str],
     names what is wrong, so a service manager shows the reason, not a traceback.
     """
     from callguard.ledger import LedgerError
-    from callguard.prompts.spec import CatalogError
-    from callguard.wiring import build_ledger, build_prompts
+    from callguard.wiring import build_ledger
 
-    if problems:
-        raise click.ClickException(f"cannot start the {pbx} listener:\n  " + "\n  ".join(problems))
-    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        prompts = build_prompts(config)
-    except CatalogError as exc:
-        raise click.ClickException("cannot load the prompt catalogue:\n  " + "\n  ".join(exc.problems)) from None
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from None
+    prompts = _start_up(config, pbx, problems, log_level)
     try:
         ledger = build_ledger(config)
     except LedgerError as exc:
         raise click.ClickException(f"cannot open the ledger: {exc}") from None
     return prompts, ledger
+
+
+def check_listener(config: Config, pbx: str, problems: list[str], log_level: str,
+                   probe: Coroutine[Any, Any, str]) -> None:
+    """``run <pbx> --check``: what start-up does, for real, without starting or creating anything.
+
+    The prompts are loaded, the ledger database is opened (never created:
+    a missing SQLite file is reported with where ``run`` will create it) and
+    ``probe`` connects and logs in to the PBX.  Each line printed is a fact
+    checked just now; any failure exits 1 with the reason.
+    """
+    from callguard.adapters.asterisk.probe import ProbeFailed
+    from callguard.ledger.db import LedgerError, probe_ledger
+
+    try:
+        prompts = _start_up(config, pbx, problems, log_level)
+        ledger = probe_ledger(config.ledger.url)
+        reached = asyncio.run(probe)
+    except LedgerError as exc:
+        raise click.ClickException(f"cannot open the ledger: {exc}") from None
+    except ProbeFailed as exc:
+        raise click.ClickException(f"cannot reach the {pbx} PBX: {exc}") from None
+    finally:
+        probe.close()  # never awaited when an earlier step failed
+    click.echo(f"ok: prompts in {', '.join(sorted(prompts.languages()))}")
+    click.echo(f"ok: {ledger}")
+    click.echo(f"ok: {reached}")
 
 
 def serve_until_stopped(main: Coroutine[Any, Any, None], ledger: "Ledger", fatal: tuple[type[Exception], ...],
@@ -88,4 +122,4 @@ def serve_until_stopped(main: Coroutine[Any, Any, None], ledger: "Ledger", fatal
 
 #: what a listener command's ``--log-level`` accepts
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"])
-__all__ = ["LOG_LEVELS", "get_config", "open_listener", "serve_until_stopped", "with_overrides"]
+__all__ = ["LOG_LEVELS", "check_listener", "get_config", "open_listener", "serve_until_stopped", "with_overrides"]

@@ -16,6 +16,7 @@ file and a database without the ledger tables.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,42 @@ def open_for_reading(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIME
                           "Run `callguard ledger migrate` once (back the database up first), or start the "
                           "listener, which migrates on start")
     return engine
+
+
+def probe_ledger(url: str | URL) -> str:
+    """Open the ledger database as the listener will, without creating or changing anything.
+
+    For ``run <pbx> --check``: a missing SQLite file is fine if its directory
+    is writable (the listener creates it); an empty database or an older
+    schema is fine too (the listener creates or migrates the tables).  What
+    would stop the listener (unreachable server, wrong credentials, a
+    directory that does not exist) raises :class:`LedgerError`.
+    """
+    parsed = _parse(url)
+    path = sqlite_path(parsed)
+    if path is not None and not path.is_file():
+        directory = path.absolute().parent
+        if not directory.is_dir():
+            raise LedgerError(f"the directory of ledger database {str(path.absolute())!r} does not exist; "
+                              f"create it or fix [ledger] url")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise LedgerError(f"cannot create ledger database {str(path.absolute())!r}: {directory} is not "
+                              f"writable by this user")
+        return f"ledger {path.absolute()} does not exist yet; the listener will create it"
+    engine = make_engine(parsed, writer=False)
+    try:
+        with engine.connect() as connection:
+            present = inspect(connection).has_table(LedgerEntryRecord.__tablename__)
+            revision = current_revision(connection) if present else None
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"cannot open ledger {describe_url(parsed)}: {error_text(exc)}") from None
+    finally:
+        engine.dispose()
+    if not present:
+        return f"ledger {describe_url(parsed)} reachable, empty; the listener will create its tables"
+    if revision != head_revision():
+        return f"ledger {describe_url(parsed)} opened; the listener will migrate it to revision {head_revision()}"
+    return f"ledger {describe_url(parsed)} opened (schema revision {revision})"
 
 
 def migrate_database(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> tuple[str | None, str]:

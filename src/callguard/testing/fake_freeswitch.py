@@ -581,6 +581,9 @@ class FakeFreeSWITCH:
         self.channels: dict[str, FakeChannel] = {}
         self.clients: list[_InboundClient] = []
         self.globals: dict[str, str] = {}
+        #: loaded modules, for ``api module_exists`` (mod_commands.c answers "true"/"false"); drop one to
+        #: stand in for a build without it
+        self.modules: set[str] = {"mod_commands", "mod_dptools", "mod_event_socket", "mod_expr", "mod_sndfile"}
         self.api_log: list[tuple[float, str]] = []
         self.dropped: list[str] = []
         self.flood_sent = 0
@@ -833,6 +836,8 @@ class FakeFreeSWITCH:
                 self._spawn(self.hangup(ch, args[1] if len(args) > 1 else "NORMAL_CLEARING"))
                 return "+OK\n"
             return f"-USAGE: {name} <uuid> ...\n"
+        if name == "module_exists":
+            return "true" if arg.strip() in self.modules else "false"
         if name == "global_setvar" and "=" in arg:
             key, _, value = arg.partition("=")
             self.globals[key.strip()] = value.strip()

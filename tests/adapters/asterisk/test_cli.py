@@ -59,11 +59,17 @@ def test_unknown_key_in_asterisk_section(tmp_path):
     assert result.exit_code == 1 and "did you mean 'port'" in result.output
 
 
-def test_check_opens_the_ledger_and_prompts(tmp_path):
-    config = write_config(tmp_path, 5038)
-    result = run_cli("run", "asterisk", "--config", str(config), "--check")
+def test_check_opens_the_ledger_and_prompts_and_logs_in(tmp_path):
+    controller = FakeAsteriskThread(secret=SECRET)
+    pbx = controller.start()
+    try:
+        config = write_config(tmp_path, pbx.port)
+        result = run_cli("run", "asterisk", "--config", str(config), "--check")
+    finally:
+        controller.stop()
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("ok: ledger sqlite:///") and "AMI 127.0.0.1:5038" in result.output
+    assert result.output.startswith("ok: prompts in en, es, fr\nok: ledger ")
+    assert f"ok: AMI 127.0.0.1:{pbx.port}: logged in as 'callguard'" in result.output
 
 
 def test_wrong_secret_exits_with_the_reason(tmp_path):

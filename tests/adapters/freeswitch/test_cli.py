@@ -31,11 +31,15 @@ def test_help_is_mounted_under_run() -> None:
 
 
 def test_check_reports_what_it_would_use(tmp_path) -> None:
+    """Nothing listens on the event socket port: the check says so instead of claiming ok."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: a port nobody listens on
     config = write_config(tmp_path / "callguard.toml", f'[ledger]\nurl = "sqlite:///{tmp_path}/l.sqlite"\n'
-                                                       '[freeswitch]\nport = 8021\nlisten_port = 8084\n')
+                                                       f'[freeswitch]\nport = {port}\nlisten_port = 8084\n')
     result = CliRunner().invoke(main, ["--config", config, "run", "freeswitch", "--check"])
-    assert result.exit_code == 0, result.output
-    assert "event socket 127.0.0.1:8021" in result.output and "dialplan socket on 127.0.0.1:8084" in result.output
+    assert result.exit_code == 1, result.output
+    assert f"cannot reach FreeSWITCH event socket at 127.0.0.1:{port}" in result.output
 
 
 def test_bad_settings_are_explained_and_exit_non_zero(tmp_path) -> None:

@@ -15,7 +15,8 @@ import os
 
 import click
 
-from callguard.cli.common import LOG_LEVELS, get_config, open_listener, serve_until_stopped, with_overrides
+from callguard.cli.common import (LOG_LEVELS, check_listener, get_config, open_listener, serve_until_stopped,
+                                  with_overrides)
 from callguard.config import Config
 
 log = logging.getLogger("callguard.asterisk")
@@ -46,7 +47,8 @@ def check_asterisk_config(config: Config) -> list[str]:
 @click.option("--host", default=None, help="Override [asterisk] host.")
 @click.option("--port", type=int, default=None, help="Override [asterisk] port.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
-@click.option("--check", is_flag=True, help="Check the configuration, ledger and prompts, then exit.")
+@click.option("--check", is_flag=True,
+              help="Check the configuration and prompts, open the ledger, log in to AMI, then exit.")
 @click.pass_context
 def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port: int | None, log_level: str,
              check: bool) -> None:
@@ -58,12 +60,12 @@ def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port
     from callguard.adapters.asterisk.runner import serve
 
     config = with_overrides(get_config(ctx, config_path), "asterisk", host=host, port=port)
-    prompts, ledger = open_listener(config, "Asterisk", check_asterisk_config(config), log_level)
     if check:
-        ledger.close(5)
-        click.echo(f"ok: ledger {config.ledger.url}, prompts in {', '.join(sorted(prompts.languages()))}, "
-                   f"AMI {config.asterisk.host}:{config.asterisk.port} as {config.asterisk.username!r}")
+        from callguard.adapters.asterisk.probe import probe_ami
+
+        check_listener(config, "Asterisk", check_asterisk_config(config), log_level, probe_ami(config.asterisk))
         return
+    prompts, ledger = open_listener(config, "Asterisk", check_asterisk_config(config), log_level)
     serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (AuthenticationFailed,), log)
 
 

@@ -17,7 +17,8 @@ import logging
 
 import click
 
-from callguard.cli.common import LOG_LEVELS, get_config, open_listener, serve_until_stopped, with_overrides
+from callguard.cli.common import (LOG_LEVELS, check_listener, get_config, open_listener, serve_until_stopped,
+                                  with_overrides)
 from callguard.config import Config
 
 log = logging.getLogger("callguard.freeswitch")
@@ -58,7 +59,8 @@ def check_freeswitch_config(config: Config) -> list[str]:
 @click.option("--port", type=int, default=None, help="Override [freeswitch] port (the event socket).")
 @click.option("--listen-port", type=int, default=None, help="Override [freeswitch] listen_port (the dialplan's socket).")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
-@click.option("--check", is_flag=True, help="Check the configuration, ledger and prompts, then exit.")
+@click.option("--check", is_flag=True,
+              help="Check the configuration and prompts, open the ledger, log in to the event socket, then exit.")
 @click.pass_context
 def freeswitch(ctx: click.Context, config_path: str | None, host: str | None, port: int | None,
                listen_port: int | None, log_level: str, check: bool) -> None:
@@ -71,13 +73,14 @@ def freeswitch(ctx: click.Context, config_path: str | None, host: str | None, po
 
     config = with_overrides(get_config(ctx, config_path), "freeswitch", host=host, port=port,
                             listen_port=listen_port)
-    prompts, ledger = open_listener(config, "FreeSWITCH", check_freeswitch_config(config), log_level)
-    fs = config.freeswitch
     if check:
-        ledger.close(5)
-        click.echo(f"ok: ledger {config.ledger.url}, prompts in {', '.join(sorted(prompts.languages()))}, "
-                   f"event socket {fs.host}:{fs.port}, dialplan socket on {fs.listen_host}:{fs.listen_port}")
+        from callguard.adapters.freeswitch.probe import probe_esl
+
+        check_listener(config, "FreeSWITCH", check_freeswitch_config(config), log_level, probe_esl(config.freeswitch))
+        click.echo(f"    the dialplan's socket will be served on {config.freeswitch.listen_host}:"
+                   f"{config.freeswitch.listen_port}")
         return
+    prompts, ledger = open_listener(config, "FreeSWITCH", check_freeswitch_config(config), log_level)
     # RuntimeError: e.g. the outbound port is taken
     serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (InboundRefused, RuntimeError), log)
 
