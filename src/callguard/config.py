@@ -33,6 +33,7 @@ from callguard.config_schema import build, describe, is_section, one_of, rule, s
 from callguard.core.jurisdictions import REGIMES
 from callguard.vault.permissions import DEFAULT_ROLES, PERMISSIONS
 from callguard.ha.settings import HaConfig
+from callguard.payments.settings import PaymentsConfig
 
 DEFAULT_CONFIG_NAME = "callguard.toml"
 ENV_PREFIX = "CALLGUARD_"
@@ -285,6 +286,7 @@ class Config:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     ha: HaConfig = field(default_factory=HaConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     retention: dict[str, int] = field(default_factory=lambda: {"qa": 90, "dispute": 365, "compliance": 2555})
     #: role -> permissions (see callguard.vault.permissions); a [roles] table replaces the defaults
     roles: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()})

@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from callguard.core import events as ev
 from callguard.core.commands import CancelTimer, Command, LedgerEntry, PromptRef, StartTimer
@@ -38,6 +38,9 @@ from callguard.payments.connector import GatewayAnswer
 from callguard.payments.progress import ProgressHub
 from callguard.payments.secret import CardData
 from callguard.runtime import Engine, TimerHandle
+
+if TYPE_CHECKING:
+    from callguard.payments.settings import PaymentsConfig
 
 log = logging.getLogger("callguard.payments")
 
@@ -161,9 +164,12 @@ class PaymentDesk:
         return payment.capture if payment else None
 
     async def aclose(self, timeout: float = 30.0) -> None:
-        """Let connector calls in flight finish (a charge is never abandoned half-way)."""
+        """Let connector calls in flight finish (a charge is never abandoned half-way), then close it."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        close = getattr(self.connector, "aclose", None)
+        if close is not None:
+            await close()
 
     # -- what the listener reports ---------------------------------------------------------------
 
@@ -318,3 +324,19 @@ def status(desk: PaymentDesk, call_or_payment: str) -> dict[str, Any]:
 
 
 __all__ = ["Connector", "PaymentDesk", "PaymentDriver", "PaymentRefused", "parse_amount", "status"]
+
+
+def open_desk(config: "PaymentsConfig", engine: Engine, driver: PaymentDriver, *,
+              connector: Connector | None = None) -> PaymentDesk | None:
+    """The listener's desk from ``[payments]`` (``None`` when no gateway is configured).
+
+    ``connector`` overrides the configured one (the demo's embedded gateway).
+    """
+    from callguard.payments.connector import HttpsConnector
+    from callguard.payments.settings import capture_settings, connector_settings
+
+    if connector is None:
+        if not config.url:
+            return None
+        connector = HttpsConnector(connector_settings(config))
+    return PaymentDesk(engine, driver, connector, capture_settings(config))

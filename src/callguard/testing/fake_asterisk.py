@@ -55,6 +55,7 @@ BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 INBOUND_CONTEXT = "callguard-inbound"
 JOIN_CONTEXT = "callguard-join"
 FEATURE_CONTEXT = "callguard-feature"
+PAYMENT_CONTEXT = "callguard-payment"
 #: Must match the shipped dialplan's staleness limit (tests check they agree).
 HEARTBEAT_STALE_S = 6
 _STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
@@ -220,6 +221,7 @@ class FakeChannel:
         self.playing: asyncio.Future | None = None
         self.bridge: str | None = None
         self.hung_up = False
+        self.muted_audio: set[str] = set()  #: MuteAudio directions switched on (in, out, all)
         self.hangup_future: asyncio.Future | None = None
         self.agi_done = asyncio.Event()
         self.created = time.time()
@@ -274,6 +276,11 @@ class FakeCall:
         self.answered = asyncio.Event()
         self.ended = asyncio.Event()
         self.signals: list[tuple[float, str, str]] = []  #: (time, action, source) of UserEvents sent
+        #: what reached the agent's phone from the caller's keypad: ("dtmf" | "tone", digit, time)
+        self.agent_heard: list[tuple[str, str, float]] = []
+        #: prompts the caller heard from the payment player (files, in order)
+        self.caller_heard: list[str] = []
+        self.player: tuple[FakeChannel, FakeChannel] | None = None  #: the payment prompt player's halves
         self.task: asyncio.Task | None = None
         self.changed = asyncio.Event()  #: set whenever a gather starts/ends or AGI ends on this call
 
@@ -551,6 +558,7 @@ class FakeAsterisk:
         self.heartbeat_stale_s = heartbeat_stale_s
         self.noise = noise
         self.default_agent = agent
+        self.crashed = ""  #: why the fake "crashed" (see crash())
         self.mute_works = True
         self.dtmf_grace_s = 0.0  #: see FakeCall.press
         self.write_recordings = False  #: MixMonitor writes a real WAV at its File path
@@ -903,6 +911,20 @@ class FakeAsterisk:
         self._respond(session, action, [])
         self._later(self.confirm_delay_s, self._channel_event, "MixMonitorStop", channel)
 
+    def _action_muteaudio(self, session: _Session, action: dict[str, str]) -> None:
+        """res_mutestream's ``MuteAudio``: Success and no event, like Asterisk 22 (asterisk22_muteaudio.ami)."""
+        channel = self.channels.get(action.get("channel", ""))
+        if channel is None:
+            return self._error(session, action, "No such channel")
+        direction, state = action.get("direction", "").lower(), action.get("state", "").lower()
+        if direction not in ("in", "out", "all") or state not in ("on", "off"):
+            return self._error(session, action, "Failed to mute/unmute stream")
+        if state == "on":
+            channel.muted_audio.add(direction)
+        else:
+            channel.muted_audio.discard(direction)
+        self._respond(session, action, [])
+
     def _action_hangup(self, session: _Session, action: dict[str, str]) -> None:
         channel = self.channels.get(action.get("channel", ""))
         if channel is None or channel.hung_up:
@@ -924,6 +946,9 @@ class FakeAsterisk:
 
     def _action_originate(self, session: _Session, action: dict[str, str]) -> None:
         target = action.get("channel", "")
+        player = re.fullmatch(r"Local/(pay-[A-Za-z0-9-]+)@" + re.escape(PAYMENT_CONTEXT) + r"(/n)?", target)
+        if player:
+            return self._originate_player(session, action, player.group(1))
         match = re.fullmatch(r"Local/([^@]+)@" + re.escape(INBOUND_CONTEXT), target)
         if not match:
             return self._error(session, action, "Originate failed")
@@ -939,6 +964,34 @@ class FakeAsterisk:
                 await call.answered.wait()
                 self._respond(session, action, [("Message", "Originate successfully queued")])
             self._spawn(answer_when_up())
+
+    def _originate_player(self, session: _Session, action: dict[str, str], exten: str) -> None:
+        """``Local/pay-<id>@callguard-payment/n``: ;1 runs ``join`` (BridgeAdd into the customer's
+        bridge), ;2 runs ``pay-<id>`` (AsyncAGI: the listener plays prompts; then Hangup)."""
+        variables = dict(v.split("=", 1) for v in action.get("variable", "").split(",") if "=" in v)
+        target = self.channels.get(variables.get("CALLGUARD_PAY_TARGET", ""))
+        call = self._call_of(target) if target is not None else None
+        if call is None or target is None or target.bridge is None:
+            return self._error(session, action, "Originate failed")
+        self._respond(session, action, [("Message", "Originate successfully queued")])
+        seq = next(self._seq)
+        near = FakeChannel(f"Local/{exten}@{PAYMENT_CONTEXT}-{seq:08x};1", self._uniqueid(), call.linkedid,
+                           "", "callguard payment", PAYMENT_CONTEXT, "join")
+        far = FakeChannel(f"Local/{exten}@{PAYMENT_CONTEXT}-{seq:08x};2", self._uniqueid(), call.linkedid,
+                          "", "callguard payment", PAYMENT_CONTEXT, exten)
+        call.player = (near, far)
+        for channel in (near, far):
+            self.channels[channel.name] = channel
+            self._channel_event("Newchannel", channel)
+
+        async def run() -> None:
+            self._bridge(call, near)  # BridgeAdd(${CALLGUARD_PAY_TARGET})
+            await self._async_agi(far, call)
+            for channel in (far, near):
+                await self._hangup_channel(channel)
+            call.player = None
+
+        self._spawn(run())
 
     async def _originate_response(self, session: _Session, action: dict[str, str], call: FakeCall) -> None:
         await call.answered.wait()
@@ -1080,6 +1133,8 @@ class FakeAsterisk:
         if verb == "ASYNCAGI BREAK":
             return "200 result=0\n", True
         if verb == "STREAM FILE" and len(words) >= 3:
+            if call.player is not None and channel is call.player[1]:
+                call.caller_heard.append(words[2])
             completed, endpos = await self._play_wait(channel, words[2])
             return (f"200 result=0 endpos={endpos}\n" if completed else f"200 result=-1 endpos={endpos}\n"), False
         if verb == "GET DATA" and len(words) >= 3:
@@ -1147,16 +1202,61 @@ class FakeAsterisk:
         return f"200 result={gather.digits} (timeout)\n"
 
     def _dtmf(self, channel: FakeChannel, digit: str) -> None:
+        """A key pressed on ``channel``'s phone, as Asterisk 22 handles it (fixtures asterisk22_dtmf*,
+        asterisk22_framedrop_*, asterisk22_muteaudio).
+
+        ``DTMFBegin``/``DTMFEnd`` Received on the pressing leg, Sent on each leg of its bridge the
+        digit is written to, Received on the far half of a Local channel - unless that half has
+        ``FRAME_DROP(RX)`` with DTMF (then no event there and nothing goes on: it is what keeps
+        digits from an agent reached through a Local channel).  The keypress also carries in-band
+        tone audio, which ``MuteAudio`` (in) on the far half keeps from the agent, and which the
+        recording writes unless muted.  ``FRAME_DROP(TX)`` on a leg a digit crosses crashes Asterisk.
+        """
+        if _drops_dtmf(channel, "RX"):
+            return  # dropped before the AMI layer: no event on any channel
+        self._dtmf_events(channel, digit, "Received")
         gather = channel.gather
-        if self.noise:
-            self._channel_event("DTMFEnd", channel, [("Digit", digit), ("DurationMs", 120),
-                                                     ("Direction", "Received")], "dtmf,all")
+        call = self._call_of(channel)
+        if call is not None and channel is call.channel:
+            now = self.now()
+            recording = channel.recording
+            if recording is not None and recording.audio is not None:
+                recording.audio.dtmf(now, digit, audible=not recording.muted)
+            if channel.bridge is not None and (gather is None or gather.future.done()):
+                self._cross_bridge(call, channel, digit, now)
         if gather is None or gather.future.done():
             return
         gather.digits += digit
         if len(gather.digits) >= gather.max_digits or digit == "#":
             gather.digits = gather.digits.rstrip("#")
             gather.future.set_result(gather.digits)
+
+    def _dtmf_events(self, channel: FakeChannel, digit: str, direction: str) -> None:
+        self._channel_event("DTMFBegin", channel, [("Digit", digit), ("Direction", direction)], "dtmf,all")
+        self._channel_event("DTMFEnd", channel, [("Digit", digit), ("DurationMs", 120),
+                                                 ("Direction", direction)], "dtmf,all")
+
+    def _cross_bridge(self, call: FakeCall, source: FakeChannel, digit: str, now: float) -> None:
+        for leg in [c for c in self.channels.values() if c.bridge == source.bridge and c is not source]:
+            if _drops_dtmf(leg, "TX") or _drops_dtmf(source, "TX"):
+                self.crash("FRAME_DROP(TX) matched a DTMF frame in a bridge: free(): double free detected")
+                return
+            self._dtmf_events(leg, digit, "Sent")
+            if leg is call.agent and call.agent_far is not None:
+                far = call.agent_far
+                if not _drops_dtmf(far, "RX"):
+                    self._dtmf_events(far, digit, "Received")
+                    call.agent_heard.append(("dtmf", digit, now))
+                if "in" not in far.muted_audio and "all" not in far.muted_audio:
+                    call.agent_heard.append(("tone", digit, now))
+
+    def crash(self, why: str) -> None:
+        """Asterisk aborts: every AMI stream just ends (no Shutdown event), nothing answers again."""
+        log.error("fake Asterisk crashed: %s", why)
+        self.crashed = why
+        self.refuse_connections = True
+        for session in list(self._sessions):
+            session.close(abort=True)
 
     def _user_event(self, call: FakeCall, channel: FakeChannel, action: str, source: str,
                     context: str | None = None) -> None:
@@ -1394,6 +1494,12 @@ def flood_events(count: int, rng: random.Random | None = None) -> list[bytes]:
             body = channel.snapshot() + ([("Cause", 16)] if "Hangup" in name else [])
         out.append(message(head + body))
     return out
+
+
+def _drops_dtmf(channel: FakeChannel, direction: str) -> bool:
+    """``FRAME_DROP(<direction>)`` on the channel lists a DTMF frame type."""
+    value = channel.variables.get(f"FRAME_DROP({direction})", "")
+    return any(kind.strip().upper() in ("DTMF_BEGIN", "DTMF_END") for kind in value.split(","))
 
 
 def _agi_args(command: str) -> list[str]:

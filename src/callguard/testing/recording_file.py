@@ -9,7 +9,8 @@ same on the fake's clock, so a test can hand the result to the vault: a
 
 The audio is a quiet 400 Hz tone: no keypad pair, so the vault's DTMF leak
 scan has nothing to report, and plainly not silence, so a muted span is
-visible in the file.
+visible in the file.  A caller's keypress (:meth:`RecordingFile.dtmf`)
+writes its keypad tone pair unless the recording is muted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 MAX_SECONDS = 3600.0
 _TONE_HZ = 400
 _LEVEL = 3000  #: of 32767: about -20 dBFS
+_KEYPAD = {key: (low, high) for low, row in zip((697, 770, 852, 941), ("123A", "456B", "789C", "*0#D"))
+           for high, key in zip((1209, 1336, 1477, 1633), row)}
 
 
 class RecordingFile:
@@ -65,6 +68,26 @@ class RecordingFile:
             frames = array("h", bytes(2 * count))
         self._wav.writeframes(frames.tobytes())
         self.samples = target
+
+    def dtmf(self, at: float, digit: str, audible: bool) -> None:
+        """A caller's keypress at ``at``: 100 ms of its keypad tone pair, or silence while muted.
+
+        Real phones often send the tone in-band too, and a PBX that does not
+        mute records it: this is what the vault's DTMF leak scan must find.
+        """
+        if self.closed or digit not in _KEYPAD:
+            return
+        self.advance(at, audible)
+        low, high = _KEYPAD[digit]
+        count = round(0.1 * self.rate)
+        if audible:
+            frames = array("h", (round(8000 * (math.sin(2 * math.pi * low * i / self.rate)
+                                               + math.sin(2 * math.pi * high * i / self.rate)))
+                                 for i in range(count)))
+        else:
+            frames = array("h", bytes(2 * count))
+        self._wav.writeframes(frames.tobytes())
+        self.samples += count
 
     def close(self, at: float, audible: bool) -> None:
         """The recording stopped at ``at``: write the rest and complete the header."""

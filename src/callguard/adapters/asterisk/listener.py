@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from callguard.adapters.asterisk import agi
 from callguard.adapters.asterisk.agi import AgiResult, UnsafeAgiArgument
 from callguard.adapters.asterisk.manager import AmiManager, tls_context
+from callguard.adapters.asterisk.payments import PAYMENT_CONTEXT, is_player
 from callguard.adapters.asterisk.protocol import ActionTimeout, AmiError, ConnectionLost
 from callguard.adapters.asterisk.wire import AmiMessage, UnsafeHeaderValue
 from callguard.core import commands as cmd
@@ -60,6 +61,7 @@ from callguard.core.commands import PromptRef
 from callguard.core.session import State
 
 if TYPE_CHECKING:
+    from callguard.adapters.asterisk.payments import AsteriskPayments
     from callguard.config import AsteriskConfig
     from callguard.runtime import Engine
 
@@ -162,6 +164,7 @@ class AsteriskListener:
         self._gone: OrderedDict[str, None] = OrderedDict()  #: channels of our calls that hung up
         self._heartbeat: asyncio.Task | None = None
         self._resyncing: asyncio.Task | None = None
+        self.payments: "AsteriskPayments | None" = None  #: set by AsteriskPayments(listener)
         self.heartbeats = 0
         self.resyncs = 0
         self.released = 0
@@ -447,6 +450,8 @@ class AsteriskListener:
         """A channel waits in ``AGI(agi:async)``: a new call, a joiner, or one to release."""
         if not name:
             return
+        if context == PAYMENT_CONTEXT:
+            return  # callguard's payment prompt player (adapters/asterisk/payments.py)
         if not context.startswith(CONTEXT_PREFIX):
             # Another application's AsyncAGI channel (sites use AGI(agi:async)
             # for other things too): not ours to answer or release.
@@ -565,8 +570,8 @@ class AsteriskListener:
         name = msg.get("Channel", "")
         bridge = msg.get("BridgeUniqueid", "")
         call = self._by_linkedid.get(msg.get("Linkedid", "")) or (self._by_bridge.get(bridge) if bridge else None)
-        if call is None:
-            return
+        if call is None or is_player(name):
+            return  # not ours, or callguard's own payment prompt player
         if name == call.controlled:
             self._set_bridge(call, bridge or None)
             return
@@ -701,6 +706,8 @@ class AsteriskListener:
                 self._unseen_party(now, name, item)
         for call in list(self.calls.values()):
             await self._reassert(call)
+        if self.payments is not None:
+            self.payments.link_restored()
 
     def _unseen_party(self, now: float, name: str, item: AmiMessage) -> None:
         """A channel of one of our calls, bridged while we were away: it joined unannounced."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from callguard.adapters.asterisk.listener import AsteriskListener, default_prompt_file
+from callguard.adapters.asterisk.payments import AsteriskPayments
+from callguard.payments.desk import open_desk
 from callguard.adapters.signals import stop_on_signals
 from callguard.config import Config
 from callguard.core.commands import PromptRef
@@ -23,6 +25,7 @@ from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
 
 if TYPE_CHECKING:
+    from callguard.payments.desk import Connector, PaymentDesk
     from callguard.vault.autoingest import AutoIngest
 
 log = logging.getLogger("callguard.asterisk")
@@ -64,16 +67,19 @@ class RunningListener:
     engine: Engine
     ledger: LedgerSink
     ingest: "AutoIngest | None" = None  #: encrypts recordings into the vault as calls end
+    desk: "PaymentDesk | None" = None  #: card payments ([payments] url, or the demo's gateway)
 
     async def stop(self, release: bool = True) -> None:
         """Stop the listener, then finish the vault ingests of the calls that ended."""
+        if self.desk is not None:
+            await self.desk.aclose()
         await self.listener.stop(release=release)
         if self.ingest is not None:
             await self.ingest.aclose()
 
 
 async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
-                         **listener_options: Any) -> RunningListener:
+                         connector: "Connector | None" = None, **listener_options: Any) -> RunningListener:
     """Build the engine and listener for ``config`` and connect (first login must succeed)."""
     from callguard.vault.autoingest import open_auto_ingest
     from callguard.wiring import build_engine, build_prompts
@@ -83,6 +89,8 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
     ingest = open_auto_ingest(config, ledger, config.asterisk.recording_dir, "[asterisk] recording_dir")
     engine = build_engine(config, listener, ingest or ledger, asyncio.get_running_loop(), prompts=prompts)
     listener.attach(engine)
+    payments = AsteriskPayments(listener)
+    desk = payments.desk = open_desk(config.payments, engine, payments, connector=connector)
     # Load the metadata while logging in, so wrong credentials still fail at
     # once (a daemon thread: nobody has to wait for it if we give up).
     loop = asyncio.get_running_loop()
@@ -103,7 +111,7 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
             await ingest.aclose()
         raise
     await warmed
-    return RunningListener(listener, engine, ledger, ingest)
+    return RunningListener(listener, engine, ledger, ingest, desk)
 
 
 async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,

@@ -1,0 +1,195 @@
+"""Card payments over real AMI: FakeAsterisk, the real listener, a real HTTPS gateway, a real SQLite ledger.
+
+The fake models which leg hears what (FRAME_DROP(RX) and MuteAudio on the
+agent's Local half, DTMF events per leg, in-band tones), so each test can
+assert that the agent's phone got no DTMF and no tone audio during capture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import pytest
+
+from callguard.payments.connector import ConnectorSettings, HttpsConnector
+from callguard.testing.payment_gateway import PaymentGateway
+from tests.adapters.asterisk.conftest import Rig, make_config
+
+TEST_CARD = "4111111111111111"
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    with PaymentGateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+async def pay_rig(rig: Rig, gateway: PaymentGateway, request) -> AsyncIterator[Rig]:
+    gateway.delay_s = 0.0
+    options = getattr(request, "param", {})
+    rig.config = make_config(rig.pbx.port, payments={"url": gateway.url, "inter_digit_timeout_s": 1.0,
+                                                     **options.get("payments", {})})
+    connector = HttpsConnector(ConnectorSettings(gateway.url, gateway.api_key, connect_timeout_s=20.0,
+                                                 **options.get("connector", {})), verify=gateway.client_context())
+    await rig.start_listener(connector=connector)
+    yield rig
+    gateway.delay_s = 0.0
+
+
+async def bridged_call(rig: Rig):
+    call = rig.pbx.place_call("+12125550123", "Cust Omer")
+    await call.answer_prompt("1")
+    await rig.wait_kind(call.linkedid, "recording-started")
+    await rig.wait_for(lambda: call.agent is not None and call.channel.bridge is not None, what="bridged")
+    await rig.wait_kind(call.linkedid, "party-joined")
+    return call
+
+
+def desk(rig: Rig):
+    assert rig.running is not None and rig.running.desk is not None
+    return rig.running.desk
+
+
+async def wait_phase(rig: Rig, call, phase: str, timeout: float = 15.0) -> None:
+    await rig.wait_for(lambda: any(v.phase == phase for v in desk(rig).hub.latest(call.linkedid)), timeout,
+                       f"payment phase {phase}")
+
+
+async def key(call, digits: str) -> None:
+    for digit in digits:
+        await call.press(digit)
+
+
+def heard_during(call, start: float, end: float) -> list:
+    return [h for h in call.agent_heard if start <= h[2] <= end]
+
+
+async def test_a_card_payment_end_to_end(pay_rig: Rig, gateway: PaymentGateway) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    await call.press("5")  # before the payment: the agent hears it, as on any call
+    assert [h[:2] for h in call.agent_heard] == [("dtmf", "5"), ("tone", "5")]
+    payment_id = desk(rig).start(call.linkedid, amount="49.90", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    started = rig.pbx.now()
+    half = call.agent_far.name
+    assert rig.sent("Setvar", channel=half, variable="FRAME_DROP(RX)", value="DTMF_BEGIN,DTMF_END")
+    assert rig.sent("MuteAudio", channel=half, direction="in", state="on")
+    assert not [a for _, a in rig.pbx.actions if "FRAME_DROP(TX)" in a.get("variable", "")]
+    assert call.recording.muted  # PBX-confirmed before any prompt
+    await key(call, TEST_CARD[:12])
+    await rig.wait_for(lambda: "card: 12 of 16 digits, Visa" in desk(rig).hub.latest(payment_id)[-1].lines())
+    await key(call, TEST_CARD[12:] + "#" + "1230" + "123")
+    await rig.wait_kind(call.linkedid, "payment-ended")
+    ended_at = rig.pbx.now()
+    await rig.wait_kind(call.linkedid, "recording-unmuted")
+    assert heard_during(call, started, ended_at) == []  # no DTMF, no tone audio reached the agent
+    assert not call.recording.muted
+    ended = rig.entry(call.linkedid, "payment-ended").data
+    assert (ended["outcome"], ended["brand"], ended["last4"]) == ("approved", "visa", "1111")
+    assert ended["token"].startswith("tok_")
+    assert rig.entry(call.linkedid, "payment-started").data["staff_leg"] == call.agent.name
+    kinds = rig.kinds(call.linkedid)
+    assert kinds.index("payment-started") < kinds.index("recording-muted") < kinds.index("payment-step")
+    await rig.wait_for(lambda: call.player is None, what="the prompt player to hang up")
+    assert [f.rsplit("/", 1)[-1] for f in call.caller_heard] == [
+        "pay-start", "pay-card-number", "pay-expiry", "pay-cvv", "pay-processing", "pay-approved"]
+    assert rig.sent("Setvar", channel=half, variable="FRAME_DROP(RX)", value="")
+    assert rig.sent("MuteAudio", channel=half, direction="in", state="off")
+    [charge] = [c for c in gateway.charges if c.reference == payment_id]
+    assert (charge.amount, charge.last4) == ("49.90", "1111")
+    await call.press("7")  # after it: the agent hears keys again
+    assert call.agent_heard[-2][:2] == ("dtmf", "7")
+    await call.hangup()
+    await rig.settle(call)
+    assert not any(TEST_CARD in str(e.data) for e in rig.timeline(call.linkedid))
+
+
+async def test_bad_luhn_is_asked_again(pay_rig: Rig) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    await key(call, "4111111111111112#")
+    await rig.wait_kind(call.linkedid, "payment-step", outcome="rejected", reason="luhn")
+    await key(call, TEST_CARD + "#12301")
+    await key(call, "23")
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="approved")
+    await rig.wait_for(lambda: call.player is None, what="the prompt player to finish")
+    assert "pay-retry" in [f.rsplit("/", 1)[-1] for f in call.caller_heard]
+
+
+async def test_cancel_mid_capture(pay_rig: Rig) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    await key(call, "4111")
+    assert desk(rig).cancel(call.linkedid, by="api")
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="cancelled")
+    await rig.wait_kind(call.linkedid, "recording-unmuted")
+    assert [h for h in call.agent_heard if h[1] in "4111"] == []
+
+
+async def test_hangup_mid_capture(pay_rig: Rig, gateway: PaymentGateway) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    payment_id = desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    await key(call, TEST_CARD[:8])
+    await call.hangup()
+    await rig.settle(call)
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="hangup")
+    assert desk(rig).active(call.linkedid) is None
+    assert not [c for c in gateway.charges if c.reference == payment_id]
+
+
+@pytest.mark.parametrize("pay_rig", [{"connector": {"read_timeout_s": 0.3, "attempts": 2, "backoff_s": 0.05}}],
+                         indirect=True)
+async def test_connector_timeout_keeps_the_recording_muted_until_the_payment_ends(
+        pay_rig: Rig, gateway: PaymentGateway) -> None:
+    rig = pay_rig
+    gateway.delay_s = 2.0
+    call = await bridged_call(rig)
+    desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    await key(call, TEST_CARD + "#" + "1230123")
+    await wait_phase(rig, call, "submitting")
+    assert call.recording.muted
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="unknown")
+    await rig.wait_for(lambda: call.player is None, what="the prompt player to finish")
+    assert "pay-failed" in call.caller_heard[-1]
+    await rig.wait_kind(call.linkedid, "recording-unmuted")
+
+
+async def test_listener_link_lost_mid_capture_asks_again_and_never_unguards(pay_rig: Rig) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    await key(call, "41111111")
+    logins = rig.pbx.logins
+    rig.pbx.drop_connections()
+    await call.press("1")  # lost with the link: nobody reads it, the agent still cannot hear it
+    await rig.wait_for(lambda: rig.pbx.logins > logins and rig.listener.manager.connected, 15.0, "reconnect")
+    await rig.wait_for(lambda: rig.listener.resyncs >= 2, 15.0, "resync")
+    await rig.wait_for(lambda: "card: waiting" in desk(rig).hub.latest(call.linkedid)[-1].lines(), 10.0,
+                       "the card number asked again")
+    assert call.recording.muted
+    assert [h for h in call.agent_heard if h[1] in "41"] == []
+    await key(call, TEST_CARD + "#1230123")
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="approved")
+
+
+async def test_an_agent_not_behind_a_local_channel_cannot_be_guarded(pay_rig: Rig) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    session_call = rig.listener.calls[call.linkedid]
+    for channel in session_call.channels.values():
+        if channel.role == "agent":
+            channel.name = "PJSIP/agent-101-0000002a"  # as if dialled directly
+    desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="error")
+    assert "not a Local channel" in rig.entry(call.linkedid, "payment-ended").data["reason"]
