@@ -13,21 +13,48 @@ Why our own parser instead of greenswitch's ``ESLProtocol``/``ESLEvent``
   a server closing mid-body spins its ``_read_socket`` loop forever.  We
   work on bytes, decode values with ``errors="replace"`` and report a
   truncated frame at EOF as :class:`TruncatedFrame`.
-* **Speed.** greenswitch builds a dict of every header of every event
-  (plus one ``readline`` per header line).  We keep an event's header
-  block as one string and look up the handful of headers callguard needs
-  in place; the dict is built only if someone iterates the headers.
-  ``bench/esl_ingest.py`` measures the difference on the same stream.
+* **Speed.** We keep an event's header block as one string and look up the
+  handful of headers callguard needs in place; when every header is
+  wanted, one C-level split and one C-level URL-decode serve the whole
+  block (see :meth:`Headers.decoded`).  ``bench/esl_ingest.py`` measures
+  both against greenswitch on the same stream.
 
-Wire format (FreeSWITCH ``mod_event_socket``, LF line ends): a frame is a
-block of ``Name: value`` lines ended by an empty line, then exactly
-``Content-Length`` bytes of body when that header is present.  A
-``text/event-plain`` body is itself a serialized event: URL-encoded
-``Name: value`` lines, an empty line, and optionally its own
-``Content-Length`` + body (``BACKGROUND_JOB``, ``MESSAGE``, CUSTOM events
-with a body).  Values are URL-encoded by FreeSWITCH (``switch_url_encode``,
-which leaves an existing ``%XX`` alone), so a decoded value may contain any
-character, including newlines: never splice one into a command.
+The grammar, as FreeSWITCH writes it (``mod_event_socket.c``, LF line ends):
+
+* A frame is a block of header lines ended by an empty line, then exactly
+  ``Content-Length`` bytes of body when that header is present; empty lines
+  between frames are skipped.  Every frame FreeSWITCH sends names its
+  ``Content-Type``; a block without one means the stream is out of step
+  (a wrong length before it): :class:`ESLProtocolError`.
+* A header line is ``name:value``: the name is what precedes the *first*
+  ``:`` and must not be empty, the value is the rest without the one space
+  FreeSWITCH writes after the colon (``"%s: %s\n"``); a line without a
+  colon is no header.  When a name repeats, the first occurrence wins
+  (libesl's ``esl_event_get_header`` returns the first).  Values are
+  URL-decoded when read (libesl's ``esl_recv_event`` decodes every value,
+  outer headers included), exactly like ``urllib.parse.unquote``.
+* A ``text/event-plain`` body is one serialized event
+  (``switch_event_serialize`` in ``switch_event.c``): URL-encoded header
+  lines, an empty line, and, when the event has a body of its own
+  (``BACKGROUND_JOB``, ``MESSAGE``, CUSTOM events with a body), a last
+  header ``Content-Length: N`` and N bytes after the empty line.  Since the
+  encoder leaves no raw LF in a value, the event delimits itself: when the
+  frame's ``Content-Length`` disagrees with the event it carries (a length
+  that lies), the event's own extent wins, the stream is back in step at
+  once and :attr:`ESLParser.resyncs` counts it.  An event that does not
+  start like one (``Event-Name``/``Event-Subclass``) is not trusted for
+  that: :class:`ESLProtocolError`.
+* Values are URL-encoded by FreeSWITCH (``switch_url_encode``, which leaves
+  an existing ``%XX`` alone), so a decoded value may contain any character,
+  including newlines: never splice one into a command.
+
+Any other lying length can only be noticed by time: a frame that is still
+incomplete :data:`FRAME_STALL_S` after it began (FreeSWITCH writes a frame
+in two ``send()`` calls back to back).  :class:`StallWatch` says when; the
+connection code closes and reconnects.
+
+``tests/adapters/freeswitch/esl_reference.py`` implements this grammar line
+by line; property tests hold the quick paths here to it.
 
 Commands we send are built by :func:`encode_command` and friends, which
 refuse CR, LF and NUL anywhere (:class:`UnsafeCommand`): a single LF would
@@ -37,19 +64,30 @@ end the command early and let the rest be read as another one.
 from __future__ import annotations
 
 import binascii
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
+
+log = logging.getLogger("callguard.freeswitch.wire")
 
 #: Bodies larger than this are a protocol error (FreeSWITCH's own event
 #: bodies are a few KiB; ``show calls`` on a busy box a few MiB).
 MAX_BODY = 64 * 1024 * 1024
 #: A header block this long without its empty line is not ESL.
 MAX_HEADER_BLOCK = 4 * 1024 * 1024
+#: A frame still incomplete this long after its first byte came is stuck
+#: behind a wrong length (or a stuck peer): reconnect (issue: within 0.5 s).
+FRAME_STALL_S = 0.25
 
 _TEXT_EVENT_PLAIN = "text/event-plain"
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: What ``switch_event_serialize`` writes first: ``Event-Name`` (or, for CUSTOM, ``Event-Subclass``).
+_EVENT_START = (b"Event-Name: ", b"Event-Subclass: ")
+#: Every byte except the four that decide a header block's layout (see :func:`_layout`).
+_LAYOUT_NOISE = bytes(b for b in range(256) if b not in b":\n%\x00")
+_LAYOUTS: dict[int, bytes] = {}
 
 
 class ESLProtocolError(ValueError):
@@ -60,25 +98,73 @@ class UnsafeCommand(ValueError):
     """A command part contained CR, LF or NUL (or a malformed header name)."""
 
 
+def _unquote_joined(joined: str) -> str | None:
+    """URL-decode ``joined`` in C, or None where that would differ from ``unquote``.
+
+    ``%XX`` is exactly quoted-printable's ``=XX``, which :func:`binascii.a2b_qp`
+    decodes in C.  The two differ on a literal ``=``, on ``%%`` (``==``
+    is one ``=`` to quoted-printable), on a ``%`` before a line end or at
+    the very end (a soft line break), and on a ``%`` that starts no escape
+    (quoted-printable keeps it as ``=``): in those cases the answer is None.
+    Without the first three, every ``=`` left in the output comes from a
+    ``%3D`` or from such a ``%``, so counting them tells.  Raw text
+    decodes to complete UTF-8 sequences, so decoding the bytes in one piece
+    cannot join an escaped byte with a raw character differently.
+    """
+    if ("=" in joined or "%%" in joined or "\n" in joined or "\r" in joined or joined[-1] == "%"
+            or joined[-2:-1] == "%"):
+        return None
+    decoded = binascii.a2b_qp(joined.replace("%", "=").encode("utf-8", "surrogatepass"))
+    if decoded.count(b"=") != joined.count("%3D") + joined.count("%3d"):
+        return None
+    return decoded.decode("utf-8", "replace")
+
+
 def decode_value(raw: str) -> str:
     """URL-decode one header value (UTF-8, invalid sequences replaced).
 
     Same result as ``urllib.parse.unquote(raw, errors="replace")``, several
-    times faster on FreeSWITCH's heavily escaped values: ``%XX`` is exactly
-    quoted-printable's ``=XX``, which :func:`binascii.a2b_qp` decodes in C.
-    Where the two differ - a literal ``=``, a ``%`` that starts no escape
-    (it survives as ``=``), a ``%`` at the end of a line (a soft line
-    break to quoted-printable) - the value goes to ``unquote``.  Raw text decodes to
-    complete UTF-8 sequences, so decoding the bytes in one piece cannot join
-    an escaped byte with a raw character differently.
+    times faster on FreeSWITCH's heavily escaped values (see
+    :func:`_unquote_joined`).
     """
     if "%" not in raw:
         return raw
-    if "=" not in raw and raw[-1] != "%" and raw[-2:-1] != "%" and "\n" not in raw and "\r" not in raw:
-        decoded = binascii.a2b_qp(raw.replace("%", "=").encode("utf-8"))
-        if b"=" not in decoded:
-            return decoded.decode("utf-8", "replace")
-    return unquote(raw, errors="replace")
+    decoded = _unquote_joined(raw)
+    return unquote(raw, errors="replace") if decoded is None else decoded
+
+
+def _layout(data: bytes) -> int:
+    """How many lines ``data`` has if every one is ``name: value`` with no other colon, else 0.
+
+    Also 0 when a name holds ``%`` or the block holds NUL.  Those are the
+    blocks the quick paths of :class:`Headers` may split with one C call per
+    step (FreeSWITCH's events always are: their values are URL-encoded, so
+    no raw colon, LF or NUL is left in them).  Deleting every other byte
+    leaves ``:\n:\n...:`` exactly when each line has one colon; a ``%``
+    right before a colon there is a ``%`` in a name.
+    """
+    lines = data.count(b"\n") + 1
+    if data.count(b": ") != lines:
+        return 0
+    kept = data.translate(None, _LAYOUT_NOISE)
+    if b"%" in kept:
+        if b"%:" in kept:
+            return 0
+        kept = kept.replace(b"%", b"")
+    pattern = _LAYOUTS.get(lines)
+    if pattern is None:
+        pattern = b":\n" * (lines - 1) + b":"
+        if lines < 4096:
+            _LAYOUTS[lines] = pattern
+    return lines if kept == pattern else 0
+
+
+def _split_line(line: str) -> tuple[str, str] | None:
+    """One header line by the grammar (the plain path); None for a line that is no header."""
+    name, sep, value = line.partition(":")
+    if not sep or not name:
+        return None
+    return name, value[1:] if value.startswith(" ") else value
 
 
 class Headers(Mapping[str, str]):
@@ -87,20 +173,21 @@ class Headers(Mapping[str, str]):
     The block is kept as the text FreeSWITCH sent; :meth:`get` finds a
     header in place, so reading five headers of a 90-header event costs
     five string searches and no dict.  Iterating builds the full dict once
-    and caches it.  When a name repeats, the first occurrence wins in both
-    ways of reading (FreeSWITCH repeats only ``Hangup-Cause``, with the same
-    value; encoded values cannot forge a line).
+    and caches it; both ways give the same answer for every block (the
+    grammar in the module docstring; first occurrence wins).
     """
 
-    __slots__ = ("_text", "_dict")
+    __slots__ = ("_text", "_data", "_dict", "_decoded")
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, data: bytes | None = None):
         self._text = text
+        self._data = data  #: the bytes ``text`` was decoded from, when known
         self._dict: dict[str, str] | None = None
+        self._decoded: dict[str, str] | None = None
 
     @classmethod
     def from_bytes(cls, block: bytes) -> "Headers":
-        return cls(block.decode("utf-8", "replace"))
+        return cls(block.decode("utf-8", "replace"), block)
 
     @property
     def raw_text(self) -> str:
@@ -111,6 +198,8 @@ class Headers(Mapping[str, str]):
         """The header's value exactly as sent (still URL-encoded)."""
         if self._dict is not None:
             return self._dict.get(name)
+        if not name or ":" in name or "\n" in name:
+            return None  # no line can name it: the name ends at the first colon
         text = self._text
         key = name + ":"
         if text.startswith(key):
@@ -137,25 +226,26 @@ class Headers(Mapping[str, str]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.raw(name) is not None
 
+    def _lines(self) -> int:
+        data = self._data
+        if data is None:
+            data = self._text.encode("utf-8", "surrogatepass")
+        return _layout(data) if data else 0
+
     def _full(self) -> dict[str, str]:
+        """Every header, values still encoded (first occurrence wins)."""
         if self._dict is None:
-            text = self._text.rstrip("\n")
-            parts = text.replace("\n", ": ").split(": ") if text else []
-            if parts and len(parts) == 2 * (text.count("\n") + 1):
-                # Every line is "Name: value" with one separator (event values are
-                # URL-encoded, so ": " cannot occur in them): split in C.
-                names, values = parts[0::2], parts[1::2]
-                out = dict(zip(names, values))
-                if len(out) != len(names):  # a repeated name: keep the first, as raw() does
-                    out = {}
-                    for name, value in zip(names, values):
-                        out.setdefault(name, value)
-            else:
+            out: dict[str, str] | None = None
+            lines = self._lines()
+            if lines:
+                parts = self._text.replace("\n", ": ").split(": ")
+                out = _pairs(parts[0::2], parts[1::2], lines)
+            if out is None:
                 out = {}
-                for line in text.split("\n"):
-                    name, sep, value = line.partition(":")
-                    if sep and name and name not in out:
-                        out[name] = value[1:] if value.startswith(" ") else value
+                for line in self._text.split("\n"):
+                    pair = _split_line(line)
+                    if pair is not None and pair[0] not in out:
+                        out[pair[0]] = pair[1]
             self._dict = out
         return self._dict
 
@@ -166,21 +256,40 @@ class Headers(Mapping[str, str]):
         return len(self._full())
 
     def decoded(self) -> dict[str, str]:
-        """Every header, URL-decoded (what greenswitch's ``headers`` holds, minus its bugs)."""
-        raw = self._full()
-        values = list(raw.values())
-        joined = "\x00".join(values)
-        if "%" not in joined:
-            return dict(raw)
-        # One decode for the whole block: NUL is not a hex digit, so no escape
-        # spans two values; a decoded NUL (%00) shows up as a count mismatch.
-        parts = decode_value(joined).split("\x00")
-        if len(parts) == len(values):
-            return dict(zip(raw, parts))
-        return {k: decode_value(v) for k, v in raw.items()}
+        """Every header, URL-decoded (what greenswitch's ``headers`` holds, minus its bugs).
+
+        The quick path: when :func:`_layout` vouches for the block, every
+        ``": "`` and LF is a separator, so the block becomes one
+        NUL-separated string, URL-decoded in one C call (NUL is not a hex
+        digit, so no escape spans two fields; a decoded ``%00`` shows up as
+        a wrong field count) and split once.
+        """
+        if self._decoded is None:
+            out: dict[str, str] | None = None
+            lines = self._lines()
+            if lines:
+                flat = self._text.replace(": ", "\x00").replace("\n", "\x00")
+                if "%" in flat:
+                    flat = _unquote_joined(flat)  # type: ignore[assignment]
+                if flat is not None:
+                    parts = flat.split("\x00")
+                    if len(parts) == 2 * lines:
+                        out = _pairs(parts[0::2], parts[1::2], lines)
+            if out is None:
+                out = {name: decode_value(value) for name, value in self._full().items()}
+            self._decoded = out
+        return dict(self._decoded)
 
     def __repr__(self) -> str:
         return f"Headers({self.decoded()!r})"
+
+
+def _pairs(names: list[str], values: list[str], lines: int) -> dict[str, str] | None:
+    """``dict(zip(names, values))`` with the first occurrence winning; None if a name is empty."""
+    out = dict(zip(names, values))
+    if len(out) != lines:  # a repeated name: dict kept the first's place but the last value
+        out.update(zip(reversed(names), reversed(values)))
+    return None if "" in out else out
 
 
 @dataclass(slots=True)
@@ -205,7 +314,7 @@ class ESLEvent:
     def timestamp(self) -> float | None:
         """``Event-Date-Timestamp`` (microseconds since the epoch) in seconds."""
         raw = self.headers.raw("Event-Date-Timestamp")
-        if raw and raw.isdigit():
+        if raw and raw.isascii() and raw.isdigit():
             return int(raw) / 1_000_000
         return None
 
@@ -215,22 +324,29 @@ class ESLEvent:
         return self.body.decode("utf-8", "replace")
 
 
+def _length(value: str, what: str) -> int:
+    """A Content-Length value: ASCII digits (spaces around allowed), at most :data:`MAX_BODY`."""
+    digits = value.strip()
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_BODY:
+        raise ESLProtocolError(f"{what} Content-Length is not a length: {value[:40]!r}")
+    return int(digits)
+
+
+def _inner_length(block: bytes) -> int:
+    """The serialized event's own body length: its last header, when that is Content-Length."""
+    last = block.rfind(b"\n") + 1
+    if not block.startswith(b"Content-Length:", last):
+        return 0
+    return _length(block[last + 15:].decode("utf-8", "replace"), "event body")
+
+
 def parse_event(body: bytes) -> ESLEvent:
     """Parse a ``text/event-plain`` body (which may carry a body of its own)."""
     end = body.find(b"\n\n")
     if end < 0:
         return ESLEvent(Headers.from_bytes(body.rstrip(b"\n")))
-    headers = Headers.from_bytes(body[:end])
-    inner = b""
-    # switch_event_serialize writes an event's own Content-Length as its last
-    # header, right before the empty line: look there, not through the block.
-    last = body.rfind(b"\n", 0, end) + 1
-    if body.startswith(b"Content-Length:", last):
-        length = body[last + 15:end].strip()
-        if not length.isdigit():
-            raise ESLProtocolError(f"event body Content-Length is not a number: {length[:40]!r}")
-        inner = body[end + 2:end + 2 + int(length)]
-    return ESLEvent(headers, inner)
+    block = body[:end]
+    return ESLEvent(Headers.from_bytes(block), body[end + 2:end + 2 + _inner_length(block)])
 
 
 @dataclass(slots=True)
@@ -248,6 +364,8 @@ class Frame:
     _event: ESLEvent | None = field(default=None, repr=False)
     #: the reply text, filled in for greenswitch's ``send()`` callers
     data: str = field(default="", repr=False)
+    #: where the event's header block ends in ``body`` (found while framing), or -1
+    _split: int = field(default=-1, repr=False)
 
     @property
     def content_type(self) -> str:
@@ -266,7 +384,12 @@ class Frame:
         if self._event is None:
             if not self.is_event:
                 raise ValueError(f"a {self.content_type or 'header-only'} frame is not an event")
-            self._event = parse_event(self.body)
+            split = self._split
+            if split < 0:
+                self._event = parse_event(self.body)
+            else:
+                body = self.body
+                self._event = ESLEvent(Headers.from_bytes(body[:split]), body[split + 2:])
         return self._event
 
     @property
@@ -294,23 +417,36 @@ class TruncatedFrame:
         return f"connection closed inside a {what}: {self.received} of {self.expected} bytes received"
 
 
+def _could_start_an_event(prefix: bytes) -> bool:
+    """``prefix`` is, or may still become, the start of a serialized event."""
+    return any(prefix[:len(start)] == start[:len(prefix)] for start in _EVENT_START)
+
+
 class ESLParser:
     """Incremental ESL deframer.
 
     ``feed(data)`` returns the frames completed by ``data``; split points
     may fall anywhere, including inside a UTF-8 sequence (values are only
     decoded once a whole header block is in).  ``close()`` reports a
-    partial frame the peer left behind.
+    partial frame the peer left behind.  ``frames_begun`` and
+    :attr:`in_frame` let :class:`StallWatch` notice a frame that never ends.
     """
 
-    __slots__ = ("_buf", "_scan", "_headers", "_need", "_block_len")
+    __slots__ = ("_buf", "_scan", "_headers", "_need", "_block_len", "_event_plain", "_event_need", "_event_block",
+                 "frames_begun", "resyncs")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._scan = 0  #: where to resume looking for the end of the header block
+        self._scan = 0  #: where to resume looking for the end of a header block
         self._headers: Headers | None = None  #: header block of a frame waiting for its body
-        self._need = 0  #: body length that frame waits for
+        self._need = 0  #: the body length that frame announced
         self._block_len = 0
+        self._event_plain = False  #: that frame carries an event (framed by the event itself)
+        self._event_need = -1  #: the event's own length, once its header block is in
+        self._event_block = b""
+        self.frames_begun = 0
+        #: event frames whose Content-Length disagreed with the event they carried
+        self.resyncs = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf
@@ -320,12 +456,11 @@ class ESLParser:
         size = len(buf)
         while True:
             if self._headers is not None:
-                if size - pos < self._need:
+                frame = self._take_event(buf, pos, size) if self._event_plain else self._take_body(buf, pos, size)
+                if frame is None:
                     break
-                end = pos + self._need
-                frames.append(Frame(self._headers, bytes(buf[pos:end])))
-                self._headers = None
-                pos = end
+                frames.append(frame)
+                pos += len(frame.body)
                 self._scan = pos
                 continue
             # Frames may be separated by stray LFs (after an api/response body).
@@ -334,6 +469,8 @@ class ESLParser:
             if pos >= size:
                 self._scan = pos
                 break
+            if self._scan <= pos:
+                self.frames_begun += 1
             end = buf.find(b"\n\n", max(pos, self._scan - 1))
             if end < 0:
                 if size - pos > MAX_HEADER_BLOCK:
@@ -344,33 +481,82 @@ class ESLParser:
             self._block_len = end + 2 - pos
             pos = end + 2
             self._scan = pos
+            kind = headers.raw("Content-Type")
+            if kind is None:
+                raise ESLProtocolError("a frame without Content-Type: the stream is out of step (a wrong "
+                                       f"Content-Length before it?): {headers.raw_text[:80]!r}")
             length = headers.raw("Content-Length")
             if length is None:
                 frames.append(Frame(headers))
                 continue
-            length = length.strip()
-            if not length.isdigit() or int(length) > MAX_BODY:
-                raise ESLProtocolError(f"bad Content-Length {length[:40]!r}")
             self._headers = headers
-            self._need = int(length)
+            self._need = _length(length, "frame")
+            self._event_plain = kind == _TEXT_EVENT_PLAIN
         if pos:
             del buf[:pos]
             self._scan = max(0, self._scan - pos)
         return frames
+
+    def _take_body(self, buf: bytearray, pos: int, size: int) -> Frame | None:
+        if size - pos < self._need:
+            return None
+        frame = Frame(self._headers, bytes(buf[pos:pos + self._need]))  # type: ignore[arg-type]
+        self._headers = None
+        return frame
+
+    def _take_event(self, buf: bytearray, pos: int, size: int) -> Frame | None:
+        """An event frame, as long as the event it carries (see the module docstring)."""
+        if self._event_need < 0:
+            end = buf.find(b"\n\n", max(pos, self._scan - 1))
+            if end < 0:
+                if size - pos > MAX_HEADER_BLOCK:
+                    raise ESLProtocolError(f"no end of an event's header block after {size - pos} bytes")
+                if size - pos >= self._need and not _could_start_an_event(bytes(buf[pos:pos + 16])):
+                    self._check_start(b"")
+                self._scan = size
+                return None
+            self._event_block = bytes(buf[pos:end])
+            self._event_need = end + 2 - pos + _inner_length(self._event_block)
+        need = self._event_need
+        if size - pos < need:
+            return None
+        if need != self._need:
+            self._check_start(self._event_block)
+            self.resyncs += 1
+            log.warning("FreeSWITCH sent an event frame with Content-Length %d around an event of %d bytes; "
+                        "framed by the event, back in step", self._need, need)
+        frame = Frame(self._headers, bytes(buf[pos:pos + need]), _split=len(self._event_block))  # type: ignore[arg-type]
+        self._headers = None
+        self._event_need = -1
+        self._event_block = b""
+        return frame
+
+    def _check_start(self, block: bytes) -> None:
+        if not block.startswith(_EVENT_START):
+            raise ESLProtocolError(f"an event frame's Content-Length ({self._need}) does not match its body, "
+                                   f"which does not start like an event either: the stream is out of step")
 
     @property
     def pending(self) -> int:
         """Bytes buffered towards the next frame."""
         return len(self._buf)
 
+    @property
+    def in_frame(self) -> bool:
+        """A frame has begun and is not complete (stray LFs between frames do not count)."""
+        return self._headers is not None or bool(self._buf)  # feed() never leaves stray LFs buffered
+
     def close(self) -> TruncatedFrame | None:
         """The peer closed: what (if anything) was cut off."""
         size = len(self._buf)
         rest = bytes(self._buf).strip(b"\n")
-        headers, need = self._headers, self._need
+        headers = self._headers
+        need = self._event_need if self._event_plain and self._event_need >= 0 else self._need
         self._buf.clear()
         self._headers = None
         self._scan = 0
+        self._event_need = -1
+        self._event_block = b""
         if headers is not None:
             return TruncatedFrame(size + self._block_len, need + self._block_len,
                                   headers.get("Content-Type") or "")
@@ -378,6 +564,43 @@ class ESLParser:
             ct = re.search(rb"(?m)^Content-Type: ?([^\n]*)", rest)
             return TruncatedFrame(len(rest), None, ct.group(1).decode("utf-8", "replace") if ct else "")
         return None
+
+
+class StallWatch:
+    """When has one frame been arriving for too long?  Sans-IO: the caller passes the time.
+
+    A ``Content-Length`` that claims more than was sent leaves the parser
+    waiting for bytes that will never come (or swallowing the frames behind
+    it); only time tells.  After each :meth:`fed`, the connection code arms a
+    timer for :meth:`deadline` and, when it fires, calls :meth:`check`, which
+    raises :class:`ESLProtocolError` if the same frame is still incomplete.
+    """
+
+    def __init__(self, parser: ESLParser, limit: float = FRAME_STALL_S):
+        self.parser = parser
+        self.limit = limit
+        self._frame = -1
+        self._since = 0.0
+
+    def fed(self, now: float) -> float | None:
+        """Call after every feed; returns the deadline to check at, or None between frames."""
+        parser = self.parser
+        if not parser.in_frame:
+            self._frame = -1
+            return None
+        if parser.frames_begun != self._frame:
+            self._frame = parser.frames_begun
+            self._since = now
+        return self._since + self.limit
+
+    def check(self, now: float) -> float | None:
+        """Raise if the frame in progress is overdue; else the next deadline (or None)."""
+        deadline = self.fed(now)
+        if deadline is not None and now >= deadline:
+            raise ESLProtocolError(f"a frame has been arriving for {now - self._since:.2f} s "
+                                   f"({self.parser.pending} bytes so far): a Content-Length that lies or "
+                                   f"a stuck peer")
+        return deadline
 
 
 # -- commands we send -----------------------------------------------------------
@@ -443,8 +666,10 @@ __all__ = [
     "ESLEvent",
     "ESLParser",
     "ESLProtocolError",
+    "FRAME_STALL_S",
     "Frame",
     "Headers",
+    "StallWatch",
     "TruncatedFrame",
     "UnsafeCommand",
     "api",
