@@ -14,11 +14,11 @@ from callguard.testing.fake_freeswitch import FakeFreeSWITCH
 SECRET = "s3cret-ami"
 
 
-async def run_check(cwd: Path, pbx: str, config: str) -> tuple[int, str]:
+async def run_check(cwd: Path, pbx: str, config: str, *extra: str) -> tuple[int, str]:
     (cwd / "site.toml").write_text(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGUARD_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callguard", "--config", str(cwd / "site.toml"), "run", pbx, "--check",
+        sys.executable, "-m", "callguard", "--config", str(cwd / "site.toml"), "run", pbx, "--check", *extra,
         cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode or 0, out.decode()
@@ -26,7 +26,8 @@ async def run_check(cwd: Path, pbx: str, config: str) -> tuple[int, str]:
 
 async def test_asterisk_check_logs_in_and_creates_nothing_here(tmp_path):
     async with FakeAsterisk(secret=SECRET) as pbx:
-        code, out = await run_check(tmp_path, "asterisk", f'[asterisk]\nport = {pbx.port}\nsecret = "{SECRET}"\n')
+        code, out = await run_check(tmp_path, "asterisk", f'[asterisk]\nport = {pbx.port}\nsecret = "{SECRET}"\n',
+                                    "--log-level", "DEBUG")  # upper case, as in Python's logging
         assert code == 0, out
         assert f"ok: AMI 127.0.0.1:{pbx.port}: logged in as 'callguard' (Asterisk Call Manager/11.0.0)" in out
         assert f"ok: ledger {tmp_path / 'callguard.sqlite'} does not exist yet; the listener will create it" in out

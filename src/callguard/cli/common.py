@@ -121,5 +121,5 @@ def serve_until_stopped(main: Coroutine[Any, Any, None], ledger: "Ledger", fatal
 
 
 #: what a listener command's ``--log-level`` accepts
-LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"])
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 __all__ = ["LOG_LEVELS", "check_listener", "get_config", "open_listener", "serve_until_stopped", "with_overrides"]

@@ -15,12 +15,18 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydub import AudioSegment
-from pydub.silence import detect_leading_silence
+# pydub looks for ffmpeg when imported and warns on stderr if it is missing, which
+# every command importing this module would print.  Only the steps that run ffmpeg
+# need it, and they say so once, with what to install (require_tool).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Couldn't find ffmpeg", category=RuntimeWarning)
+    from pydub import AudioSegment
+    from pydub.silence import detect_leading_silence
 
 from callguard.prompts.formats import MASTER_RATE, SAMPLE_WIDTH
 from callguard.prompts.spec import BuildSettings
