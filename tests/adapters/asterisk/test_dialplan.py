@@ -108,11 +108,25 @@ def test_ami_user_is_loopback_only(key: str, value: str):
 def test_ami_user_has_least_privilege():
     settings = {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in MANAGER["callguard"])
                 if k.strip() in ("read", "write")}
-    assert set(settings["read"].split(",")) == {"call", "agi", "user", "system"}
-    assert set(settings["write"].split(",")) == {"call", "agi", "system"}
+    # dtmf: the caller's card digits; originate: the payment prompt player (extensions_callguard_payments.conf)
+    assert set(settings["read"].split(",")) == {"call", "agi", "user", "system", "dtmf"}
+    assert set(settings["write"].split(",")) == {"call", "agi", "system", "originate"}
     filters = [line for line in MANAGER["callguard"] if line.startswith("eventfilter")]
     assert "eventfilter = !Event: VarSet" in filters and "eventfilter = !Event: Newexten" in filters
     # Never filter out what the listener needs.
     needed = {"AsyncAGIStart", "AsyncAGIExec", "AsyncAGIEnd", "AGIExecStart", "MixMonitorStart", "MixMonitorStop",
-              "MixMonitorMute", "UserEvent", "BridgeEnter", "BridgeLeave", "Hangup"}
+              "MixMonitorMute", "UserEvent", "BridgeEnter", "BridgeLeave", "Hangup", "DTMFEnd"}
     assert not any(name in line for line in filters for name in needed)
+
+
+def test_payment_dialplan_guards_the_agent_with_rx_only_and_keeps_the_local_channel():
+    text = (DIALPLAN / "extensions_callguard_payments.conf").read_text()
+    contexts = sections(DIALPLAN / "extensions_callguard_payments.conf")
+    assert set(contexts) >= {"callguard-agent", "callguard-payment"}
+    assert "FRAME_DROP(TX)" not in "\n".join(contexts["callguard-agent"] + contexts["callguard-payment"])
+    assert "Local/${AGENT}@callguard-agent/n" in text  # /n: the Local half callguard guards must stay
+    joined = "\n".join(contexts["callguard-payment"])
+    assert "BridgeAdd(${CALLGUARD_PAY_TARGET})" in joined and "AGI(agi:async)" in joined
+    from callguard.adapters.asterisk.payments import PAYMENT_CONTEXT
+
+    assert PAYMENT_CONTEXT == "callguard-payment"
