@@ -193,3 +193,52 @@ async def test_an_agent_not_behind_a_local_channel_cannot_be_guarded(pay_rig: Ri
     desk(rig).start(call.linkedid, amount="5", currency="GBP")
     await rig.wait_kind(call.linkedid, "payment-ended", outcome="error")
     assert "not a Local channel" in rig.entry(call.linkedid, "payment-ended").data["reason"]
+
+
+async def test_leak_search_finds_the_card_nowhere(rig: Rig, gateway: PaymentGateway, tmp_path, caplog) -> None:
+    """A known test card through the real path: logs, the ledger database, the recording - zero hits."""
+    import logging
+
+    from callguard.vault.dtmf import scan
+    from callguard.vault.leaks import classify, recording_window, summary
+
+    card = "4012888888881881"
+    caplog.set_level(logging.DEBUG)
+    rig.pbx.write_recordings = True
+    rig.config = make_config(rig.pbx.port, payments={"url": gateway.url},
+                             asterisk={"recording_dir": str(tmp_path / "rec")}, vault={"ingest_on_stop": False})
+    connector = HttpsConnector(ConnectorSettings(gateway.url, gateway.api_key, connect_timeout_s=20.0),
+                               verify=gateway.client_context())
+    await rig.start_listener(connector=connector)
+    call = await bridged_call(rig)
+    await asyncio.sleep(0.3)
+    await call.press("5")  # before the payment, recorded: the scan must find this one (it can find tones)
+    await asyncio.sleep(0.3)
+    desk(rig).start(call.linkedid, amount="12.00", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    await key(call, card + "#" + "1230" + "737")
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="approved")
+    await rig.wait_kind(call.linkedid, "recording-unmuted")
+    await asyncio.sleep(0.3)
+    await call.hangup()
+    await rig.settle(call)
+    entries = rig.timeline(call.linkedid)
+    rig.ledger.flush(5)
+    windows = {card[i:i + 8] for i in range(len(card) - 7)} | {card[:-4]}
+    haystacks = {"logs": caplog.text,
+                 "ledger entries": "\n".join(repr(e.data) for e in entries),
+                 "payment progress": repr([v.as_dict() for v in desk(rig).hub.latest()])}
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".sqlite", ".sqlite-wal", ".sqlite-shm", ".wav", ".jsonl", ".log"):
+            haystacks[str(path)] = path.read_bytes().decode("latin-1")
+    assert any(p.endswith(".sqlite") for p in haystacks)
+    hits = {where: [w for w in windows if w in text] for where, text in haystacks.items()}
+    assert not any(hits.values()), hits
+    assert call.agent_heard and not [h for h in call.agent_heard if h[1] != "5"]
+    # The recording: the keypad tones of the payment were never written, the earlier one was.
+    [recording] = call.recordings
+    tones, _ = scan(recording.audio.path)
+    window = recording_window(entries, recording.file)
+    found = summary(classify(tones, window), window)
+    assert found["leaked_digits"] == "5" and found["mute_failures"] == 0
+    assert not [t for t in found["tones"] if t["in_payment_segment"]]
