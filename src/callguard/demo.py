@@ -77,8 +77,12 @@ def simulator_backend(config: Config, scenarios: list[Scenario], ledger: Ledger)
 
 
 def default_ledger_url() -> str:
-    directory = Path(tempfile.gettempdir()) / f"callguard-demo-{os.getuid()}"
-    directory.mkdir(parents=True, exist_ok=True)
+    """A new ledger for this run, kept afterwards so the printed follow-up command can read it.
+
+    One per run: a shared file would mix runs, and the second run's summary
+    and chain counts would include the first's calls.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="callguard-demo-"))
     return f"sqlite:///{directory / 'ledger.sqlite'}"
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -10,6 +15,17 @@ from callguard.cli.common import get_config
 from callguard.core.prompts import UnknownPrompt
 from callguard.demo import Backend, run_demo, simulator_backend
 from callguard.ledger import LedgerError
+
+
+def _this_program() -> str:
+    """How to run this same callguard again: ``callguard`` if that is the one on PATH, else its path."""
+    invoked = Path(sys.argv[0])
+    if invoked.name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m callguard"
+    on_path = shutil.which("callguard")
+    if on_path and invoked.name == "callguard" and Path(on_path).resolve() == invoked.resolve():
+        return "callguard"
+    return shlex.quote(str(invoked))
 
 
 def _backend(name: str) -> Backend:
@@ -56,6 +72,8 @@ def demo_command(ctx: click.Context, db_url: str | None, backend: str) -> None:
     console.print(f"ledger {report.ledger_url}: hash chains {'verified' if report.verify.ok else 'FAILED'} ({chains})")
     for problem in report.verify.problems:
         console.print(f"  - {problem}")
-    console.print(f"see one call's evidence: callguard ledger show {report.calls[0].call_id} --db {report.ledger_url}")
+    # Plain echo: rich would wrap a long command at the terminal width, breaking copy and paste.
+    click.echo(f"see one call's evidence: {_this_program()} ledger show {report.calls[0].call_id} "
+               f"--db {shlex.quote(report.ledger_url)}")
     if not report.ok:
         raise click.ClickException("the demo did not produce the expected evidence (see above)")
