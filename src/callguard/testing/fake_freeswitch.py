@@ -103,6 +103,8 @@ class Faults:
     reject_acl: bool = False
     #: answer ``auth`` with ``-ERR invalid`` whatever the password (FreeSWITCH restarting, config changed)
     refuse_logins: bool = False
+    #: every frame passes through this before it is written (e.g. give one a Content-Length that lies)
+    rewrite: Callable[[bytes], bytes] | None = None
 
     def delay_for(self, line: str) -> float:
         return max((d for pattern, d in self.reply_delay.items() if re.search(pattern, line)), default=0.0)
@@ -140,6 +142,8 @@ class _Conn:
                 if data is None:
                     break
                 self.writing = True
+                if self.faults.rewrite is not None:
+                    data = self.faults.rewrite(data)
                 chunk = self.faults.chunk
                 if chunk <= 0:
                     self.writer.write(data)

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .wire import ESLEvent, ESLParser, Frame, encode_command, event_subscription
+from .wire import ESLEvent, ESLParser, ESLProtocolError, Frame, StallWatch, encode_command, event_subscription
 
 log = logging.getLogger("callguard.freeswitch.inbound")
 
@@ -53,6 +53,9 @@ class InboundProtocol(asyncio.Protocol):
     def __init__(self, on_event: Callable[[ESLEvent, float], None], clock: Callable[[], float] = time.time,
                  wanted: Callable[[bytes], bool] | None = None):
         self._parser = ESLParser()
+        #: a frame that never completes (a Content-Length that lies) drops the connection
+        self._stall = StallWatch(self._parser)
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._on_event = on_event
         #: a cheap test on the raw event bytes; False skips the event unparsed
         self._wanted = wanted
@@ -78,6 +81,7 @@ class InboundProtocol(asyncio.Protocol):
             log.error("inbound ESL: %s; dropping the connection", exc)
             self._close(str(exc))
             return
+        self._watch_stall(self._stall.fed(asyncio.get_running_loop().time()))
         now = self._clock()
         for frame in frames:
             self.frames_in += 1
@@ -107,6 +111,24 @@ class InboundProtocol(asyncio.Protocol):
             elif kind == "text/disconnect-notice":
                 self._close("FreeSWITCH sent a disconnect notice")
 
+    def _watch_stall(self, deadline: float | None) -> None:
+        timer = self._stall_timer
+        if timer is not None and (deadline is None or timer.when() != deadline):
+            timer.cancel()
+            timer = self._stall_timer = None
+        if deadline is not None and timer is None and not self.closed.done():
+            self._stall_timer = asyncio.get_running_loop().call_at(deadline, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall_timer = None
+        try:
+            deadline = self._stall.check(asyncio.get_running_loop().time())
+        except ESLProtocolError as exc:
+            log.error("inbound ESL: %s; dropping the connection", exc)
+            self._close(str(exc))
+            return
+        self._watch_stall(deadline)
+
     def connection_lost(self, exc: Exception | None) -> None:
         cut = self._parser.close()
         if cut is not None:
@@ -114,6 +136,9 @@ class InboundProtocol(asyncio.Protocol):
         self._close(f"connection lost ({exc})" if exc else "connection closed by FreeSWITCH")
 
     def _close(self, why: str) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         if not self.closed.done():
             self.closed.set_result(why)
         if not self.auth_request.done():

@@ -43,7 +43,7 @@ import gevent.queue
 import gevent.socket
 from greenswitch.esl import OutboundESLServer, OutboundSession, OutboundSessionHasGoneAway
 
-from .wire import ESLEvent, ESLParser, Frame
+from .wire import ESLEvent, ESLParser, ESLProtocolError, Frame, StallWatch
 from .translate import Offer, offer_from_channel_data, translate_outbound
 from .commands import COLLECT_VARIABLE
 
@@ -69,11 +69,18 @@ class CallguardSession(OutboundSession):
 
     def receive_events(self) -> None:  # runs in greenswitch's reader greenlet
         parser = ESLParser()
+        stall = StallWatch(parser)  # a frame that never completes (a Content-Length that lies) ends the session
+        deadline: float | None = None
         while self._run:
-            try:
-                data = self.sock.recv(65536)
-            except Exception:  # noqa: BLE001 - any socket error ends the session
-                data = b""
+            data = self._recv(deadline)
+            if data is None:  # nothing came before the deadline: is the frame in progress overdue?
+                try:
+                    deadline = stall.check(time.monotonic())
+                except ESLProtocolError as exc:
+                    log.error("outbound socket: %s; closing", exc)
+                    self._closed()
+                    return
+                continue
             if not data:
                 cut = parser.close()
                 if cut is not None:
@@ -86,8 +93,20 @@ class CallguardSession(OutboundSession):
                 log.error("outbound socket: %s; closing", exc)
                 self._closed()
                 return
+            deadline = stall.fed(time.monotonic())
             for frame in frames:
                 self._dispatch(frame)
+
+    def _recv(self, deadline: float | None) -> bytes | None:
+        """One read; b"" when the socket is gone, None when ``deadline`` (monotonic) passed first."""
+        try:
+            if deadline is None:
+                return self.sock.recv(65536)
+            with gevent.Timeout(max(0.0, deadline - time.monotonic()), False):
+                return self.sock.recv(65536)
+            return None
+        except Exception:  # noqa: BLE001 - any socket error ends the session
+            return b""
 
     def _closed(self) -> None:
         self._run = False
