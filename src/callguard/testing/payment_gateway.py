@@ -34,6 +34,7 @@ import json
 import secrets
 import socket
 import ssl
+import string
 import tempfile
 import threading
 import time
@@ -50,6 +51,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from callguard.payments import card as cards
+
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def _opaque_id(length: int) -> str:
+    """A base62 id like real gateways issue (``tok_1Mx...``).
+
+    Not hex: a hex id is mostly digits, and 24 of them hold a run of 12
+    digits about once in a hundred, which the connector rightly redacts as
+    possible card data.
+    """
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 DECLINES = {"4000000000000002": "card_declined", "4000000000009995": "insufficient_funds"}
 
@@ -257,7 +271,7 @@ class PaymentGateway:
                 return 400, {"error": "invalid_amount"}
             amount = str(value)
         decline = DECLINES.get(number)
-        item = Charge(id=("ch_" if kind == "charge" else "tok_") + secrets.token_hex(8), kind=kind, key=key,
+        item = Charge(id=("ch_" if kind == "charge" else "tok_") + _opaque_id(16), kind=kind, key=key,
                       reference=str(body.get("reference", ""))[:64], brand=brand.key, last4=number[-4:],
                       amount=amount, currency=currency, status="declined" if decline else "approved")
         number = cvc = ""
@@ -265,7 +279,7 @@ class PaymentGateway:
             self.charges.append(item)
         if decline:
             return 402, {"status": "declined", "decline_code": decline, "id": item.id}
-        item.token = "tok_" + secrets.token_hex(12)
+        item.token = "tok_" + _opaque_id(24)
         answer = {"status": "approved", "id": item.id, "token": item.token, "brand": item.brand, "last4": item.last4}
         return (201 if kind == "charge" else 200), answer
 
