@@ -140,3 +140,55 @@ def test_dsar_open_with_no_data_says_so_and_keeps_the_request(cli, tmp_path):
     assert "│ calls" in table and "c1" in table and "│ ledger entries" in table and "{" not in table
     data = json.loads(cli("dsar", "show", "2", "--json", "--as", "alice").output)
     assert data["label"] == "DSAR-2" and data["found"]["calls"] == ["c1"] and data["overdue"] is False
+
+
+def _limited(limit_bytes: int):
+    """preexec_fn: files this process writes may not grow past ``limit_bytes`` (a disk that fills up)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def test_a_full_disk_during_ingest_and_export_names_file_and_step_and_loses_nothing(cli, tmp_path):
+    import subprocess
+    import sys
+    import wave
+
+    from tests.vault.test_vault_cli import PASS
+
+    cli("keys", "generate")
+    _seed(cli.config, "big", T0)
+    wav = tmp_path / "spool" / "callguard-big.wav"
+    wav.parent.mkdir()
+    with wave.open(str(wav), "wb") as w:  # 2 MiB of audio: more than the "disk" has room for
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(os.urandom(2 << 20))
+    original = wav.read_bytes()
+    env = {**os.environ, "CALLGUARD_VAULT_PASSPHRASE": PASS}
+
+    def full_disk(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "callguard", "--config", str(cli.config), *args], env=env,
+                              capture_output=True, text=True, timeout=120, preexec_fn=_limited(1 << 20))
+
+    result = full_disk("vault", "ingest", str(wav), "--call", "big", "--as", "svc")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{wav}: not stored: writing the ciphertext " in result.stderr
+    assert "failed (File too large). Nothing was lost: the recording is still at" in result.stderr
+    assert wav.read_bytes() == original and _vault_files(tmp_path) == []
+
+    rid = cli("vault", "ingest", str(wav), "--call", "big", "--keep-plaintext", "--as", "svc").output
+    rid = rid.split("as recording ")[1].split()[0]
+    out = tmp_path / "copy.wav"
+    result = full_disk("recordings", "export", rid, "--out", str(out), "--reason", "complaint 4411 review",
+                       "--as", "alice")
+    assert result.returncode == 1
+    assert f"{out}: writing the decrypted copy failed (File too large). Nothing was lost" in result.stderr
+    assert not out.exists() and not out.with_name("copy.wav.part").exists()
+    assert "1 recording(s) checked" in cli("vault", "verify", "--deep", "--as", "alice").output

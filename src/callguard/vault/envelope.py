@@ -38,6 +38,7 @@ the final chunk verified, so a bad file leaves no plaintext behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import io
@@ -395,6 +396,10 @@ def verify_stream(stream: BinaryIO, data_key: bytes, *, where: str = "file",
     return reader
 
 
+#: write errors that mean "no room here" (full disk, file size limit, quota, read-only or failing disk)
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
 def decrypt_to_file(source: Path, target: Path, data_key: bytes, *,
                     expect_recording: str | None = None, expect_size: int | None = None,
                     expect_sha256: str | None = None,
@@ -428,8 +433,12 @@ def decrypt_to_file(source: Path, target: Path, data_key: bytes, *,
                                  f"ingest; the recording cannot be trusted")
         os.replace(part, target)
         return reader
-    except BaseException:
+    except BaseException as exc:
         part.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:  # full disk or quota while writing the copy
+            raise VaultError(f"{target}: writing the decrypted copy failed ({exc.strerror or exc}). Nothing was "
+                             f"lost: the partial file was removed and the recording in the vault is unchanged; "
+                             f"free space there and export again") from exc
         raise
 
 

@@ -202,15 +202,18 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     wrapped, ephemeral = wrap(data_key, public, rid)
     wrote_key = False
     fd = -1
+    step = "re-opening the recording"
     try:
         fd, reopened = _open_source(source)
         if (reopened.st_ino, reopened.st_dev) != (before.st_ino, before.st_dev):
             raise VaultError(f"{source} was replaced while it was being scanned; nothing was stored")
+        step = f"writing its wrapped key to the key store {vault.keystore.dir}"
         vault.keystore.put(wrapped)
         wrote_key = True
         if not check_wrapped(vault.keystore.get(rid), ephemeral, public, data_key):
             raise VaultError(f"the key store entry for {rid} did not read back correctly; "
                              f"check the key store disk ({vault.keystore.dir})")
+        step = f"writing the ciphertext {part}"
         target.parent.mkdir(parents=True, exist_ok=True)
         chunk = vault.settings.chunk_kib * 1024
         with os.fdopen(fd, "rb") as plain, open(part, "xb") as out:
@@ -224,6 +227,7 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
                 or encrypted.plaintext_size != before.st_size:
             raise VaultError(f"{source} changed while it was being encrypted (is the PBX still writing it?); "
                              f"nothing was stored, try again when the recording has finished")
+        step = f"re-reading the ciphertext {part}"
         with open(part, "rb") as raw:
             hashing = _HashingReader(raw)
             reader = ChunkReader(hashing, data_key, where=str(part), expect_recording=rid)  # type: ignore[arg-type]
@@ -235,15 +239,20 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
             raise IntegrityError(f"{part}: re-read does not match what was written (sizes or tag chain); "
                                  f"the vault disk may be failing. The plaintext was kept")
         ciphertext_sha256 = hashing.hash.hexdigest()
+        step = f"moving the ciphertext into place as {target}"
         os.replace(part, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
         part.unlink(missing_ok=True)
         target.unlink(missing_ok=True)
         if wrote_key:
             vault.keystore.shred(rid)
+        if isinstance(exc, OSError):  # a full disk, a quota, a read-only mount: say where, and that nothing is lost
+            raise VaultError(f"{source}: not stored: {step} failed ({exc.strerror or exc}). Nothing was lost: "
+                             f"the recording is still at {source} and the partial vault files were removed; "
+                             f"free space there and ingest again") from exc
         raise
     finally:
         data_key = b""
