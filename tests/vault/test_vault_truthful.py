@@ -192,3 +192,19 @@ def test_a_full_disk_during_ingest_and_export_names_file_and_step_and_loses_noth
     assert f"{out}: writing the decrypted copy failed (File too large). Nothing was lost" in result.stderr
     assert not out.exists() and not out.with_name("copy.wav.part").exists()
     assert "1 recording(s) checked" in cli("vault", "verify", "--deep", "--as", "alice").output
+
+
+def test_the_audit_counts_each_fact_once(cli):
+    from callguard.core.commands import LedgerEntry
+
+    declined = call_entries("dup-decline", "+442079460123", T0, consent="declined", record=False)
+    twice = [e for e in declined if e.kind in ("consent", "continued")]
+    violation = LedgerEntry("dup-decline", "violation", T0 + 20, {"what": "test", "detail": "written twice"})
+    joined = call_entries("joiner-no", "+442079460124", T0 + 100, extra=[
+        ("consent", 5.0, {"decision": "declined", "party": "joiner", "channel": "PJSIP/guest"}),
+        ("recording-stopped", 5.5, {"reason": "joiner-declined"})])
+    write_ledger(load_config(cli.config), sorted(declined + twice + [violation, violation], key=lambda e: e.at)
+                 + joined)
+    out = cli("audit", "--month", MONTH, "--as", "alice").output
+    assert "calls: 2" in out and "consent decisions: declined 1, granted 1" in out
+    assert "[FAIL] No violations logged by the engine (engine-violation): 1" in out

@@ -167,7 +167,8 @@ def check_call(call_id: str, entries: Sequence[StoredEntry], limits: Limits) -> 
             notice_end = entry
         elif kind == "consent":
             decision = str(data.get("decision"))
-            stats.consent = decision
+            if data.get("party") != "joiner":  # the call's decision is the caller's; a joiner's is their own
+                stats.consent = decision
             if decision in ("granted", "implied"):
                 granted = True
             elif decision in ("declined", "no-input", "invalid"):
@@ -362,7 +363,12 @@ def _call_entries(vault: Vault, start: float, end: float) -> Iterable[tuple[str,
         rows = session.scalars(stmt.execution_options(yield_per=5000))
         for call_id, group in groupby(rows, key=lambda r: r.call_id):
             entries = []
+            seen: set[tuple[str, int, str]] = set()
             for r in group:
+                fact = (r.kind, r.pbx_time_us, r.data)
+                if fact in seen:  # the same fact written twice (a listener retry): report it once
+                    continue
+                seen.add(fact)
                 try:
                     data = json.loads(r.data)
                 except ValueError:
