@@ -31,6 +31,7 @@ from pydantic import AfterValidator, ValidationError, ValidationInfo, field_vali
 
 from callguard.config_schema import build, describe, is_section, one_of, rule, section, suggest, table_adapter
 from callguard.core.jurisdictions import REGIMES
+from callguard.transcripts.settings import TranscriptsConfig
 from callguard.vault.permissions import DEFAULT_ROLES, PERMISSIONS
 from callguard.ha.settings import HaConfig
 from callguard.payments.settings import PaymentsConfig
@@ -287,6 +288,7 @@ class Config:
     vault: VaultConfig = field(default_factory=VaultConfig)
     ha: HaConfig = field(default_factory=HaConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    transcripts: TranscriptsConfig = field(default_factory=TranscriptsConfig)
     retention: dict[str, int] = field(default_factory=lambda: {"qa": 90, "dispute": 365, "compliance": 2555})
     #: role -> permissions (see callguard.vault.permissions); a [roles] table replaces the defaults
     roles: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()})
@@ -308,6 +310,81 @@ def _cross_checks(config: Config) -> list[tuple[str, str, str]]:
     """(section, key, problem) across [vault], [retention], [roles] and [users] (each refers to the others)."""
     out = []
     for purpose, days in config.retention.items():
+    for key in ("grant_digits", "decline_digits"):
+        value = getattr(c, key)
+        if not value or any(ch not in "0123456789*#" for ch in value):
+            out.append((key, f"must be keypad digits (0-9, *, #), got {value!r}"))
+    if set(c.grant_digits) & set(c.decline_digits):
+        out.append(("decline_digits", "shares a digit with grant_digits; a keypress must mean one thing"))
+    if c.timeout_ms < 500:
+        out.append(("timeout_ms", f"{c.timeout_ms} ms is too short for a caller to answer; use >= 500"))
+    if c.max_attempts < 1:
+        out.append(("max_attempts", "must be at least 1"))
+    return out
+
+
+@_check("recording")
+def _check_recording(c: RecordingConfig) -> list[tuple[str, str]]:
+    out = []
+    if c.confirm_timeout_ms <= 0:
+        out.append(("confirm_timeout_ms", "must be positive"))
+    if c.max_pause_s < 0:
+        out.append(("max_pause_s", "must be 0 (never auto-resume) or positive"))
+    return out
+
+
+@_check("policy")
+def _check_policy(c: PolicyConfig) -> list[tuple[str, str]]:
+    out = []
+    for key in ("default_regime", "unknown_regime"):
+        if getattr(c, key) not in REGIMES:
+            out.append((key, f"unknown regime {getattr(c, key)!r}; use one of {', '.join(REGIMES)}"))
+    for code, regime in c.jurisdictions.items():
+        if regime not in REGIMES:
+            out.append((f"jurisdictions.{code}", f"unknown regime {regime!r}; use one of {', '.join(REGIMES)}"))
+    if REGIMES.get(c.unknown_regime) and REGIMES[c.unknown_regime].rank < REGIMES["all-party"].rank:
+        out.append(("unknown_regime", "must be at least as strict as all-party: unknown counts as strictest"))
+    return out
+
+
+@_check("ledger")
+def _check_ledger(c: LedgerConfig) -> list[tuple[str, str]]:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(c.url)
+    except ArgumentError as exc:
+        return [("url", f"not a database URL ({exc}); e.g. sqlite:///callguard.sqlite")]
+    return []
+
+
+@_check("vault")
+def _check_vault(c: VaultConfig) -> list[tuple[str, str]]:
+    out = []
+    if not 4 <= c.chunk_kib <= 16384:
+        out.append(("chunk_kib", f"{c.chunk_kib} is outside 4..16384 (KiB of audio per encrypted chunk)"))
+    if c.sweep_interval_h <= 0:
+        out.append(("sweep_interval_h", "must be positive (hours between retention sweeps)"))
+    if not 1 <= c.dsar_due_days <= 90:
+        out.append(("dsar_due_days", f"{c.dsar_due_days} days is outside 1..90; the GDPR clock is one month"))
+    if c.export_alert_per_day < 1:
+        out.append(("export_alert_per_day", "must be at least 1"))
+    if not c.passphrase_env.isidentifier():
+        out.append(("passphrase_env", f"{c.passphrase_env!r} is not an environment variable name"))
+    return out
+
+
+
+def _check_vault_tables(values: Mapping[str, Any], where: str) -> list[str]:
+    """Checks across [vault], [retention], [roles] and [users] (each refers to the others)."""
+    defaults = Config()
+    vault = values.get("vault", defaults.vault)
+    retention = values.get("retention", defaults.retention)
+    roles = values.get("roles", defaults.roles)
+    users = values.get("users", defaults.users)
+    out = []
+    for purpose, days in retention.items():
         if days < 1:
             out.append(("retention", purpose, f"must be a whole number of days >= 1, got {days}"))
     for key, purposes in (("default_purpose", [config.vault.default_purpose]),

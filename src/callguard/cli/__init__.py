@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("callguard.cli.run", "run", "Run a listener that makes the PBX's call recording lawful."),
     "simulate": ("callguard.cli.simulate", "simulate_command",
                  "Run each SCENARIO file (TOML) and print its evidence timeline."),
+    "transcripts": ("callguard.cli.transcripts", "transcripts_group",
+                    "Call transcripts: show one call's, search a date range (transcript:read, logged)."),
     "vault": ("callguard.cli.vault", "vault_group", "Encrypted recording storage: ingest, verify, status."),
 }
 

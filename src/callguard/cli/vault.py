@@ -47,6 +47,12 @@ def ingest(ctx: click.Context, file: Path, call_id: str, purpose: str | None, ke
     echo(f"  key {result.key_id}, purpose {result.purpose}, delete after {day(result.expires_at)}")
     echo(f"  ledger entry seq {result.ledger_seq}; plaintext "
                f"{'removed' if result.plaintext_removed else 'kept (--keep-plaintext)'}")
+    spoken = result.transcription or {}
+    if spoken.get("transcribed"):
+        click.echo(f"  transcribed ({spoken['engine']}): {spoken['findings']} finding(s) redacted"
+                   + (f" over {len(spoken['redacted_spans'])} span(s)" if spoken["redacted_spans"] else ""))
+    elif spoken:
+        click.echo(f"  not transcribed: {spoken.get('why') or spoken.get('error')}")
     dtmf = result.dtmf or {}
     if "skipped" in dtmf:
         echo(f"  DTMF scan skipped: {dtmf['skipped']}")

@@ -66,6 +66,10 @@ def destroy(vault: Vault, actor: Actor, recording_id: str, *, cause: str, reason
         vault.ledger_append(call_id, "recording-deleted", data)
     else:
         vault.ledger_queue(call_id, "recording-deleted", data)
+    # A transcript never outlives its audio (retention, DSAR erasure, manual delete alike).
+    from callguard.transcripts.store import destroy_for_recording
+
+    destroy_for_recording(vault, actor, recording_id, cause=cause, reason=reason, wait_for_ledger=wait_for_ledger)
     return Destroyed(recording_id, call_id, key_shredded, removed, deletion_id)
 
 

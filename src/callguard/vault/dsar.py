@@ -228,6 +228,9 @@ def export_bundle(vault: Vault, user: str | None, request_id: int, out_dir: Path
                 export_recording(vault, None, recording.id, reason, part / name, _actor=actor, _action="dsar-export")
                 info["file"] = name
             recordings.append(info)
+        from callguard.transcripts.store import export_for_calls
+
+        transcripts = export_for_calls(vault, found.call_ids, part / "transcripts")
         targets = found.call_ids + [r.id for r in found.recordings]
         history = [{"at": e.at, "action": e.action, "by_role": e.role, "outcome": e.outcome}
                    for e in vault.access_log.events(targets=targets)]
@@ -236,7 +239,7 @@ def export_bundle(vault: Vault, user: str | None, request_id: int, out_dir: Path
             "request": label, "kind": request.kind, "subject_number": request.number,
             "opened_at": request.opened_at, "due_at": request.due_at, "generated_at": vault.clock(),
             "generated_by_role": actor.role, "calls": calls, "recordings": recordings,
-            "access_history": "access-history.json",
+            "transcripts": transcripts, "access_history": "access-history.json",
             "notes": ["Other parties' numbers and names are redacted from timelines; redacted entries keep their "
                       "original hash for reference and cannot be re-verified against it.",
                       "Each recording's sha256 is the SHA-256 of the audio as recorded; it matches the ledger."],
@@ -245,6 +248,7 @@ def export_bundle(vault: Vault, user: str | None, request_id: int, out_dir: Path
         (part / "README.txt").write_text(
             f"Data-subject access request {label}\n\nThis bundle holds every recorded call involving "
             f"{request.number} that callguard holds:\n- recordings/: the call recordings (WAV)\n"
+            f"- transcripts/: transcripts of the calls, where they were transcribed (card data redacted)\n"
             f"- timelines/: what happened on each call (notice, consent, recording, pauses)\n"
             f"- access-history.json: when the recordings were accessed, by which role\n"
             f"- index.json: the list of all of the above with checksums\n")

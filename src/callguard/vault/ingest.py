@@ -85,13 +85,16 @@ class IngestResult:
     ledger_seq: int
     #: why the ledger says this call must have no recording (then it is stored QUARANTINED), else None
     quarantined: str | None = None
+    #: what the transcription stage did (None: no purpose declares transcription)
+    transcription: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"recording_id": self.recording_id, "call_id": self.call_id, "file": str(self.path),
                 "size": self.size, "duration_s": self.duration_s, "sha256": self.sha256,
                 "key_id": self.key_id, "purpose": self.purpose, "expires_at": self.expires_at,
                 "plaintext_removed": self.plaintext_removed, "dtmf_leaks": (self.dtmf or {}).get("leaks"),
-                "ledger_seq": self.ledger_seq, "quarantined": self.quarantined}
+                "ledger_seq": self.ledger_seq, "quarantined": self.quarantined,
+                "transcription": self.transcription}
 
 
 class _HashingReader:
@@ -171,7 +174,6 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
     if vault.settings.require_call_ended and not window.stopped:
         raise NotReady(f"the ledger does not show the recording of call {call_id} as stopped; the PBX may "
                        f"still be writing {source.name}. Ingest after recording-stopped/hangup")
-    kid, public = vault.keyring.active()
     fd, before = _open_source(source)
     os.close(fd)  # checked: a regular file, not a link; reopened below for encryption
     try:
@@ -191,6 +193,26 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
             dtmf = summary(classify(tones, window), window)
         except AudioFormatError as exc:
             dtmf = {"skipped": str(exc)}
+    prepared = None
+    # A site that declared no transcription never loads an engine; an unlawful recording is not transcribed.
+    if vault.config.transcripts.purposes and not quarantine:
+        from callguard.transcripts.stage import prepare
+
+        prepared = prepare(vault.config.transcripts, source, entries, purpose)
+    try:
+        return _seal_recording(vault, actor, source, call_id, purpose, recorded_at, keep_plaintext, days, window,
+                               before, facts, dtmf, quarantine, prepared)
+    finally:
+        if prepared is not None and prepared.audio != source:
+            prepared.audio.unlink(missing_ok=True)
+
+
+def _seal_recording(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str, recorded_at: float | None,
+                    keep_plaintext: bool, days: int, window: Any, before: os.stat_result, facts: Any,
+                    dtmf: dict[str, Any] | None, quarantine: tuple[str, str] | None, prepared: Any) -> IngestResult:
+    """Steps 3-6 of the module docstring; ``prepared.audio`` (the redacted copy) is what gets encrypted."""
+    kid, public = vault.keyring.active()
+    payload = prepared.audio if prepared is not None else source
     now = vault.clock()
     started = recorded_at if recorded_at is not None else (window.started_at or before.st_mtime)
     rid = uuid.uuid4().hex
@@ -207,6 +229,10 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
         fd, reopened = _open_source(source)
         if (reopened.st_ino, reopened.st_dev) != (before.st_ino, before.st_dev):
             raise VaultError(f"{source} was replaced while it was being scanned; nothing was stored")
+        if payload != source:
+            os.close(fd)
+            fd = -1
+            fd, _ = _open_source(payload)
         step = f"writing its wrapped key to the key store {vault.keystore.dir}"
         vault.keystore.put(wrapped)
         wrote_key = True
@@ -224,7 +250,7 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
             os.fsync(out.fileno())
         after = os.stat(source, follow_symlinks=False)
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) \
-                or encrypted.plaintext_size != before.st_size:
+                or encrypted.plaintext_size != os.stat(payload).st_size:
             raise VaultError(f"{source} changed while it was being encrypted (is the PBX still writing it?); "
                              f"nothing was stored, try again when the recording has finished")
         step = f"re-reading the ciphertext {part}"
@@ -279,6 +305,7 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
             "tag_chain": row.tag_chain, "purpose": purpose, "expires_at": expires,
             "dtmf_leaks": row.dtmf_leaks, "by": actor.name,
             **({"check": quarantine[0], "why": quarantine[1]} if quarantine else {}),
+            **({"transcription": prepared.summary()} if prepared is not None else {}),
         })
         with vault.session() as session, session.begin():
             stored = session.get(Recording, rid)
@@ -293,6 +320,15 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
         vault.keystore.shred(rid)
         target.unlink(missing_ok=True)
         raise
+    if prepared is not None:
+        from callguard.transcripts.store import store as store_transcript
+
+        try:
+            store_transcript(vault, prepared, recording_id=rid, call_id=call_id, purpose=purpose,
+                             recorded_at=started, expires_at=expires, actor=actor)
+        except Exception as exc:  # noqa: BLE001 - the (redacted) recording is stored; say what is missing
+            log.error("vault: call %s: transcript not stored: %s", call_id, exc)
+            vault.ledger_append(call_id, "transcript-failed", {"recording_id": rid, "error": str(exc)})
     removed = False
     if not keep_plaintext:
         source.unlink()
@@ -305,7 +341,8 @@ def _ingest(vault: Vault, actor: Actor, source: Path, call_id: str, purpose: str
         log.info("vault: call %s: %s stored as %s (%d bytes, key %s)%s", call_id, source.name, rid, row.size, kid,
                  "" if removed else ", plaintext kept")
     return IngestResult(rid, call_id, target, row.size, duration, row.sha256, kid, purpose, expires, removed,
-                        dtmf, committed.seq, quarantine[1] if quarantine else None)
+                        dtmf, committed.seq, quarantine[1] if quarantine else None,
+                        prepared.summary() if prepared is not None else None)
 
 
 class VaultIngestor:

@@ -20,6 +20,7 @@ PERMISSIONS: dict[str, str] = {
     "audit": "run the monthly audit and integrity checks",
     "ingest": "encrypt recordings into the vault (the PBX host's service account)",
     "keys": "re-wrap recordings for a new key (needs the old private key)",
+    "transcript:read": "decrypt call transcripts to read or search them (already redacted of card data)",
 }
 
 #: Used when callguard.toml has no [roles] table.  Separation of duties: the
@@ -27,17 +28,18 @@ PERMISSIONS: dict[str, str] = {
 #: requests; legal places holds; nobody but a privacy officer exports.
 DEFAULT_ROLES: dict[str, list[str]] = {
     "agent": [],
-    "supervisor": ["list", "listen"],
-    "qa": ["list", "listen"],
+    "supervisor": ["list", "listen", "transcript:read"],
+    "qa": ["list", "listen", "transcript:read"],
     "legal": ["list", "hold"],
-    "privacy-officer": ["list", "listen", "export", "delete", "hold", "dsar", "audit"],
+    "privacy-officer": ["list", "listen", "export", "delete", "hold", "dsar", "audit", "transcript:read"],
     "admin": ["list", "retention", "audit", "keys"],
     "service": ["ingest", "retention"],
 }
 
 #: Actions whose reason must say why (content access and irreversible acts).
 REASON_REQUIRED = frozenset({"listen", "export", "delete", "hold-place", "hold-release", "dsar-open",
-                             "dsar-export", "dsar-erase", "dsar-close", "keys-rewrap"})
+                             "dsar-export", "dsar-erase", "dsar-close", "keys-rewrap", "transcript-read",
+                             "transcript-search"})
 MIN_REASON_LEN = 8
 
 __all__ = ["DEFAULT_ROLES", "MIN_REASON_LEN", "PERMISSIONS", "REASON_REQUIRED"]

@@ -31,6 +31,7 @@ from callguard.config import Config
 from callguard.core.commands import LedgerEntry
 from callguard.ledger.db import open_for_writing, sqlite_path
 from callguard.ledger.writer import Committed, Ledger
+from callguard.transcripts import models as _transcript_models  # noqa: F401 - registers vault_transcripts
 from callguard.vault import models  # noqa: F401 - registers the vault tables on Base
 from callguard.vault.accesslog import AccessEvent, AccessLog
 from callguard.vault.envelope import VaultError
