@@ -87,6 +87,17 @@ class FreeswitchConfig:
     heartbeat_interval_s: float = 2.0
     recording_dir: str = "/var/lib/freeswitch/recordings/callguard"
     max_calls: int = 2000  #: parked calls served at once; more get `exit` (the dialplan's fallback)
+    #: channel variable the site's dial string sets on staff legs ({callguard_staff=true}user/1000)
+    staff_variable: str = "callguard_staff"
+    #: how long a leg bridged before its own socket session connects may take to connect (seconds)
+    join_grace_s: float = 1.5
+
+    @field_validator("staff_variable")
+    @classmethod
+    def _plain_variable(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+            raise ValueError(f"{value!r} is not a plain channel variable name (letters, digits, _)")
+        return value
 
 
 _KEYPAD = set("0123456789*#")

@@ -253,6 +253,15 @@ class FakeChannel:
     recording: FakeRecording | None = None
     recordings: list[FakeRecording] = field(default_factory=list)
     link: "_OutboundLink | None" = None
+    #: for a b-leg: the leg that originated it (``Other-Type: originator`` headers, as captured)
+    originator: "FakeChannel | None" = None
+    #: the caller-profile context (loopback puts it in the callee id of its b-leg, as captured)
+    context: str = "default"
+    source: str = "mod_sofia"
+    #: hotkeys bound on this leg by ``bind_meta_app``: digit -> (flags, feature extension)
+    meta: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: feature extensions held back by a failed hold (``s`` flag without hold music), run at teardown
+    held_back: list[str] = field(default_factory=list)
     transferred_to: str = ""
     trace: list[tuple[float, str]] = field(default_factory=list)
     #: keys this party presses as soon as a gather starts (a caller who always answers)
@@ -261,8 +270,12 @@ class FakeChannel:
     _collecting: bool = False
     _gone: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def profile(self) -> list[tuple[str, str]]:
-        """Channel and caller-profile headers, then every variable, as FreeSWITCH lists them."""
+    def profile(self, variables: bool = True) -> list[tuple[str, str]]:
+        """Channel and caller-profile headers, then every variable, as FreeSWITCH lists them.
+
+        ``variables=False`` for the events that carry none (conference
+        ``add-member``/``del-member``, DTMF: fixtures conference_join, dtmf).
+        """
         if self.direction == "inbound":
             cid_number, cid_name, callee_number, callee_name = self.number, self.cid_name, self.destination, ""
         else:
@@ -277,7 +290,7 @@ class FakeChannel:
             ("Call-Direction", self.direction),
             ("Presence-Call-Direction", self.direction),
             ("Channel-HIT-Dialplan", "true"),
-            ("Channel-Call-UUID", self.uuid),
+            ("Channel-Call-UUID", self.originator.uuid if self.originator is not None else self.uuid),
             ("Answer-State", "hangup" if self.hung_up else ("answered" if self.answered else "ringing")),
         ]
         if self.hung_up:
@@ -299,16 +312,25 @@ class FakeChannel:
             ("Caller-ANI", cid_number),
             ("Caller-Destination-Number", self.destination),
             ("Caller-Unique-ID", self.uuid),
-            ("Caller-Source", "mod_sofia"),
-            ("Caller-Context", "default"),
+            ("Caller-Source", self.source),
+            ("Caller-Context", self.context),
             ("Caller-Channel-Name", self.name),
         ]
-        out += [(f"variable_{k}", v) for k, v in self.variables.items()]
+        if self.originator is not None:
+            # The b-leg names its originator in every event (fixture agent_leg_socket).
+            origin = dict(self.originator.profile(variables=False))
+            out.append(("Other-Type", "originator"))
+            out += [(f"Other-Leg-{k[len('Caller-'):]}", origin[k]) for k in
+                    ("Caller-Direction", "Caller-Caller-ID-Name", "Caller-Caller-ID-Number", "Caller-Callee-ID-Name",
+                     "Caller-Callee-ID-Number", "Caller-Destination-Number", "Caller-Unique-ID",
+                     "Caller-Context", "Caller-Channel-Name")]
+        if variables:
+            out += [(f"variable_{k}", v) for k, v in self.variables.items()]
         return out
 
     def other_leg(self) -> list[tuple[str, str]]:
         """This leg described from the other side of a bridge (``Other-Leg-*``)."""
-        profile = dict(self.profile())
+        profile = dict(self.profile(variables=False))
         return [("Other-Type", "originatee"), ("Other-Leg-Direction", self.direction)] + [
             (f"Other-Leg-{k[len('Caller-'):]}", profile[k]) for k in
             ("Caller-Caller-ID-Name", "Caller-Caller-ID-Number", "Caller-Callee-ID-Name", "Caller-Callee-ID-Number",
@@ -559,10 +581,17 @@ class FakeFreeSWITCH:
                  socket_address: tuple[str, int] = ("127.0.0.1", 8084), faults: Faults | None = None,
                  clock: str = "virtual", time_scale: float = 0.0, prompt_duration_s: float = 4.0,
                  prompt_durations: dict[str, float] | None = None, mask_reply_delay_s: float = 0.0,
-                 unconfirmed_mask_delay_s: float = 1.5, base_epoch: float | None = None):
+                 unconfirmed_mask_delay_s: float = 1.5, base_epoch: float | None = None,
+                 meta_flags: str = "a si", hold_music: bool = False):
         if clock not in ("virtual", "real"):
             raise ValueError("clock must be 'virtual' or 'real'")
         self.password = password
+        #: the flags callguard_agent binds the hotkeys with (``bind_meta_app 1 <flags> ...``)
+        self.meta_flags = meta_flags
+        #: the digits callguard_agent binds (*6 pause, *7 resume in the shipped callguard.xml)
+        self.hotkeys = ("6", "7")
+        #: mod_local_stream and a working hold_music (the captures had none)
+        self.hold_music = hold_music
         self.host, self.requested_port = host, port
         self.socket_address = socket_address
         self.faults = faults or Faults()
@@ -601,6 +630,9 @@ class FakeFreeSWITCH:
         self._watched: list[Callable[[], bool]] = []
         self._holds = 0
         self.calls: list[CallRecord] = []  #: every call :meth:`play` started, as it starts
+        self.conferences: dict[str, dict[str, int]] = {}  #: conference name -> member leg uuid -> member id
+        self.conference_ids: dict[str, str] = {}
+        self._member_ids = itertools.count(1)
         self._base_loop = 0.0
         self.vnow = 0.0  #: scenario seconds on the virtual clock
         self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -778,11 +810,11 @@ class FakeFreeSWITCH:
         return True
 
     def emit(self, name: str, channel: FakeChannel | None, extra: Iterable[tuple[str, str]] = (),
-             subclass: str = "", body: str | bytes = b"", outbound: bool = True) -> bytes:
+             subclass: str = "", body: str | bytes = b"", outbound: bool = True, variables: bool = True) -> bytes:
         """Fire an event: to subscribed inbound clients and to the channel's ``myevents`` socket."""
         headers = self.clock_headers(name, subclass)
         if channel is not None:
-            headers += channel.profile()
+            headers += channel.profile(variables)
         headers += list(extra)
         frame = event_frame(headers, body)
         for client in list(self.clients):
@@ -1039,20 +1071,43 @@ class FakeFreeSWITCH:
     def press(self, ch: FakeChannel, digits: str) -> None:
         """The party on ``ch`` presses keys (DTMF events; collected if a gather runs)."""
         for digit in digits:
-            self.emit("DTMF", ch, [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "RTP")])
+            self.emit("DTMF", ch, [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "RTP")],
+                      variables=False)
             if ch._collecting:
                 ch._digits.put_nowait(digit)
 
     # -- channels -------------------------------------------------------------------------------------
 
     def new_channel(self, number: str, name: str = "", *, direction: str = "inbound", destination: str = "100",
-                    caller: FakeChannel | None = None, variables: dict[str, str] | None = None) -> FakeChannel:
+                    caller: FakeChannel | None = None, variables: dict[str, str] | None = None,
+                    tech: str = "sofia") -> FakeChannel:
+        """A leg.  With ``caller`` it is that caller's b-leg, marked as FreeSWITCH marks one.
+
+        A b-leg carries the CALLER's number as its caller id and names its
+        originator everywhere (``Other-Type: originator``,
+        ``variable_originator``, ``signal_bond``, ``Channel-Call-UUID``:
+        fixture agent_leg_socket).  On ``tech="loopback"`` its callee id is
+        the loopback context (``agent-sim``), not the dialled user.
+        """
         serial = next(self._names)
         uid = str(uuidlib.uuid4())
-        chan_name = f"sofia/internal/{serial}" if direction == "inbound" else f"sofia/internal/b-{serial}"
-        ch = FakeChannel(uid, chan_name, direction, number, name, destination,
-                         caller_number=caller.number if caller else "", caller_name=caller.cid_name if caller else "")
+        if tech == "loopback":
+            chan_name = f"loopback/{number}-a" if caller is not None else f"loopback/in-{serial}-b"
+        else:
+            chan_name = f"sofia/internal/{serial}" if direction == "inbound" else f"sofia/internal/{number}@fake"
+        callee = "agent-sim" if tech == "loopback" and caller is not None else number
+        ch = FakeChannel(uid, chan_name, direction, callee, name, destination,
+                         caller_number=caller.number if caller else "", caller_name=caller.cid_name if caller else "",
+                         originator=caller, source="mod_loopback" if tech == "loopback" else "mod_sofia",
+                         context="agent-sim" if tech == "loopback" and caller is not None else "default")
         ch.variables.update({"direction": direction, "uuid": uid, "channel_name": chan_name, "call_uuid": uid})
+        if caller is not None:
+            ch.variables.update({"is_outbound": "true", "originator": caller.uuid,
+                                 "originating_leg_uuid": caller.uuid, "signal_bond": caller.uuid})
+            exported = caller.variables.get("export_vars", "")
+            ch.variables.update({k: caller.variables[k] for k in exported.split(",") if k in caller.variables})
+            if exported:
+                ch.variables["export_vars"] = exported
         ch.variables.update(variables or {})
         self.channels[uid] = ch
         return ch
@@ -1080,6 +1135,12 @@ class FakeFreeSWITCH:
     async def hangup(self, ch: FakeChannel, cause: str = "NORMAL_CLEARING") -> None:
         if ch.hung_up:
             return
+        for extension in ch.held_back:  # what a failed hold kept back runs as the leg ends (seen: ~10 s late)
+            self.run_feature(ch, extension)
+        ch.held_back.clear()
+        for room, members in list(self.conferences.items()):
+            if ch.uuid in members:
+                self.conference_del(ch, room)
         ch.hung_up = True
         ch.hangup_cause = cause
         ch._gone.set()
@@ -1094,6 +1155,69 @@ class FakeFreeSWITCH:
         """The dialplan's ``event`` application on ``ch``: a CUSTOM event with ``ch``'s variables."""
         self.emit("CUSTOM", ch, list(fields.items()), subclass=subclass, outbound=False)
 
+    # -- conferences (mod_conference) ---------------------------------------------------------------
+
+    def conference_add(self, ch: FakeChannel, name: str) -> int:
+        """``conference <name>@default`` on ``ch``: ``conference::maintenance`` ``add-member``.
+
+        As captured (fixture conference_join): the member events carry the
+        channel and caller-profile headers but NO ``variable_*`` headers, so
+        no ``callguard_call`` either.
+        """
+        room = self.conferences.setdefault(name, {})
+        if not room:
+            self.conference_ids[name] = str(uuidlib.uuid4())
+            self.emit("CUSTOM", None, self._conference_headers(name) + [("Action", "conference-create")],
+                      subclass="conference::maintenance")
+        member_id = next(self._member_ids)
+        room[ch.uuid] = member_id
+        ch.trace.append((self.scenario_time(), f"conference {name}@default"))
+        self._member_event(ch, name, member_id, "add-member")
+        return member_id
+
+    def conference_del(self, ch: FakeChannel, name: str) -> None:
+        room = self.conferences.get(name, {})
+        member_id = room.pop(ch.uuid, None)
+        if member_id is None:
+            return
+        self._member_event(ch, name, member_id, "del-member")
+        if not room:
+            self.emit("CUSTOM", None, self._conference_headers(name) + [("Action", "conference-destroy")],
+                      subclass="conference::maintenance")
+
+    def _conference_headers(self, name: str) -> list[tuple[str, str]]:
+        return [("Conference-Name", name), ("Conference-Domain", "fake"),
+                ("Conference-Size", str(len(self.conferences.get(name, {})))), ("Conference-Ghosts", "0"),
+                ("Conference-Profile-Name", "default"), ("Conference-Unique-ID", self.conference_ids.get(name, ""))]
+
+    def _member_event(self, ch: FakeChannel, name: str, member_id: int, action: str) -> None:
+        extra = [("See", "true"), ("Speak", "true"), ("Talking", "false"), ("Mute-Detect", "false"),
+                 ("Hold", "false"), ("Member-ID", str(member_id)), ("Member-Type", "member"),
+                 ("Member-Ghost", "false"), ("Energy-Level", "100"), ("Current-Energy", "0"), ("Action", action)]
+        headers = self._conference_headers(name) + [("Floor", "false")] + ch.profile(variables=False) + extra
+        self.emit("CUSTOM", None, headers, subclass="conference::maintenance")
+
+    async def conference_guest(self, number: str, name: str, conference: str, *, through_socket: bool = True,
+                               auto_press: str = "") -> FakeChannel:
+        """A caller who dials straight into ``conference``.
+
+        ``through_socket``: the site routes conference callers through the
+        shipped ``callguard_conference`` extension first (``set
+        callguard_conference=<room>``, then the socket: the listener plays
+        the notice per the rule); without it they walk straight in.
+        """
+        guest = self.new_channel(number, name, destination=conference)
+        guest.variables["callguard_conference"] = conference
+        guest.auto_press = auto_press
+        if through_socket:
+            await self.run_socket(guest)
+            if guest.variables.get("callguard_decision") == "declined":
+                guest.trace.append((self.scenario_time(), "declined: not sent into the conference"))
+                return guest
+        if not guest.hung_up:
+            self.conference_add(guest, conference)
+        return guest
+
     def bridge(self, a: FakeChannel, b: FakeChannel) -> None:
         """``CHANNEL_BRIDGE`` on ``a`` with ``b`` as the other leg."""
         self.emit("CHANNEL_BRIDGE", a, [("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)]
@@ -1107,7 +1231,9 @@ class FakeFreeSWITCH:
         self.record_reply_delay_s = scenario.confirm_delay_s
         self.mask_reply_delay_s = 0.0 if scenario.confirm_mute else self.unconfirmed_mask_delay_s
 
-    async def play(self, scenario: Any, *, agent_through_socket: bool = False,
+    async def play(self, scenario: Any, *, agent_through_socket: bool = True, join_order: str = "bridge-first",
+                   join_skew_s: float = 0.0, agent_tech: str = "sofia", staff_mark: bool = True,
+                   caller_variables: dict[str, str] | None = None,
                    on_api: Callable[[CallRecord, Any], Any] | None = None) -> CallRecord:
         """Play a :class:`~callguard.testing.scenario.Scenario` and return what happened.
 
@@ -1121,6 +1247,15 @@ class FakeFreeSWITCH:
         ``callguard_payment``) as callguard_features.xml does.  ``api``
         steps are not PBX traffic: they go to ``on_api(record, step)``.
         Call :meth:`apply_knobs` first to honour the scenario's ``[pbx]`` table.
+
+        The agent is dialled as the README shows: ``{callguard_staff=true,
+        execute_on_answer='execute_extension callguard_agent XML callguard'}``
+        (``staff_mark=False`` leaves the mark out; ``agent_through_socket=False``
+        leaves out execute_on_answer).  On answer FreeSWITCH bridges the leg
+        and the leg's own socket session connects, racing each other on two
+        connections: ``join_order`` "bridge-first" (what the capture shows)
+        or "socket-first", the second one ``join_skew_s`` wall-clock seconds
+        after the first.
         """
         from callguard.testing.scenario import Step
 
@@ -1133,6 +1268,7 @@ class FakeFreeSWITCH:
         caller = self.new_channel(scenario.caller.number, scenario.caller.name)
         caller.variables["callguard_call"] = caller.uuid
         caller.variables["export_vars"] = "callguard_call"
+        caller.variables.update(caller_variables or {})
         record = CallRecord(caller)
         self.calls.append(record)
         self.emit("CHANNEL_ANSWER", caller)
@@ -1150,15 +1286,47 @@ class FakeFreeSWITCH:
             await self.execute_app(caller, "playback", "fallback-notice")
         if scenario.agent is not None and not caller.hung_up and record.dialplan != "transferred":
             agent = self.new_channel(scenario.agent.number, scenario.agent.name, direction="outbound",
-                                     destination=scenario.agent.number, caller=caller,
-                                     variables={"callguard_call": caller.uuid})
+                                     destination=scenario.agent.number, caller=caller, tech=agent_tech,
+                                     variables={"callguard_staff": "true"} if staff_mark else None)
             record.agent = agent
-            if agent_through_socket:
-                await self.run_socket(agent)
-            if not caller.hung_up and not agent.hung_up:
-                self.bridge(caller, agent)
+            await self.answer_bleg(caller, agent, through_socket=agent_through_socket, order=join_order,
+                                   skew_s=join_skew_s)
         await runner
         return record
+
+    async def answer_bleg(self, caller: FakeChannel, leg: FakeChannel, *, through_socket: bool = True,
+                          order: str = "bridge-first", skew_s: float = 0.0) -> None:
+        """A dialled leg answers: bridged to ``caller``; with ``through_socket`` its
+        execute_on_answer runs the shipped ``callguard_agent`` (hotkeys bound, then the socket)."""
+        if order not in ("bridge-first", "socket-first"):
+            raise ValueError("order must be 'bridge-first' or 'socket-first'")
+
+        def bridge() -> None:
+            if not caller.hung_up and not leg.hung_up:
+                leg.variables["bridge_to"] = caller.uuid
+                caller.variables["bridge_to"] = leg.uuid
+                self.bridge(caller, leg)
+
+        if not through_socket:
+            bridge()
+            return
+        self.bind_hotkeys(leg)
+        if order == "bridge-first":
+            bridge()
+            if skew_s:
+                with self.hold():
+                    await asyncio.sleep(skew_s)
+            self._spawn(self.run_socket(leg))
+            return
+        socket_task = self._spawn(self.run_socket(leg))
+        with self.hold():
+            while leg.link is None or not leg.link.myevents:
+                if socket_task.done():
+                    break
+                await asyncio.sleep(0.001)
+            if skew_s:
+                await asyncio.sleep(skew_s)
+        bridge()
 
     async def _script(self, steps: list[Any], start: float, record: CallRecord,
                       on_api: Callable[[CallRecord, Any], Any] | None) -> None:
@@ -1201,19 +1369,78 @@ class FakeFreeSWITCH:
     def signal(self, record: CallRecord, what: str, source: str = "agent-hotkey") -> None:
         """A feature code or IVR signal (pause | resume | payment-start | payment-end).
 
-        Hotkeys fire from the agent's leg (when there is one), IVR signals
-        from the caller's; both flag the recorded leg as callguard_features.xml does.
+        Hotkeys are the agent pressing ``*1`` / ``*2`` on its leg (when there
+        is one): what happens then depends on how ``bind_meta_app`` bound
+        them (:meth:`press_hotkey`).  IVR signals run the feature extension on
+        the caller's leg at once.
         """
-        caller = record.caller
-        origin = record.agent if source == "agent-hotkey" and record.agent is not None else caller
-        subclass = {"pause": "callguard::pause", "resume": "callguard::resume",
-                    "payment-start": "callguard::payment_start", "payment-end": "callguard::payment_end"}[what]
-        if what in ("pause", "resume"):
-            caller.variables["callguard_paused"] = source if what == "pause" else ""
+        if source == "agent-hotkey" and record.agent is not None and what in ("pause", "resume"):
+            self.press_hotkey(record.agent, self.hotkeys[0] if what == "pause" else self.hotkeys[1])
+            return
+        origin = record.agent if source == "agent-hotkey" and record.agent is not None else record.caller
+        self.run_feature(origin, f"callguard_{what.replace('-', '_')}", source)
+
+    #: callguard_features.xml: feature extension -> (CUSTOM subclass, flag on the recorded leg, flag value)
+    FEATURES = {
+        "callguard_pause": ("callguard::pause", "callguard_paused", "agent-hotkey"),
+        "callguard_resume": ("callguard::resume", "callguard_paused", ""),
+        "callguard_payment_start": ("callguard::payment_start", "callguard_payment", "ivr"),
+        "callguard_payment_end": ("callguard::payment_end", "callguard_payment", ""),
+    }
+
+    def run_feature(self, origin: FakeChannel, extension: str, source: str = "agent-hotkey") -> None:
+        """``execute_extension <extension> XML callguard-features`` on ``origin``, as shipped.
+
+        The hotkey extensions only act on a leg that is not the recorded one
+        and record what was pressed on the pressing leg (``callguard_hotkey``,
+        read back by the listener before it resumes); every signal leaves its
+        state on the recorded leg, then fires the CUSTOM event from ``origin``.
+        """
+        subclass, flag, value = self.FEATURES[extension]
+        action = extension[len("callguard_"):]
+        call = self.channels.get(origin.variables.get("callguard_call", ""))
+        hotkey = action in ("pause", "resume")
+        if hotkey and (call is None or call is origin):
+            origin.trace.append((self.scenario_time(), f"{extension}: not a staff leg, ignored"))
+            return
+        if hotkey or action == "payment_end":
+            origin.variables["callguard_hotkey"] = action
+        if call is not None:
+            call.variables[flag] = source if value else ""
+            if action.startswith("payment"):
+                call.variables["sensitive_dtmf"] = "true" if value else "false"
+            rec = call.recording
+            if value and rec is not None and rec.path == call.variables.get("callguard_recording") and not rec.masked:
+                # ${uuid_record(${callguard_call} mask ${uuid_getvar(... callguard_recording)})}: the
+                # PBX masks before any payment audio flows, listener or not.
+                origin.trace.append((self.scenario_time(), f"uuid_record {call.uuid} mask {rec.path} (from the dialplan)"))
+                rec.mark(self.scenario_time(), "mask")
+        origin.trace.append((self.scenario_time(), f"execute_extension {extension}"))
+        self.fire_custom(origin, subclass, {"callguard_action": action, "callguard_source": source})
+
+    def bind_hotkeys(self, leg: FakeChannel) -> None:
+        """``callguard_agent``'s ``bind_meta_app`` lines on ``leg``, with :attr:`meta_flags`."""
+        leg.meta = {self.hotkeys[0]: (self.meta_flags, "callguard_pause"),
+                    self.hotkeys[1]: (self.meta_flags, "callguard_resume")}
+
+    def press_hotkey(self, leg: FakeChannel, digit: str) -> None:
+        """The party on ``leg`` presses ``*<digit>``: a bound meta app runs, or nothing.
+
+        Verified on 1.10.12 (DESIGN.md): with the ``i`` flag the extension
+        runs inline at once; with ``s`` (hold the other leg) and no working
+        hold music, the extension is held back until the leg is torn down.
+        Unbound digits are plain DTMF.
+        """
+        self.press(leg, "*" + digit)
+        binding = leg.meta.get(digit)
+        if binding is None:
+            return
+        flags, extension = binding
+        if "i" in flags.split()[-1] or self.hold_music:
+            self.run_feature(leg, extension)
         else:
-            caller.variables["callguard_payment"] = source if what == "payment-start" else ""
-            caller.variables["sensitive_dtmf"] = "true" if what == "payment-start" else "false"
-        self.fire_custom(origin, subclass, {"callguard_action": what.replace("-", "_"), "callguard_source": source})
+            leg.trace.append((self.scenario_time(), f"bind_meta_app {digit}: hold failed, {extension} held back"))
+            leg.held_back.append(extension)
 
     async def _join(self, caller: FakeChannel, joiner: FakeChannel, announceable: bool) -> None:
         if announceable:

@@ -31,7 +31,7 @@ from callguard.adapters.freeswitch.translate import (
     offer_from_channel_data,
     translate_inbound,
 )
-from callguard.adapters.freeswitch.commands import DECISION_VARIABLE, HEARTBEAT_VARIABLE
+from callguard.adapters.freeswitch.commands import DECISION_VARIABLE, HEARTBEAT_VARIABLE, RECORDING_VARIABLE
 from callguard.config import Config, FreeswitchConfig
 from callguard.core import events as ev
 from callguard.core.commands import OUTCOMES
@@ -194,16 +194,16 @@ def test_preprocessor_variables_are_defined_before_use():
 def test_socket_reaches_the_listener_in_async_full_mode():
     sockets = [(ctx, name, data) for ctx, exts in CONTEXTS.items() for name, ext in exts.items()
                for app, data in actions(ext) if app == "socket"]
-    assert {name for _, name, _ in sockets} == {"callguard_connect", "callguard_join"}
+    assert {name for _, name, _ in sockets} == {"callguard_connect", "callguard_join", "callguard_conference"}
     example = tomllib.loads((ROOT / "examples" / "callguard.toml").read_text())["freeswitch"]
     for config in (DEFAULTS, dataclasses.replace(DEFAULTS, **{k: example[k] for k in ("listen_host", "listen_port")})):
         for _, name, data in sockets:
             assert expand(data).split(" ") == [f"{config.listen_host}:{config.listen_port}", "async", "full"], name
 
 
-@pytest.mark.parametrize("name", ["callguard_connect", "callguard_join"])
+@pytest.mark.parametrize("name", ["callguard_connect", "callguard_join", "callguard_conference"])
 def test_socket_only_when_the_heartbeat_is_fresh(name: str):
-    first, gate = conditions(extension("callguard", name))
+    first, *_, gate = conditions(extension("callguard", name))
     assert not actions(first)  # the name match only
     assert f"0${{{HEARTBEAT_VARIABLE}}}" in gate.get("field", "")  # missing heartbeat reads as 0: stale
     assert re.fullmatch(gate.get("expression", ""), "fresh") and not re.fullmatch(gate.get("expression", ""), "stale")
@@ -291,7 +291,9 @@ def test_hotkeys_pause_and_resume_from_the_agent_leg():
              if app == "bind_meta_app"]
     keys = {}
     for key, listen, respond, app, *rest in binds:
-        assert (listen, respond) == ("a", "s")  # the agent's own keypresses, run on the agent's leg
+        # The agent's own keypresses, run INLINE on the agent's leg: no hold music, so no
+        # FreeSWITCH holding the feature back until the leg ends (issue 19 section 4).
+        assert (listen, respond) == ("a", "si")
         exten = app.partition("::")[2]
         assert rest == ["XML", "callguard-features"]
         keys[key] = type(as_inbound_event(fired_events()[exten], leg=AGENT_LEG))
@@ -321,7 +323,8 @@ def test_payment_signals_translate_and_hide_digits():
     ("callguard_payment_start", listener.PAYMENT_FLAG, True), ("callguard_payment_end", listener.PAYMENT_FLAG, False),
 ])
 def test_each_signal_leaves_the_flag_the_resync_reads(name: str, flag: str, on: bool):
-    evals = [data for app, data in actions(extension("callguard-features", name)) if app == "eval"]
+    evals = [data for app, data in actions(extension("callguard-features", name))
+             if app == "eval" and data.startswith("${uuid_setvar(")]
     assert len(evals) == 1
     m = re.fullmatch(r"\$\{uuid_setvar\(\$\{(\w+)\} (\w+)(?: ([\w-]+))?\)\}", evals[0])
     assert m, evals[0]
@@ -385,3 +388,38 @@ def test_readme_names_only_real_settings_and_variables():
     assert variables
     for variable in variables:
         assert variable in xml or variable in code, variable
+
+
+@pytest.mark.parametrize("name,masks", [("callguard_pause", True), ("callguard_payment_start", True),
+                                        ("callguard_resume", False), ("callguard_payment_end", False)])
+def test_the_dialplan_masks_by_itself_and_never_unmasks(name: str, masks: bool):
+    """Issue 11 section 4: a payment segment stays off the recording even with the listener stalled."""
+    steps = actions(extension("callguard-features", name))
+    records = [data for app, data in steps if "uuid_record(" in data or app.startswith("record_session")]
+    assert not any("unmask" in data for data in records)
+    if masks:
+        mask = ("eval", f"${{uuid_record(${{{exported_call_variable()}}} mask "
+                        f"${{uuid_getvar(${{{exported_call_variable()}}} {RECORDING_VARIABLE})}})}}")
+        assert mask in steps and steps.index(mask) < [app for app, _ in steps].index("event")
+    else:
+        assert records == []
+
+
+def test_hotkeys_write_what_the_listener_reads_back_before_the_event():
+    from callguard.adapters.freeswitch.mapping import HOTKEY_VARIABLE
+
+    for name, action in (("callguard_pause", "pause"), ("callguard_resume", "resume"),
+                         ("callguard_payment_end", "payment_end")):
+        steps = actions(extension("callguard-features", name))
+        mark = ("set", f"{HOTKEY_VARIABLE}={action}")
+        assert mark in steps and steps.index(mark) < [app for app, _ in steps].index("event"), name
+
+
+def test_no_preprocessor_line_hides_in_a_comment():
+    """FreeSWITCH runs X-PRE-PROCESS lines even inside XML comments (verified on 1.10.12): a commented
+    example would silently override the admin's settings (seen: the ESL password)."""
+    shipped = [*DIALPLAN.glob("*.xml"), *(ROOT / "dialplan").glob("*.xml")]
+    assert shipped
+    for path in shipped:
+        for comment in re.findall(r"<!--.*?-->", path.read_text(), flags=re.DOTALL):
+            assert not re.search(r"<\s*x-pre-process", comment, re.IGNORECASE), f"{path.name}: {comment[:80]}"

@@ -48,8 +48,8 @@ async def test_consent_records_with_our_file_name_and_explicit_pagd(rig) -> None
     assert started.data["recording_ref"] == path
     # what went over the outbound socket, in order
     link_commands = [c for _, c in record.caller.trace]
-    assert link_commands == [f"play_and_get_digits {pagd_args()}", f"record_session {path}",
-                             "set callguard_decision=granted"]
+    assert link_commands == [f"play_and_get_digits {pagd_args()}", f"set callguard_recording={path}",
+                             f"record_session {path}", "set callguard_decision=granted"]
     assert record.socket == "connected" and record.dialplan == "decided" and record.decision == "granted"
     assert [r.path for r in record.recordings] == [path]
     assert record.recordings[0].audible_spans(60) == [(2.5, 60.0)]
@@ -123,8 +123,8 @@ async def test_hotkey_pause_and_payment_segment_are_masked_and_confirmed(rig) ->
     # the audio: nothing between 20-26 and 40-75
     assert record.recordings[0].audible_spans(120) == [(2.5, 20.0), (26.0, 40.0), (75.0, 120.0)]
     # digits are kept out of FreeSWITCH's logs during the payment
-    assert rig.api("uuid_setvar") == [f"uuid_setvar {call} sensitive_dtmf true",
-                                      f"uuid_setvar {call} sensitive_dtmf false"]
+    assert rig.api(f"uuid_setvar {call}") == [f"uuid_setvar {call} sensitive_dtmf true",
+                                              f"uuid_setvar {call} sensitive_dtmf false"]
 
 
 async def test_hotkey_from_the_agent_leg_maps_to_the_recorded_leg(rig) -> None:

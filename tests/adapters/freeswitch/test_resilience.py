@@ -67,7 +67,8 @@ async def test_pause_signalled_while_disconnected_is_applied_on_resync(make_rig)
         await rig.wait_for(lambda: bool(rig.api("uuid_record")))
     await play
     call = record.call_id
-    assert rig.api("uuid_getvar") == [f"uuid_getvar {call} callguard_paused", f"uuid_getvar {call} callguard_payment"]
+    assert rig.api(f"uuid_getvar {call}") == [f"uuid_getvar {call} callguard_paused",
+                                              f"uuid_getvar {call} callguard_payment"]
     assert rig.entry(call, "pause-requested").data["source"] == "agent-hotkey"
     assert rig.entry(call, "recording-muted").data["reasons"] == ["pause"]
     assert record.recordings[0].audible_spans(60) == [(2.5, 10.0)]

@@ -36,7 +36,7 @@ def test_connect_reply_is_the_call_offer() -> None:
     offer = offer_from_channel_data(frames("freeswitch1_10_consent_pause.outbound.esl")[0].headers, 0.0)
     assert offer is not None and not offer.is_join
     assert (offer.call_id, offer.channel) == (CALL, CALL)
-    assert offer.party == ev.Party(CALL, "+14155550123", "José Cust", "caller")
+    assert offer.party == ev.Party(CALL, "+14155550123", "José Cust", "caller", staff=False)
     assert offer.at == 1795373497.80858  # Event-Date-Timestamp, microseconds
     event = offer.event()
     assert isinstance(event, ev.CallOffered) and event.answered
@@ -51,7 +51,7 @@ def test_a_leg_carrying_another_calls_id_is_a_joiner() -> None:
     assert offer is not None and offer.is_join and offer.call_id == CALL
     joined = offer.event()
     assert isinstance(joined, ev.PartyJoined) and joined.announceable
-    assert joined.party == ev.Party(AGENT_LEG, "+13055550100", "Flo", "joiner")
+    assert joined.party == ev.Party(AGENT_LEG, "+13055550100", "Flo", "joiner", staff=False)
 
 
 def test_consent_pause_inbound_events() -> None:

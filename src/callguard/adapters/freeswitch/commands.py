@@ -51,6 +51,9 @@ COLLECT_VARIABLE = "callguard_digit"
 DECISION_VARIABLE = "callguard_decision"
 #: Global variable the listener keeps fresh (epoch seconds).
 HEARTBEAT_VARIABLE = "callguard_heartbeat"
+#: the recording's path on the recorded leg: callguard_features.xml masks it from the
+#: dialplan itself when a pause or payment segment starts (no listener needed)
+RECORDING_VARIABLE = "callguard_recording"
 
 
 class WireError(ValueError):
@@ -144,6 +147,14 @@ class Wire:
     def record_session(self, file_name: str) -> bytes:
         return sendmsg_execute("record_session", self.recording_path(file_name))
 
+    def name_recording(self, file_name: str) -> bytes:
+        """``set callguard_recording=<path>`` on the parked leg (before ``record_session``)."""
+        return sendmsg_execute("set", f"{RECORDING_VARIABLE}={self.recording_path(file_name)}")
+
+    def name_recording_api(self, uuid: str, file_name: str) -> bytes:
+        """The same for a leg that left the socket: ``uuid_setvar``."""
+        return api(f"uuid_setvar {uuid} {RECORDING_VARIABLE} {self.recording_path(file_name)}")
+
     def stop_record_session(self, file_name: str) -> bytes:
         return sendmsg_execute("stop_record_session", self.recording_path(file_name))
 
@@ -195,9 +206,17 @@ class Wire:
             raise WireError(f"variable name {name!r} is not a plain word")
         return api(f"uuid_getvar {uuid} {name}")
 
+    @staticmethod
+    def unsetvar(uuid: str, name: str) -> bytes:
+        """``uuid_setvar <uuid> <name>`` with no value unsets the variable."""
+        if not _TOKEN.fullmatch(name):
+            raise WireError(f"variable name {name!r} is not a plain word")
+        return api(f"uuid_setvar {uuid} {name}")
+
 
 __all__ = [
     "COLLECT_VARIABLE",
+    "RECORDING_VARIABLE",
     "DECISION_VARIABLE",
     "HEARTBEAT_VARIABLE",
     "PromptPath",

@@ -50,7 +50,6 @@ that should be silent are masked again.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import time
@@ -66,9 +65,10 @@ from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
 
 from .inbound import InboundError, InboundProtocol, InboundRefused, open_inbound
+from .mapping import HOTKEY_VARIABLE, PAUSE_FLAG, PAYMENT_FLAG, LegMap, Legs, MappingSettings, Verdict
 from .outbound import OutboundCall, OutboundThread, _App, _Exit
 from .wire import ESLEvent, Frame
-from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Offer, translate_inbound
+from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Membership, Offer, marked, translate_inbound
 from .commands import PromptPath, Wire, check_destination
 
 if TYPE_CHECKING:
@@ -76,10 +76,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callguard.freeswitch")
 
-#: Channel variables the shipped feature dialplan keeps on the recorded
-#: leg, so a pause or payment signalled while we were disconnected is not lost.
-PAUSE_FLAG = "callguard_paused"
-PAYMENT_FLAG = "callguard_payment"
 _UNSET = ("", "_undef_", "false", "-ERR")
 
 
@@ -101,10 +97,7 @@ class CallState:
     channel: str
     rate: int = 8000
     file_name: str = ""
-    #: legs that are parties of this call (the caller's, announced joiners, reported joins)
-    parties: set[str] = field(default_factory=set)
     sensitive: bool = False
-    agent_seen: bool = False  #: the first leg bridged in unannounced is the agent the call was routed to
     pending: list[_Api] = field(default_factory=list)  #: waiting for the inbound connection
     inflight: list[_Api] = field(default_factory=list)  #: sent, reply not yet in
     #: a joiner's notice, held until the mask asked for with it is answered
@@ -140,11 +133,19 @@ class FreeSwitchListener:
         self.inbound: InboundProtocol | None = None
         self.parked: dict[str, OutboundCall] = {}
         self.calls: dict[str, CallState] = {}
+        #: who is who (which call a leg belongs to, staff marks): see mapping.py
+        self.legs = LegMap(MappingSettings.from_config(fs))
+        #: a joining leg's socket session -> the call it joins (conference entrants carry no callguard_call)
+        self._leg_call: dict[str, str] = {}
+        #: arriving legs waiting for their socket session (set when it connects or the leg goes)
+        self._arrivals: dict[str, asyncio.Event] = {}
+        #: identification and confirmation round trips in progress (busy() counts them)
+        self._checks: set[asyncio.Task[None]] = set()
         self._rates: dict[str, int] = {}  #: sample rate of joiner legs (prompt files per rate)
         self.outbound_port: int | None = None
         self.connected = asyncio.Event()
         self.stats: dict[str, int] = {"inbound_connects": 0, "inbound_drops": 0, "ignored_events": 0,
-                                      "resent": 0}
+                                      "resent": 0, "signals_refused": 0}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
@@ -194,9 +195,9 @@ class FreeSwitchListener:
         """
         self._stopping = True
         await self._stop_unsupervised_recordings()  # while the event socket is still up
-        for task in self._tasks:
+        for task in (*self._tasks, *self._checks):
             task.cancel()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._checks):
             try:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
@@ -306,29 +307,161 @@ class FreeSwitchListener:
         translated = translate_inbound(event, received_at)
         if translated is None:
             return
+        if isinstance(translated, Membership):
+            self._on_membership(translated)
+            return
         state = self.calls.get(translated.call_id)
+        legs = self.legs.calls.get(translated.call_id)
         engine = self.engine
-        if state is None or engine is None:
+        if state is None or legs is None or engine is None:
             self.stats["ignored_events"] += 1
             return
         item = translated.event
         if isinstance(item, ev.HungUp):
-            if item.channel != state.channel and item.channel not in state.parties:
-                return  # a leg that never was a party (e.g. the agent leg in a simple call)
+            if item.channel != state.channel:
+                self._leg_gone(state, legs, item)
+                return
         elif isinstance(item, ev.PartyJoined):
-            if item.party.channel in state.parties:
-                return  # announced through the socket already
-            state.parties.add(item.party.channel)
-            if not state.agent_seen:
-                # The leg the dialplan bridged the call to (as the Asterisk adapter
-                # names the first unannounced bridge member); later ones join.
-                state.agent_seen = True
-                item = dataclasses.replace(item, party=dataclasses.replace(item.party, role="agent"))
+            self._entered(state, legs, item.party, item.at)
+            return
+        elif isinstance(item, (ev.PauseRequested, ev.ResumeRequested, ev.PaymentStarted, ev.PaymentEnded)):
+            self._on_signal(state, legs, item, translated.origin)
+            return
         elif isinstance(item, (ev.RecordingStarted, ev.RecordingStopped)):
             path = event.get("Record-File-Path") or ""
             if not state.file_name or (path and not path.endswith("/" + state.file_name)):
                 return  # a recording someone else started on this channel
         engine.feed(state.call_id, item)
+        self._forget_if_finished(state.call_id)
+
+    # -- who is who (decided in mapping.py; the round trips it needs happen here) ------------------
+
+    def _check(self, coro: Any) -> None:
+        """Run an identification / confirmation round trip; busy() until it is done."""
+        task = asyncio.ensure_future(coro)
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _ask(self, channel: str, variable: str) -> str | None:
+        """``uuid_getvar`` over the inbound connection (None: no answer)."""
+        proto, wire = self.inbound, self.wire
+        if proto is None or not proto.connected or wire is None:
+            return None
+        try:
+            reply = await asyncio.wait_for(proto.send(wire.getvar(channel, variable), "getvar"),
+                                           max(0.5, self.fs.action_timeout_ms / 1000.0))
+        except (asyncio.TimeoutError, ConnectionError):
+            return None
+        return reply.text.strip()
+
+    def _entered(self, state: CallState, legs: Legs, party: ev.Party, at: float) -> None:
+        """A leg is in the call's bridge or conference: staff, announced, or an unannounced party?"""
+        if self.legs.entered(legs, party):
+            self._arrivals[party.channel] = asyncio.Event()
+            self._check(self._identify(state.call_id, party.channel, at))
+
+    async def _identify(self, call_id: str, leg: str, at: float) -> None:
+        settled = self._arrivals.get(leg)
+        try:
+            value = await self._ask(leg, self.legs.settings.staff_variable)
+            legs, engine = self.legs.calls.get(call_id), self.engine
+            if legs is None or engine is None or leg not in legs.arriving:
+                return  # its socket session came first, or the call ended
+            staff = self.legs.identified(legs, leg, marked(value))
+            if staff is not None:
+                engine.feed(call_id, ev.PartyJoined(at, staff, announceable=False))
+                self._forget_if_finished(call_id)
+                return
+            # Not staff: silent until its socket session (the join path) connects.
+            engine.feed(call_id, ev.PartyArriving(at, leg))
+            if settled is not None:
+                try:
+                    await asyncio.wait_for(settled.wait(), self.legs.settings.join_grace_s)
+                except asyncio.TimeoutError:
+                    pass
+            legs = self.legs.calls.get(call_id)
+            party = self.legs.grace_over(legs, leg) if legs is not None else None
+            if party is not None and self.engine is not None:
+                log.warning("call %s: leg %s is in the call but never reached the join path within %.1f s",
+                            call_id, leg, self.legs.settings.join_grace_s)
+                self.engine.feed(call_id, ev.PartyJoined(self.engine.pbx_now(), party, announceable=False))
+                self._forget_if_finished(call_id)
+        finally:
+            self._arrivals.pop(leg, None)
+
+    def _leg_gone(self, state: CallState, legs: Legs, item: ev.HungUp) -> None:
+        """A leg other than the recorded one hung up (or left the conference)."""
+        if not self.legs.left(legs, item.channel):
+            return  # never one of the call's parties
+        settled = self._arrivals.get(item.channel)
+        if settled is not None:
+            settled.set()
+        # When the whole call is ending, the recorded leg's own hangup follows at once:
+        # ask FreeSWITCH first, so no unmute is sent to a channel that is gone.
+        self._check(self._feed_leg_gone(state.call_id, state.channel, item))
+
+    async def _feed_leg_gone(self, call_id: str, channel: str, item: ev.HungUp) -> None:
+        proto, wire = self.inbound, self.wire
+        if proto is not None and proto.connected and wire is not None:
+            try:
+                reply = await asyncio.wait_for(proto.send(wire.exists(channel), "exists"),
+                                               max(0.5, self.fs.action_timeout_ms / 1000.0))
+                if reply.text.strip() == "false":
+                    return  # the call itself is over; its own hangup event settles everything
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+        if self.engine is not None and call_id in self.calls:
+            self.engine.feed(call_id, item)
+            self._forget_if_finished(call_id)
+
+    def _on_membership(self, member: Membership) -> None:
+        for legs, party, joined in self.legs.on_membership(member):
+            state = self.calls.get(legs.call_id)
+            if state is None:
+                continue
+            if joined:
+                self._entered(state, legs, party, member.at)
+            else:
+                self._leg_gone(state, legs, ev.HungUp(member.at, cause="left-conference", channel=party.channel))
+
+    def _on_signal(self, state: CallState, legs: Legs, item: ev.Event, origin: str) -> None:
+        engine = self.engine
+        assert engine is not None
+        session = engine.session(state.call_id)
+        if session is None:
+            return
+        active = session.flags.payment_by if isinstance(item, ev.PaymentEnded) else session.flags.paused_by
+        verdict = self.legs.may_act(legs, item, origin, active)
+        if not verdict.allowed:
+            self.stats["signals_refused"] += 1
+            log.warning("call %s: %s refused: %s", state.call_id, type(item).__name__, verdict.reason)
+            return
+        if not verdict.reads:
+            self._feed_signal(state, item)
+            return
+        self._check(self._confirm(state.call_id, item, verdict))
+
+    async def _confirm(self, call_id: str, item: ev.Event, verdict: Verdict) -> None:
+        """Act on a resume / payment end only once FreeSWITCH confirms what only its sender can have set."""
+        values = await asyncio.gather(*(self._ask(r.channel, r.variable) for r in verdict.reads))
+        failed = [f"{r.variable}={v!r} on {r.channel}" for r, v in zip(verdict.reads, values)
+                  if v is None or not r.accepts(v)]
+        if failed:
+            self.stats["signals_refused"] += 1
+            log.warning("call %s: %s refused: not confirmed by FreeSWITCH (%s)", call_id, type(item).__name__,
+                        ", ".join(failed))
+            return
+        first = verdict.reads[0]
+        if first.variable == HOTKEY_VARIABLE and self.inbound is not None and self.wire is not None:
+            # Used up: a replayed event finds nothing to confirm it.
+            self.inbound.send(self.wire.unsetvar(first.channel, HOTKEY_VARIABLE), "setvar")
+        state = self.calls.get(call_id)
+        if state is not None:
+            self._feed_signal(state, item)
+
+    def _feed_signal(self, state: CallState, item: ev.Event) -> None:
+        assert self.engine is not None
+        self.engine.feed(state.call_id, item)
         if isinstance(item, ev.PaymentStarted) and not state.sensitive:
             self._sensitive(state, True)
         elif isinstance(item, ev.PaymentEnded) and state.sensitive:
@@ -336,6 +469,10 @@ class FreeSwitchListener:
         self._forget_if_finished(state.call_id)
 
     # -- outbound socket (called in the gevent thread) --------------------------------------
+
+    @property
+    def staff_variable(self) -> str:
+        return self.legs.settings.staff_variable
 
     def call_attached(self, call: OutboundCall, offer: Offer) -> bool:
         if self._stopping:
@@ -358,31 +495,40 @@ class FreeSwitchListener:
         engine = self.engine
         assert engine is not None
         rate = _rate(call)
-        if not offer.is_join:
+        controlled = offer.call_id in self.calls and engine.session(offer.call_id) is not None
+        verdict = self.legs.on_offer(offer, controlled)
+        if verdict.kind == "call":
             state = self.calls.get(offer.call_id)
             if state is None:
                 state = self.calls[offer.call_id] = CallState(offer.call_id, offer.channel, rate=rate)
-            state.parties.add(offer.channel)
+            self.legs.add_call(offer.call_id, offer.channel)
             engine.feed(offer.call_id, offer.event())
             if engine.session(offer.call_id) is None:
                 self._release(offer.channel, "error")
+                self._forget_if_finished(offer.call_id)
             return
-        state = self.calls.get(offer.call_id)
-        if state is None or engine.session(offer.call_id) is None:
-            # A leg of a call we do not control: let it through unannounced by us.
-            self._release(offer.channel, "not-recorded")
+        if verdict.kind == "release":
+            # A leg of a call we do not control, or one already settled (its bridge came first).
+            self._release(offer.channel, verdict.outcome)
             return
-        state.parties.add(offer.channel)
+        assert verdict.party is not None
+        if verdict.settled_arrival:
+            settled = self._arrivals.get(offer.channel)
+            if settled is not None:
+                settled.set()
+        self._leg_call[offer.channel] = verdict.call_id
         self._rates[offer.channel] = rate
-        engine.feed(offer.call_id, offer.event())
+        engine.feed(verdict.call_id, ev.PartyJoined(offer.at, verdict.party, announceable=True))
+        self._forget_if_finished(verdict.call_id)
 
     def _on_outbound_event(self, offer: Offer, event: ev.Event) -> None:
         engine = self.engine
         assert engine is not None
-        if offer.call_id not in self.calls:
+        call_id = self._leg_call.get(offer.channel, offer.call_id)
+        if call_id not in self.calls:
             return
-        engine.feed(offer.call_id, event)
-        self._forget_if_finished(offer.call_id)
+        engine.feed(call_id, event)
+        self._forget_if_finished(call_id)
 
     def _release(self, channel: str, outcome: str) -> None:
         assert self.wire is not None
@@ -420,9 +566,13 @@ class FreeSwitchListener:
             state.file_name = command.file_name
             failed = self._failure(call_id, lambda at, why: ev.CommandFailed(at, "StartRecording", why))
             if command.channel in self.parked:
+                self._outbound_app(command.channel, wire.name_recording(command.file_name), "set",
+                                   self.fs.action_timeout_ms / 1000.0, None)
                 self._outbound_app(command.channel, wire.record_session(command.file_name), "record_session",
                                    self.fs.action_timeout_ms / 1000.0, failed)
             else:
+                self._api(state, "setvar", wire.name_recording_api(command.channel, command.file_name),
+                          lambda item, frame, why: None)
                 self._api(state, "start", wire.start(command.channel, command.file_name), self._on_start_reply)
         elif isinstance(command, cmd.MuteRecording):
             self._api(state, "mask", wire.mask(command.channel, state.file_name), self._on_mask_reply)
@@ -606,7 +756,7 @@ class FreeSwitchListener:
 
     def busy(self) -> bool:
         """Work in flight: an api reply due, a command queued or being sent (tests settle on this)."""
-        if any(s.inflight or s.pending for s in self.calls.values()):
+        if self._checks or any(s.inflight or s.pending for s in self.calls.values()):
             return True
         if self.outbound is not None and self.outbound.backlog:
             return True
@@ -623,20 +773,25 @@ class FreeSwitchListener:
         engine = self.engine
         if engine is not None and engine.session(call_id) is None:
             state = self.calls.pop(call_id, None)
-            if state is not None:
-                for channel in state.parties:
+            legs = self.legs.calls.get(call_id)
+            self.legs.drop_call(call_id)
+            if state is not None and legs is not None:
+                for channel in (*legs.parties, *legs.arriving):
                     self._rates.pop(channel, None)
+                    self._leg_call.pop(channel, None)
 
 
 def _about_a_call(body: bytes) -> bool:
-    """Could this event concern a call we control?  (One substring search on the raw bytes.)
+    """Could this event concern a call we control?  (Substring searches on the raw bytes.)
 
     Every leg of a call the shipped dialplan sends to us carries the exported
-    ``callguard_call`` variable, and our CUSTOM events are ``callguard::*``;
-    conference events carry the member's variables.  The rest of a busy
-    box's events (other calls' hangups and bridges) is skipped unparsed.
+    ``callguard_call`` variable, and our CUSTOM events are ``callguard::*``.
+    Conference member events carry NO variables (fixture conference_join):
+    they are all kept, since a recorded call may be in that conference or
+    enter it later.  The rest of a busy box's events (other calls' hangups
+    and bridges) is skipped unparsed.
     """
-    return b"callguard" in body
+    return b"callguard" in body or b"conference%3A%3Amaintenance" in body
 
 
 def _rate(call: OutboundCall) -> int:

@@ -54,6 +54,9 @@ class EngineSide(Protocol):
     """What an outbound call reports; every method is called in the gevent thread
     and must only hand the work over to the engine thread."""
 
+    #: the channel variable that marks a staff leg (read from each connect reply)
+    staff_variable: str
+
     def call_attached(self, call: "OutboundCall", offer: Offer) -> bool: ...
 
     def call_event(self, call: "OutboundCall", event: Any) -> None: ...
@@ -187,7 +190,7 @@ class OutboundCall:
     def run(self) -> None:
         session = self.session
         offer = offer_from_channel_data(session.session_data if session.session_data is not None else {},
-                                        time.time())
+                                        time.time(), self.side.staff_variable)
         if offer is None:
             log.warning("outbound socket: channel without a usable UUID; released to the dialplan")
             self._exit()

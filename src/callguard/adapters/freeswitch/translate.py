@@ -27,6 +27,8 @@ from .wire import ESLEvent
 
 #: FreeSWITCH UUIDs (and ``origination_uuid`` values a site might choose).
 _UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
+#: conference names we put in ``conference <name> ...`` commands
+_ROOM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: CUSTOM subclasses the shipped dialplan fires, and what they mean.
 CUSTOM_SIGNALS: dict[str, type[ev.Event]] = {
@@ -82,10 +84,15 @@ class Offer:
     party: ev.Party
     answered: bool
     at: float
+    #: the conference this leg is about to enter (``callguard_conference``, set by the site's dialplan)
+    conference: str | None = None
+    #: every UUID the b-leg headers tie this leg to (originator, other leg, bridge partner)
+    ties: tuple[str, ...] = ()
 
     @property
     def is_join(self) -> bool:
-        return self.call_id != self.channel
+        """Another call's leg (an exported ``callguard_call``) or a conference entrant."""
+        return self.call_id != self.channel or self.conference is not None
 
     def event(self) -> ev.Event:
         if self.is_join:
@@ -116,12 +123,26 @@ def _party_number(headers: Mapping[str, str], prefix: str) -> tuple[str | None, 
     return number, name
 
 
-def offer_from_channel_data(headers: Mapping[str, str], received_at: float) -> Offer | None:
+#: b-leg headers naming the leg a b-leg belongs to (fixture agent_leg_socket), most specific first
+TIE_HEADERS = ("variable_callguard_call", "Other-Leg-Unique-ID", "variable_originator",
+               "variable_originating_leg_uuid", "variable_signal_bond", "variable_bridge_to")
+
+
+def marked(value: str | None) -> bool:
+    """Is a channel variable set to a true value (``true``/``yes``/``1``/``on``)?"""
+    return (value or "").strip().lower() in ("true", "yes", "1", "on")
+
+
+def offer_from_channel_data(headers: Mapping[str, str], received_at: float,
+                            staff_variable: str = "callguard_staff") -> Offer | None:
     """The ``connect`` reply of an outbound socket -> :class:`Offer`, or None if unusable.
 
     None means the channel's UUID is not UUID-like (we will not put it in a
     command): the caller of this function releases the channel at once and
     the dialplan's fail-closed path takes over.
+
+    A leg is staff when the dial string marked it (``variable_<staff_variable>``);
+    its caller id is the customer's on a b-leg and never decides anything.
     """
     channel = safe_uuid(headers.get("Unique-ID") or headers.get("variable_uuid"))
     if channel is None:
@@ -132,9 +153,35 @@ def offer_from_channel_data(headers: Mapping[str, str], received_at: float) -> O
         return None
     number, name = _party_number(headers, "Caller-")
     answered = (headers.get("Answer-State") or "answered").lower() == "answered"
-    role = "caller" if call_id == channel else "joiner"
-    party = ev.Party(channel=channel, number=number, name=name, role=role)
-    return Offer(call_id, channel, party, answered, event_time(headers, received_at))
+    ties = tuple(dict.fromkeys(t for t in (safe_uuid(headers.get(h)) for h in TIE_HEADERS)
+                               if t is not None and t != channel))
+    conference = _value(headers, "variable_callguard_conference")
+    conference = conference if conference and _ROOM.fullmatch(conference) else None
+    if call_id == channel and conference is None:
+        party = ev.Party(channel=channel, number=number, name=name, role="caller", staff=False)
+    else:
+        staff = marked(headers.get(f"variable_{staff_variable}"))
+        party = ev.Party(channel=channel, number=number, name=name, role="agent" if staff else "joiner",
+                         staff=staff)
+    return Offer(call_id, channel, party, answered, event_time(headers, received_at), conference=conference,
+                 ties=ties)
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A ``conference::maintenance`` ``add-member`` / ``del-member``.
+
+    These carry no ``variable_*`` headers (fixture conference_join), so no
+    ``callguard_call``: the listener maps them by ``Unique-ID`` (a call it
+    controls, or a leg of one) and ``Conference-Name``.
+    """
+
+    conference: str
+    channel: str
+    party: ev.Party
+    joined: bool  #: add-member (True) or del-member (False)
+    at: float
+    member_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +200,7 @@ def _call_of(event: ESLEvent) -> str | None:
         or safe_uuid(event.get("Unique-ID"))
 
 
-def translate_inbound(event: ESLEvent, received_at: float) -> Translated | None:
+def translate_inbound(event: ESLEvent, received_at: float) -> Translated | Membership | None:
     """An event from the inbound connection -> engine event (None: not ours).
 
     Header lookups are in place (no dict per event), which is what keeps a
@@ -170,8 +217,8 @@ def translate_inbound(event: ESLEvent, received_at: float) -> Translated | None:
             source = ev.Source.parse(event.get("callguard_source"))
             return Translated(call, kind(event_time(event, received_at), source=source),  # type: ignore[call-arg]
                               origin=event.get("Unique-ID") or "")
-        if subclass == "conference::maintenance" and event.get("Action") == "add-member":
-            return _joined(event, received_at, prefix="Caller-")
+        if subclass == "conference::maintenance" and event.get("Action") in ("add-member", "del-member"):
+            return _membership(event, received_at)
         return None
     if name == "RECORD_START":
         call = safe_uuid(event.get("Unique-ID"))
@@ -201,13 +248,21 @@ def translate_inbound(event: ESLEvent, received_at: float) -> Translated | None:
     return None
 
 
+def _membership(event: ESLEvent, received_at: float) -> Membership | None:
+    room = event.get("Conference-Name") or ""
+    leg = safe_uuid(event.get("Unique-ID"))
+    if leg is None or not _ROOM.fullmatch(room):
+        return None
+    number, name = _party_number(event.headers, "Caller-")
+    return Membership(room, leg, ev.Party(channel=leg, number=number, name=name, role="joiner"),
+                      event.get("Action") == "add-member", event_time(event, received_at),
+                      event.get("Member-ID") or "")
+
+
 def _joined(event: ESLEvent, received_at: float, prefix: str) -> Translated | None:
-    """A leg entered the call's bridge or conference (announceable decided by the caller)."""
+    """A leg entered the call's bridge; who it is (staff or not) is decided by the listener."""
     call = _call_of(event)
-    if prefix == "Other-Leg-":
-        leg = safe_uuid(event.get("Other-Leg-Unique-ID") or event.get("Bridge-B-Unique-ID"))
-    else:
-        leg = safe_uuid(event.get("Unique-ID"))
+    leg = safe_uuid(event.get("Other-Leg-Unique-ID") or event.get("Bridge-B-Unique-ID"))
     if call is None or leg is None or leg == call:
         return None
     headers = event.headers
@@ -243,10 +298,13 @@ __all__ = [
     "CUSTOM_SIGNALS",
     "INBOUND_CUSTOM",
     "INBOUND_EVENTS",
+    "Membership",
     "Offer",
+    "TIE_HEADERS",
     "Translated",
     "event_time",
     "hangup_cause",
+    "marked",
     "offer_from_channel_data",
     "safe_uuid",
     "translate_inbound",
