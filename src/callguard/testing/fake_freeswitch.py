@@ -1310,6 +1310,7 @@ class FakeFreeSWITCH:
         if not through_socket:
             bridge()
             return
+        leg.variables["execute_on_answer"] = "execute_extension callguard_agent XML callguard"
         self.bind_hotkeys(leg)
         if order == "bridge-first":
             bridge()

@@ -65,7 +65,8 @@ from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
 
 from .inbound import InboundError, InboundProtocol, InboundRefused, open_inbound
-from .mapping import HOTKEY_VARIABLE, PAUSE_FLAG, PAYMENT_FLAG, LegMap, Legs, MappingSettings, Verdict
+from .mapping import (HOTKEY_VARIABLE, PAUSE_FLAG, PAYMENT_FLAG, LegMap, Legs, MappingSettings, Verdict,
+                      on_join_path)
 from .outbound import OutboundCall, OutboundThread, _App, _Exit
 from .wire import ESLEvent, Frame
 from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Membership, Offer, marked, translate_inbound
@@ -363,7 +364,8 @@ class FreeSwitchListener:
     async def _identify(self, call_id: str, leg: str, at: float) -> None:
         settled = self._arrivals.get(leg)
         try:
-            value = await self._ask(leg, self.legs.settings.staff_variable)
+            value, answer_app = await asyncio.gather(self._ask(leg, self.legs.settings.staff_variable),
+                                                     self._ask(leg, "execute_on_answer"))
             legs, engine = self.legs.calls.get(call_id), self.engine
             if legs is None or engine is None or leg not in legs.arriving:
                 return  # its socket session came first, or the call ended
@@ -372,8 +374,11 @@ class FreeSwitchListener:
                 engine.feed(call_id, ev.PartyJoined(at, staff, announceable=False))
                 self._forget_if_finished(call_id)
                 return
-            # Not staff: silent until its socket session (the join path) connects.
-            engine.feed(call_id, ev.PartyArriving(at, leg))
+            if on_join_path(answer_app):
+                # Its socket session is on its way: silent until it connects.
+                engine.feed(call_id, ev.PartyArriving(at, leg))
+            else:
+                settled = None  # nothing will come: unannounced now
             if settled is not None:
                 try:
                     await asyncio.wait_for(settled.wait(), self.legs.settings.join_grace_s)

@@ -50,6 +50,17 @@ PAUSE_FLAG = "callguard_paused"
 PAYMENT_FLAG = "callguard_payment"
 
 
+def on_join_path(execute_on_answer: str | None) -> bool:
+    """Will this answered leg reach the listener's socket?  (Its ``execute_on_answer``, read back.)
+
+    The shipped dial string runs ``callguard_agent`` (which ends in
+    ``callguard_join``, the socket) on answer.  A leg without it will never
+    be announced: no point waiting for its socket session.
+    """
+    text = execute_on_answer or ""
+    return "callguard_agent" in text or "callguard_join" in text
+
+
 @dataclass(frozen=True)
 class MappingSettings:
     """The mapping's own settings (``[freeswitch] staff_variable``, ``join_grace_s``)."""
@@ -286,5 +297,5 @@ class LegMap:
         return Verdict(False, reason=f"{action} from {who}, which is not a staff leg of call {legs.call_id}")
 
 
-__all__ = ["HOTKEY_VARIABLE", "MARKED", "PAUSE_FLAG", "PAYMENT_FLAG", "LegMap", "Legs", "MappingSettings",
+__all__ = ["on_join_path", "HOTKEY_VARIABLE", "MARKED", "PAUSE_FLAG", "PAYMENT_FLAG", "LegMap", "Legs", "MappingSettings",
            "OfferVerdict", "ReadBack", "Verdict"]
