@@ -47,10 +47,11 @@ async def test_asterisk_check_fails_when_nothing_answers(tmp_path):
 
 async def test_freeswitch_check_logs_in_and_checks_mod_expr(tmp_path):
     async with FakeFreeSWITCH(password="esl-pass") as fake:
+        fake.load_dialplan(str(Path(__file__).parents[2] / "dialplan" / "freeswitch" / "callguard.xml"))
         config = f'[freeswitch]\nport = {fake.port}\npassword = "esl-pass"\n'
         code, out = await run_check(tmp_path, "freeswitch", config)
         assert code == 0, out
-        assert f"ok: event socket 127.0.0.1:{fake.port}: logged in, mod_expr loaded" in out
+        assert f"ok: event socket 127.0.0.1:{fake.port}: logged in, mod_expr" in out
         fake.modules.discard("mod_expr")
         code, out = await run_check(tmp_path, "freeswitch", config)
         assert code == 1 and "mod_expr is not loaded" in out and "heartbeat check" in out

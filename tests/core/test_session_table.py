@@ -249,3 +249,9 @@ def test_an_arriving_leg_that_leaves_unmutes(driver):
     out = driver.feed(ev.HungUp, "normal", "leg-x")
     assert [c for c in out if isinstance(c, cmd.UnmuteRecording)]
     assert not driver.entries("party-left")
+
+
+def test_a_hangup_while_unmuting_says_what_the_recording_was(driver):
+    driver.unmuting().feed(ev.HungUp, "normal", CALLER)
+    hangup = driver.entries("hangup")[-1].data
+    assert hangup["state"] == "unmuting" and hangup["recording"] == "muted; the unmute was not yet confirmed"

@@ -697,7 +697,10 @@ class CallSession:
             # The PBX ends a channel's recording with the channel.
             self._log(out, "recording-stopped", event.at, reason="hangup", confirmed_by="pbx",
                       offset_s=self._offset(event.at), muted_at_end=before in (State.MUTED, State.MUTING))
-        self._log(out, "hangup", event.at, cause=event.cause, state=before.value, offset_s=self._offset(event.at))
+        data: dict[str, object] = {"cause": event.cause, "state": before.value, "offset_s": self._offset(event.at)}
+        if before in _RECORDING_STATES:
+            data["recording"] = _RECORDING_AT_HANGUP[before]
+        self._log(out, "hangup", event.at, **data)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -732,6 +735,15 @@ class CallSession:
     def _log(self, out: list[Command], kind: str, at: float, **data: object) -> None:
         out.append(LedgerEntry(self.call_id, kind, at, data))
 
+
+#: What the recording was when the call ended, in words (a hangup mid-unmute is not "unmuting").
+_RECORDING_AT_HANGUP = {
+    State.STARTING: "start requested, never confirmed by the PBX",
+    State.RECORDING: "recording audio",
+    State.MUTING: "mute requested, not yet confirmed (treated as audible)",
+    State.MUTED: "muted (confirmed)",
+    State.UNMUTING: "muted; the unmute was not yet confirmed",
+}
 
 _CANCEL_ALL = (CancelTimer(START_TIMER), CancelTimer(CONFIRM_TIMER), CancelTimer(AUTO_RESUME_TIMER))
 

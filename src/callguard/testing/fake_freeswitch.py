@@ -592,6 +592,11 @@ class FakeFreeSWITCH:
         self.hotkeys = ("6", "7")
         #: mod_local_stream and a working hold_music (the captures had none)
         self.hold_music = hold_music
+        #: what ``module_exists`` answers true for (the build in shared/realpbx, no mod_local_stream)
+        self.modules = {"mod_event_socket", "mod_dptools", "mod_commands", "mod_dialplan_xml", "mod_expr",
+                        "mod_conference", "mod_loopback", "mod_sofia", "mod_sndfile", "mod_tone_stream"}
+        #: dialplan contexts ``xml_locate`` finds (:meth:`load_dialplan`)
+        self.contexts: dict[str, str] = {}
         self.host, self.requested_port = host, port
         self.socket_address = socket_address
         self.faults = faults or Faults()
@@ -614,9 +619,6 @@ class FakeFreeSWITCH:
         self.channels: dict[str, FakeChannel] = {}
         self.clients: list[_InboundClient] = []
         self.globals: dict[str, str] = {}
-        #: loaded modules, for ``api module_exists`` (mod_commands.c answers "true"/"false"); drop one to
-        #: stand in for a build without it
-        self.modules: set[str] = {"mod_commands", "mod_dptools", "mod_event_socket", "mod_expr", "mod_sndfile"}
         self.api_log: list[tuple[float, str]] = []
         self.dropped: list[str] = []
         self.flood_sent = 0
@@ -872,8 +874,6 @@ class FakeFreeSWITCH:
                 self._spawn(self.hangup(ch, args[1] if len(args) > 1 else "NORMAL_CLEARING"))
                 return "+OK\n"
             return f"-USAGE: {name} <uuid> ...\n"
-        if name == "module_exists":
-            return "true" if arg.strip() in self.modules else "false"
         if name == "global_setvar" and "=" in arg:
             key, _, value = arg.partition("=")
             self.globals[key.strip()] = value.strip()
@@ -882,6 +882,13 @@ class FakeFreeSWITCH:
             return self.globals.get(arg.strip(), "")
         if name == "status":
             return "UP 0 years, 0 days\nFreeSWITCH (Version 1.10.12 fake) is ready\n"
+        if name == "module_exists":
+            return "true" if arg.strip() in self.modules else "false"
+        if name == "xml_locate":
+            # "xml_locate dialplan context name <ctx>": the loaded context, as FreeSWITCH serialises it
+            if len(args) == 4 and args[:3] == ["dialplan", "context", "name"] and args[3] in self.contexts:
+                return self.contexts[args[3]]
+            return "can't find anything"
         return f"-ERR {name} Command not found!\n"
 
     def _uuid_record(self, args: list[str]) -> str:
@@ -1155,7 +1162,15 @@ class FakeFreeSWITCH:
         """The dialplan's ``event`` application on ``ch``: a CUSTOM event with ``ch``'s variables."""
         self.emit("CUSTOM", ch, list(fields.items()), subclass=subclass, outbound=False)
 
-    # -- conferences (mod_conference) ---------------------------------------------------------------
+    def load_dialplan(self, path: str) -> None:
+        """Load a dialplan include file (e.g. the shipped callguard.xml): its contexts answer ``xml_locate``."""
+        import xml.etree.ElementTree as ET
+
+        root = ET.parse(path).getroot()
+        for context in root.iter("context"):
+            self.contexts[context.get("name", "")] = ET.tostring(context, encoding="unicode")
+
+        # -- conferences (mod_conference) ---------------------------------------------------------------
 
     def conference_add(self, ch: FakeChannel, name: str) -> int:
         """``conference <name>@default`` on ``ch``: ``conference::maintenance`` ``add-member``.

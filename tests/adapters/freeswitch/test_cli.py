@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -40,6 +43,76 @@ def test_check_reports_what_it_would_use(tmp_path) -> None:
     result = CliRunner().invoke(main, ["--config", config, "run", "freeswitch", "--check"])
     assert result.exit_code == 1, result.output
     assert f"cannot reach FreeSWITCH event socket at 127.0.0.1:{port}" in result.output
+
+
+DIALPLAN = Path(__file__).parents[3] / "dialplan" / "freeswitch"
+
+
+@contextlib.contextmanager
+def fake_in_a_thread(setup=None):
+    """A FakeFreeSWITCH on a real port, served from its own thread (click's runner is synchronous)."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict = {}
+
+    async def serve() -> None:
+        fake = FakeFreeSWITCH(password=PASSWORD)
+        fake.load_dialplan(str(DIALPLAN / "callguard.xml"))
+        if setup is not None:
+            setup(fake)
+        await fake.start()
+        holder["fake"], holder["stop"] = fake, asyncio.Event()
+        ready.set()
+        await holder["stop"].wait()
+        await fake.stop()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield holder["fake"]
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+        loop.close()
+
+
+def check(tmp_path, port: int, *extra: str) -> Any:
+    config = write_config(tmp_path / "callguard.toml", f'[ledger]\nurl = "sqlite:///{tmp_path}/l.sqlite"\n'
+                                                       f'[freeswitch]\nport = {port}\nlisten_port = 8084\n'
+                                                       f'password = "{PASSWORD}"\n')
+    return CliRunner().invoke(main, ["--config", config, "run", "freeswitch", "--check", *extra])
+
+
+def test_check_asks_freeswitch_and_reports_what_it_would_use(tmp_path) -> None:
+    with fake_in_a_thread() as fake:
+        result = check(tmp_path, fake.port, "--log-level", "DEBUG")  # logging's own spelling is accepted
+    assert result.exit_code == 0, result.output
+    assert f"ok: event socket 127.0.0.1:{fake.port}: logged in, mod_expr" in result.output
+    assert "callguard context loaded with inline hotkeys" in result.output
+
+
+def test_check_fails_naming_a_missing_module(tmp_path) -> None:
+    """Issue 11 section 6: without mod_expr every call silently went unrecorded and --check passed."""
+    with fake_in_a_thread(lambda fake: fake.modules.discard("mod_expr")) as fake:
+        result = check(tmp_path, fake.port)
+    assert result.exit_code == 1
+    assert "mod_expr is not loaded" in result.output and "modules.conf.xml" in result.output
+
+
+def test_check_fails_on_a_hotkey_binding_that_is_not_inline(tmp_path) -> None:
+    def hold_binding(fake) -> None:
+        fake.contexts["callguard"] = fake.contexts["callguard"].replace(" a si ", " a s ")
+    with fake_in_a_thread(hold_binding) as fake:
+        result = check(tmp_path, fake.port)
+    assert result.exit_code == 1
+    assert "without the inline flag: use 'a si'" in result.output
+
+
+def test_check_fails_when_the_callguard_context_is_not_loaded(tmp_path) -> None:
+    with fake_in_a_thread(lambda fake: fake.contexts.clear()) as fake:
+        result = check(tmp_path, fake.port)
+    assert result.exit_code == 1 and "no 'callguard' dialplan context is loaded" in result.output
 
 
 def test_bad_settings_are_explained_and_exit_non_zero(tmp_path) -> None:
