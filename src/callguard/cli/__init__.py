@@ -30,8 +30,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "hold": ("callguard.cli.retention", "hold_group",
              "Legal holds: keep recordings past their retention while a case needs them."),
     "keys": ("callguard.cli.keys", "keys_group", "Vault key pairs (X25519): generate, import, rotate, list, re-wrap."),
-    "leaks": ("callguard.cli.leaks", "leaks_command",
-              "One report of keypad tones left audible and card data spoken while recording (spans, never digits)."),
     "ledger": ("callguard.cli.ledger", "ledger_group", "Verify, show and export the evidence ledger."),
     "policy": ("callguard.cli.policy", "policy_group", "Inspect the consent policy."),
     "prompts": ("callguard.cli.prompts", "prompts_group",

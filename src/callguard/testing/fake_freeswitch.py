@@ -75,6 +75,7 @@ from callguard.testing.esl_wire import (
     reply_frame,
     serialize_event,
 )
+from callguard.testing import freeswitch_keypad as keypad
 from callguard.testing.recording_file import RecordingFile
 
 log = logging.getLogger("callguard.testing.fake_freeswitch")
@@ -266,6 +267,10 @@ class FakeChannel:
     trace: list[tuple[float, str]] = field(default_factory=list)
     #: keys this party presses as soon as a gather starts (a caller who always answers)
     auto_press: str = ""
+    #: DTMF and media state (block_dtmf, uuid_audio, the bridge peer) and what reached this leg's phone
+    keypad: keypad.Keypad = field(default_factory=keypad.Keypad)
+    #: private events (sendmsg <uuid>) run one at a time, in the order queued
+    _private: asyncio.Lock = field(default_factory=asyncio.Lock)
     _digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     _collecting: bool = False
     _gone: asyncio.Event = field(default_factory=asyncio.Event)
@@ -487,7 +492,7 @@ class _InboundClient:
                 try:
                     if not await self.fake._pause_for(line, self.conn):
                         break
-                    if not await self._handle(line):
+                    if not await self._handle(line, command[1]):
                         break
                 finally:
                     self.fake._busy -= 1
@@ -496,7 +501,7 @@ class _InboundClient:
             if self in self.fake.clients:
                 self.fake.clients.remove(self)
 
-    async def _handle(self, line: str) -> bool:
+    async def _handle(self, line: str, headers: dict[str, str] | None = None) -> bool:
         word, _, rest = line.partition(" ")
         if word == "auth":
             if rest == self.fake.password and not self.fake.faults.refuse_logins:
@@ -539,6 +544,8 @@ class _InboundClient:
             name, _, arg = rest.partition(" ")
             self.fake.emit("BACKGROUND_JOB", None, [("Job-UUID", job), ("Job-Command", name),
                                                     ("Job-Command-Arg", arg)], body=result)
+        elif word == "sendmsg":
+            self.conn.send(reply_frame(self.fake.sendmsg(rest.strip(), headers or {})))
         elif word == "exit":
             self.conn.send(reply_frame("+OK bye"))
             self.conn.send(disconnect_frame())
@@ -859,6 +866,8 @@ class FakeFreeSWITCH:
         args = arg.split()
         if name == "uuid_record":
             return self._uuid_record(args)
+        if name == "uuid_audio":
+            return keypad.uuid_audio(self.channels, args)
         if name in ("uuid_setvar", "uuid_getvar", "uuid_exists", "uuid_kill"):
             ch = self.channels.get(args[0]) if args else None
             if name == "uuid_exists":
@@ -968,6 +977,8 @@ class FakeFreeSWITCH:
         elif app in ("set", "export") and "=" in arg:
             key, _, value = arg.partition("=")
             ch.variables[key] = value
+        elif app in ("block_dtmf", "unblock_dtmf"):
+            ch.keypad.dtmf_blocked = app == "block_dtmf"
         elif app == "transfer":
             ch.transferred_to = arg
         elif app == "hangup":
@@ -1078,8 +1089,9 @@ class FakeFreeSWITCH:
     def press(self, ch: FakeChannel, digits: str) -> None:
         """The party on ``ch`` presses keys (DTMF events; collected if a gather runs)."""
         for digit in digits:
-            self.emit("DTMF", ch, [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "RTP")],
-                      variables=False)
+            if keypad.key_pressed(ch, digit, self.scenario_time()):
+                self.emit("DTMF", ch, [("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "RTP")],
+                          variables=False)
             if ch._collecting:
                 ch._digits.put_nowait(digit)
 
@@ -1151,6 +1163,8 @@ class FakeFreeSWITCH:
         ch.hung_up = True
         ch.hangup_cause = cause
         ch._gone.set()
+        ch.keypad.write_mute = ch.keypad.read_mute = 0  # media bugs are removed at hangup
+        ch.variables["digits_dialed"] = keypad.digits_dialed(ch)
         self.emit("CHANNEL_HANGUP", ch)
         if ch.recording is not None:
             self._stop_recording(ch)  # carries Answer-State: hangup and the cause, as captured
@@ -1233,8 +1247,31 @@ class FakeFreeSWITCH:
             self.conference_add(guest, conference)
         return guest
 
+    def sendmsg(self, uuid: str, headers: dict[str, str]) -> str:
+        """``sendmsg <uuid>`` on the event socket: queue a private event on that channel (mod_event_socket).
+
+        An ``execute`` runs its application when the channel gets to it, after
+        what was queued before (a bridged leg's bridge loop runs them), as
+        ``uuid_broadcast <uuid> <file> aleg`` does.
+        """
+        ch = self.channels.get(uuid)
+        if ch is None or ch.hung_up:
+            return f"-ERR invalid session id [{uuid}]"
+        if headers.get("call-command") == "execute":
+            self._spawn(self._private_app(ch, headers.get("execute-app-name", ""), headers.get("execute-app-arg", "")))
+        return "+OK"
+
+    async def _private_app(self, ch: FakeChannel, app: str, arg: str) -> None:
+        async with ch._private:
+            if ch.hung_up:
+                return
+            if app == "playback":
+                ch.keypad.prompts.append(arg)
+            await self.execute_app(ch, app, arg)
+
     def bridge(self, a: FakeChannel, b: FakeChannel) -> None:
         """``CHANNEL_BRIDGE`` on ``a`` with ``b`` as the other leg."""
+        a.keypad.peer, b.keypad.peer = b, a
         self.emit("CHANNEL_BRIDGE", a, [("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)]
                   + b.other_leg(), outbound=False)
 

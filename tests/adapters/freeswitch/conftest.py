@@ -53,9 +53,9 @@ class Rig:
     listener: FreeSwitchListener | None = None
     prompts: StaticPrompts = field(default_factory=lambda: StaticPrompts(("en", "es", "fr")))
 
-    async def start_listener(self, config: Config | None = None) -> FreeSwitchListener:
+    async def start_listener(self, config: Config | None = None, **options: Any) -> FreeSwitchListener:
         self.listener = FreeSwitchListener(config or self.config, self.ledger, prompts=self.prompts,
-                                           prompt_path=directory_prompts(SOUNDS))
+                                           prompt_path=directory_prompts(SOUNDS), **options)
         await self.listener.start()
         self.fake.watch(self.listener.busy)
         self.fake.socket_address = ("127.0.0.1", self.listener.outbound_port or 0)

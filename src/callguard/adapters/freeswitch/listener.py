@@ -71,8 +71,10 @@ from .outbound import OutboundCall, OutboundThread, _App, _Exit
 from .wire import ESLEvent, Frame
 from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Membership, Offer, marked, translate_inbound
 from .commands import PromptPath, Wire, check_destination
+from .payments import PAYMENT_EVENTS, FreeSwitchPayments
 
 if TYPE_CHECKING:
+    from callguard.payments.desk import Connector, PaymentDesk
     from callguard.vault.autoingest import AutoIngest
 
 log = logging.getLogger("callguard.freeswitch")
@@ -117,7 +119,8 @@ class FreeSwitchListener:
     """Both ESL sides, the engine and the glue; also the engine's PbxDriver."""
 
     def __init__(self, config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
-                 prompt_path: PromptPath | None = None, clock: Callable[[], float] = time.time):
+                 prompt_path: PromptPath | None = None, clock: Callable[[], float] = time.time,
+                 connector: "Connector | None" = None):
         fs = config.freeswitch
         self.config = config
         self.fs = fs
@@ -154,6 +157,10 @@ class FreeSwitchListener:
         self.refused: asyncio.Future[str] | None = None
         #: encrypts recordings into the vault as calls end (None: not ingesting; logged at start)
         self.ingest: "AutoIngest | None" = None
+        #: card payments ([payments] url, or ``connector``: the demo's gateway); see payments.py
+        self._connector = connector
+        self.payments: FreeSwitchPayments | None = None
+        self.desk: "PaymentDesk | None" = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -173,6 +180,11 @@ class FreeSwitchListener:
         self.engine = build_engine(self.config, driver=self, ledger=self.ingest or self.ledger,
                                    scheduler=self.loop, prompts=prompts)
         self.engine.clock = self.clock
+        from callguard.payments.desk import open_desk
+
+        self.payments = FreeSwitchPayments(self)
+        self.desk = self.payments.desk = open_desk(self.config.payments, self.engine, self.payments,
+                                                   connector=self._connector)
         # Not while the first caller waits in silence on the socket.
         self.engine.policy.warm_up()
         # Everything loaded so far (numbering metadata, SQLAlchemy, the catalogue) lives
@@ -195,6 +207,8 @@ class FreeSwitchListener:
         Asterisk listener does.
         """
         self._stopping = True
+        if self.desk is not None:
+            await self.desk.aclose()  # a charge in flight is never abandoned half-way
         await self._stop_unsupervised_recordings()  # while the event socket is still up
         for task in (*self._tasks, *self._checks):
             task.cancel()
@@ -255,9 +269,9 @@ class FreeSwitchListener:
         while not self._stopping:
             try:
                 proto = await open_inbound(self.fs.host, self.fs.port, self.fs.password, self._on_inbound_event,
-                                           events=INBOUND_EVENTS, custom=INBOUND_CUSTOM,
+                                           events=[*INBOUND_EVENTS, *PAYMENT_EVENTS], custom=INBOUND_CUSTOM,
                                            timeout=max(1.0, self.fs.action_timeout_ms / 1000.0), clock=self.clock,
-                                           wanted=_about_a_call)
+                                           wanted=self._wanted)
             except InboundError as exc:
                 if isinstance(exc, InboundRefused) and not self.stats["inbound_connects"]:
                     assert self.refused is not None
@@ -277,6 +291,8 @@ class FreeSwitchListener:
             assert self.wire is not None
             proto.send(self.wire.heartbeat(self.clock()), "heartbeat")  # fresh at once for the dialplan
             await self._resync()
+            if self.payments is not None:
+                self.payments.link_restored()
             self.connected.set()
             why = await proto.closed
             self.connected.clear()
@@ -305,6 +321,11 @@ class FreeSwitchListener:
 
     def _on_inbound_event(self, event: ESLEvent, received_at: float) -> None:
         """Every event of the inbound connection (engine thread, inside data_received)."""
+        name = event.headers.raw("Event-Name")
+        if name in PAYMENT_EVENTS:
+            if self.payments is not None:
+                self.payments.on_event(name, event, received_at)
+            return
         translated = translate_inbound(event, received_at)
         if translated is None:
             return
@@ -778,12 +799,18 @@ class FreeSwitchListener:
         engine = self.engine
         if engine is not None and engine.session(call_id) is None:
             state = self.calls.pop(call_id, None)
+            if self.payments is not None:
+                self.payments.call_ended(call_id)
             legs = self.legs.calls.get(call_id)
             self.legs.drop_call(call_id)
             if state is not None and legs is not None:
                 for channel in (*legs.parties, *legs.arriving):
                     self._rates.pop(channel, None)
                     self._leg_call.pop(channel, None)
+
+
+    def _wanted(self, body: bytes) -> bool:
+        return _about_a_call(body) or (self.payments is not None and self.payments.wanted(body))
 
 
 def _about_a_call(body: bytes) -> bool:

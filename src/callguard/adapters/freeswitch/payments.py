@@ -1,0 +1,252 @@
+"""Card payments on FreeSWITCH: the caller's keys from ESL, the other legs guarded, prompts to the caller.
+
+What this relies on, exactly (read in FreeSWITCH 1.10.12's source; README "Taking payments"):
+
+* **Keys**: ``DTMF`` events on the listener's inbound connection.  FreeSWITCH
+  fires one per key when the channel's DTMF queue is read
+  (``switch_channel_dequeue_dtmf``), on the leg the key was pressed on, with
+  its ``Unique-ID`` but no ``variable_*`` headers: keys are mapped by
+  Unique-ID, and only the recorded (customer) leg of a call feeds its
+  capture.  No event at all is fired while the leg has ``sensitive_dtmf=true``
+  (the same check), so a capture refuses to start during a spoken payment
+  segment, which sets it.
+* **Keeping digits from everyone else**: every other leg of the call runs
+  ``block_dtmf`` (mod_dptools -> ``switch_ivr_block_dtmf_session``: send and
+  receive DTMF hooks on *that* leg, so the bridge's
+  ``switch_core_session_send_dtmf`` to it stops before the phone while the
+  customer's own DTMF events still fire on the customer's leg).  It is sent
+  as ``sendmsg <leg>`` / ``execute block_dtmf`` - a private event that the
+  bridge loop executes, the same path as ``uuid_broadcast <leg> app::``;
+  its ``CHANNEL_EXECUTE_COMPLETE`` is the confirmation.  ``uuid_audio <leg>
+  start write mute 1`` (mod_commands -> ``switch_ivr_session_audio``: a
+  ``WRITE_REPLACE`` media bug that zeroes every frame written *to* that leg)
+  keeps the in-band tones, and the caller's voice meanwhile, from its phone;
+  the leg can still talk.  It answers ``+OK`` once the bug is on.  Undone
+  with ``unblock_dtmf`` and ``uuid_audio <leg> stop``.  The recording is
+  masked by the engine (``uuid_record ... mask``, PBX-confirmed), never by
+  these.
+* **Prompts**: ``sendmsg <customer>`` / ``execute playback <file>`` (what
+  ``uuid_broadcast <customer> <file> aleg`` queues): played on the caller's
+  leg only, one after another in the order sent.
+* **digits_dialed**: FreeSWITCH keeps every key read on a channel (unless
+  sensitive) and writes them into the ``digits_dialed`` variable at hangup -
+  the CDR and the hang-up event would hold the card number.  When a capture
+  starts callguard sets ``digits_dialed_filter`` on the caller's leg, which
+  writes every key of that call as ``X``.
+* FreeSWITCH's own log prints ``RECV DTMF <digit>`` at INFO for every key
+  that is not sensitive: a box that takes card payments keeps its log level
+  at NOTICE (README).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from callguard.core.commands import PromptRef
+
+from .commands import WireError
+from .translate import event_time, safe_uuid
+from .wire import ESLEvent, Frame, api, sendmsg_execute
+
+if TYPE_CHECKING:
+    from callguard.payments.desk import PaymentDesk
+
+    from .listener import CallState, FreeSwitchListener, _Api
+
+log = logging.getLogger("callguard.freeswitch")
+
+#: Events the inbound connection needs for card capture.
+PAYMENT_EVENTS = ("DTMF", "CHANNEL_EXECUTE_COMPLETE")
+#: ``digits_dialed_filter`` that masks every key of the call (the first match's groups become X).
+MASK_ALL_DIGITS = "(.+)"
+
+
+@dataclass
+class _Guard:
+    """The legs of one call kept from the caller's keys, and the confirmations still due."""
+
+    legs: set[str] = field(default_factory=set)
+    #: leg -> what FreeSWITCH has not confirmed yet ("dtmf": block_dtmf ran, "audio": uuid_audio +OK)
+    due: dict[str, set[str]] = field(default_factory=dict)
+    failed: bool = False
+
+
+class FreeSwitchPayments:
+    """The :class:`~callguard.payments.desk.PaymentDriver` for one :class:`FreeSwitchListener`."""
+
+    def __init__(self, listener: "FreeSwitchListener"):
+        self.listener = listener
+        self.desk: "PaymentDesk | None" = None
+        self._guards: dict[str, _Guard] = {}  #: by call id
+        self._prompts: dict[str, list[str]] = {}  #: call id -> prompt files sent, not yet finished
+        listener.payments = self
+
+    @property
+    def capturing(self) -> bool:
+        """A capture runs somewhere (the inbound filter parses DTMF events only then)."""
+        return bool(self.desk is not None and self.desk.payments)
+
+    def wanted(self, body: bytes) -> bool:
+        """An event without ``callguard`` in it that a capture needs (the inbound filter asks)."""
+        return self.capturing and (b"Event-Name: DTMF\n" in body or b"Application: block_dtmf\n" in body)
+
+    # -- PaymentDriver ---------------------------------------------------------------------------
+
+    def payment_guard(self, call_id: str, payment_id: str, on: bool) -> None:
+        state = self.listener.calls.get(call_id)
+        if state is None:
+            return
+        if not on:
+            self._unguard(state)
+            return
+        if state.sensitive:
+            self._confirm(call_id, False, "a spoken payment segment is active: sensitive_dtmf hides the caller's "
+                          "keys from callguard; end that segment first")
+            return
+        guard = self._guards.get(call_id)
+        if guard is None:
+            guard = self._guards[call_id] = _Guard()
+            # Keys of this call never reach a CDR or the hang-up event in clear.
+            self._send(state, "setvar", api(f"uuid_setvar {state.channel} digits_dialed_filter {MASK_ALL_DIGITS}"),
+                       lambda item, frame, why: None)
+        guard.failed = False
+        # Every time (a re-guard after a reconnect or a join): block_dtmf and the mute are idempotent.
+        legs = self._other_legs(state)
+        guard.legs |= legs
+        guard.due = {leg: {"dtmf", "audio"} for leg in legs}
+        if not legs:
+            self._confirm(call_id, True, "")  # nobody else on the call (yet): nobody to keep it from
+            return
+        for leg in legs:
+            self._send(state, "guard", sendmsg_execute("block_dtmf", uuid=leg), self._on_block_sent)
+            self._send(state, "guard", api(f"uuid_audio {leg} start write mute 1"), self._on_mute_reply(leg))
+
+    def payment_prompt(self, call_id: str, payment_id: str, prompt: PromptRef) -> None:
+        state = self.listener.calls.get(call_id)
+        wire = self.listener.wire
+        if state is None or wire is None:
+            return
+        try:
+            path = wire.prompt_path(prompt, state.rate)
+        except WireError as exc:
+            self._prompt_failed(call_id, f"prompt not playable: {exc}")
+            return
+        self._prompts.setdefault(call_id, []).append(path)
+        self._send(state, "prompt", sendmsg_execute("playback", path, uuid=state.channel), self._on_prompt_sent)
+
+    # -- what FreeSWITCH tells us ------------------------------------------------------------------
+
+    def on_event(self, name: str, event: ESLEvent, received_at: float) -> None:
+        """A ``DTMF`` or ``CHANNEL_EXECUTE_COMPLETE`` event of the inbound connection."""
+        uuid = safe_uuid(event.get("Unique-ID"))
+        if uuid is None or self.desk is None:
+            return
+        if name == "DTMF":
+            state = self.listener.calls.get(uuid)  # a call's id is its recorded leg's UUID
+            digit = event.get("DTMF-Digit") or ""
+            if state is not None and state.channel == uuid and len(digit) == 1:
+                self.desk.caller_key(state.call_id, digit, event_time(event, received_at))
+            return
+        application = event.get("Application") or ""
+        if application == "block_dtmf":
+            for call_id, guard in list(self._guards.items()):
+                if uuid in guard.due:
+                    self._confirmed(call_id, uuid, "dtmf")
+        elif application == "playback":
+            self._played(uuid, event.get("Application-Data") or "", event.get("Application-Response") or "")
+
+    def link_restored(self) -> None:
+        """After a reconnect: keys pressed meanwhile were lost; each capture re-guards and asks again."""
+        if self.desk is None:
+            return
+        for call_id in list(self.listener.calls):
+            if self.desk.active(call_id) is not None:
+                self.desk.link_restored(call_id)
+
+    def call_ended(self, call_id: str) -> None:
+        self._guards.pop(call_id, None)
+        self._prompts.pop(call_id, None)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _other_legs(self, state: "CallState") -> set[str]:
+        """Every party of the call but the caller: the agent, and whoever else is in the bridge."""
+        engine = self.listener.engine
+        session = engine.session(state.call_id) if engine is not None else None
+        if session is None:
+            return set()
+        return {p.channel for p in session.parties if p.channel != state.channel and safe_uuid(p.channel)}
+
+    def _unguard(self, state: "CallState") -> None:
+        guard = self._guards.pop(state.call_id, None)
+        self._prompts.pop(state.call_id, None)
+        if guard is None:
+            return
+        for leg in sorted(guard.legs):
+            self._send(state, "guard", sendmsg_execute("unblock_dtmf", uuid=leg), self._on_unguard_reply)
+            self._send(state, "guard", api(f"uuid_audio {leg} stop"), self._on_unguard_reply)
+
+    def _send(self, state: "CallState", kind: str, data: bytes, on_reply) -> None:
+        self.listener._api(state, kind, data, on_reply)
+
+    def _on_block_sent(self, item: "_Api", frame: Frame | None, why: str) -> None:
+        if frame is not None and not frame.ok():
+            self._fail(item.call_id, f"block_dtmf not queued: {frame.reply_text.strip() or frame.text.strip()}")
+
+    def _on_mute_reply(self, leg: str):
+        def on_reply(item: "_Api", frame: Frame | None, why: str) -> None:
+            if frame is None:
+                return
+            if frame.ok():
+                self._confirmed(item.call_id, leg, "audio")
+            else:
+                self._fail(item.call_id, f"uuid_audio {leg}: {frame.text.strip()[:200]}")
+        return on_reply
+
+    def _on_unguard_reply(self, item: "_Api", frame: Frame | None, why: str) -> None:
+        if frame is not None and not frame.ok():
+            log.info("call %s: lifting the payment guard: %s", item.call_id,
+                     (frame.reply_text or frame.text).strip()[:200])
+
+    def _confirmed(self, call_id: str, leg: str, what: str) -> None:
+        guard = self._guards.get(call_id)
+        if guard is None or guard.failed or leg not in guard.due:
+            return
+        guard.due[leg].discard(what)
+        if not guard.due[leg]:
+            del guard.due[leg]
+        if not guard.due:
+            self._confirm(call_id, True, "")
+
+    def _fail(self, call_id: str, reason: str) -> None:
+        guard = self._guards.get(call_id)
+        if guard is None or guard.failed:
+            return
+        guard.failed = True
+        self._confirm(call_id, False, reason)
+
+    def _confirm(self, call_id: str, ok: bool, reason: str) -> None:
+        if self.desk is not None and self.listener.loop is not None:
+            self.listener.loop.call_soon(self.desk.guard_confirmed, call_id, True, ok, reason)
+
+    def _on_prompt_sent(self, item: "_Api", frame: Frame | None, why: str) -> None:
+        if frame is not None and not frame.ok():
+            self._prompt_failed(item.call_id, f"playback not queued: {(frame.reply_text or frame.text).strip()}")
+
+    def _played(self, channel: str, path: str, response: str) -> None:
+        sent = self._prompts.get(channel)  # the caller's leg: its UUID is the call id
+        if not sent or path not in sent:
+            return
+        sent.remove(path)
+        if response == "FILE NOT FOUND":  # mod_dptools playback_function; a hang-up ends the capture anyway
+            self._prompt_failed(channel, f"{path}: file not found on the FreeSWITCH host")
+
+    def _prompt_failed(self, call_id: str, reason: str) -> None:
+        log.error("call %s: %s", call_id, reason)
+        if self.desk is not None and self.listener.loop is not None:
+            self.listener.loop.call_soon(self.desk.prompt_failed, call_id, reason)
+
+
+__all__ = ["FreeSwitchPayments", "MASK_ALL_DIGITS", "PAYMENT_EVENTS"]
