@@ -41,6 +41,29 @@ def check_asterisk_config(config: Config) -> list[str]:
     return problems
 
 
+def _dtmf_class(config: Config, manager_conf: str | None, problems: list[str]) -> str:
+    """Check manager.conf for the dtmf read class: a problem when payments are on, else a line to print."""
+    from callguard.adapters.asterisk.amiuser import DEFAULT_MANAGER_CONF, dtmf_class_problem
+
+    path = manager_conf or DEFAULT_MANAGER_CONF
+    payments = bool(config.payments.url)
+    try:
+        problem = dtmf_class_problem(path, config.asterisk.username)
+    except OSError as exc:
+        if manager_conf is not None:
+            problems.append(f"cannot read --manager-conf {path}: {exc.strerror or exc}")
+            return ""
+        return (f"note: could not read {path} ({exc.strerror or exc}) to check that the AMI user "
+                f"{config.asterisk.username!r} has the dtmf read class card payments need; pass --manager-conf "
+                f"PATH, or check its read = line yourself") if payments else ""
+    if problem is None:
+        return f"ok: {path}: the AMI user {config.asterisk.username!r} reads dtmf (card payments)"
+    if payments:
+        problems.append(problem)
+        return ""
+    return f"warning: {problem} (needed once [payments] url is set)"
+
+
 @click.command("asterisk")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="callguard.toml to use (default: the global --config, ./callguard.toml, /etc/callguard/).")
@@ -49,9 +72,12 @@ def check_asterisk_config(config: Config) -> list[str]:
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.option("--check", is_flag=True,
               help="Check the configuration and prompts, open the ledger, log in to AMI, then exit.")
+@click.option("--manager-conf", type=click.Path(dir_okay=False), default=None,
+              help="With --check: the manager.conf to read the AMI user's read classes from "
+                   "(default /etc/asterisk/manager.conf when readable).")
 @click.pass_context
 def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port: int | None, log_level: str,
-             check: bool) -> None:
+             check: bool, manager_conf: str | None) -> None:
     """Listen to Asterisk over AMI and handle every call sent to AGI(agi:async).
 
     Include dialplan/asterisk/*.conf on the PBX first (see dialplan/README.md).
@@ -63,7 +89,11 @@ def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port
     if check:
         from callguard.adapters.asterisk.probe import probe_ami
 
-        check_listener(config, "Asterisk", check_asterisk_config(config), log_level, probe_ami(config.asterisk))
+        problems = check_asterisk_config(config)
+        warning = _dtmf_class(config, manager_conf, problems)
+        check_listener(config, "Asterisk", problems, log_level, probe_ami(config.asterisk))
+        if warning:
+            click.echo(warning)
         return
     prompts, ledger = open_listener(config, "Asterisk", check_asterisk_config(config), log_level)
     serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (AuthenticationFailed,), log)
