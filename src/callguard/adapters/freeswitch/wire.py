@@ -83,11 +83,21 @@ FRAME_STALL_S = 0.25
 
 _TEXT_EVENT_PLAIN = "text/event-plain"
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: The header block mod_event_socket writes before every plain event (``listener_run``).
+_EVENT_FRAME_HEAD = re.compile(rb"Content-Length: ([0-9]{1,9})\nContent-Type: text/event-plain")
+#: The end of a header block.  (``bytes.find`` with a two-byte needle crawls through text with an LF
+#: every few dozen bytes; the regex engine's literal scan is several times faster there.)
+_BLANK_LINE = re.compile(rb"\n\n")
 #: What ``switch_event_serialize`` writes first: ``Event-Name`` (or, for CUSTOM, ``Event-Subclass``).
 _EVENT_START = (b"Event-Name: ", b"Event-Subclass: ")
-#: Every byte except the four that decide a header block's layout (see :func:`_layout`).
-_LAYOUT_NOISE = bytes(b for b in range(256) if b not in b":\n%\x00")
+#: Every byte except those that decide whether a header block has the simple layout (:func:`_layout`).
+_LAYOUT_NOISE = bytes(b for b in range(256) if b not in b": \n%=\r\x00")
 _LAYOUTS: dict[int, bytes] = {}
+#: For a block with the simple layout: colon and LF become NUL (spaces are deleted), so the block
+#: is one NUL-separated run of names and values; ``%`` becomes quoted-printable's ``=`` (see
+#: :func:`_unquote_joined`) so binascii can URL-decode it all at once.
+_FLAT_RAW = bytes.maketrans(b":\n", b"\x00\x00")
+_FLAT_DECODE = bytes.maketrans(b":\n%", b"\x00\x00=")
 
 
 class ESLProtocolError(ValueError):
@@ -133,30 +143,39 @@ def decode_value(raw: str) -> str:
     return unquote(raw, errors="replace") if decoded is None else decoded
 
 
-def _layout(data: bytes) -> int:
-    """How many lines ``data`` has if every one is ``name: value`` with no other colon, else 0.
+def _layout(data: bytes) -> tuple[int, int]:
+    """``(lines, percents)`` when every line of ``data`` is exactly ``name: value``, else ``(0, 0)``.
 
-    Also 0 when a name holds ``%`` or the block holds NUL.  Those are the
-    blocks the quick paths of :class:`Headers` may split with one C call per
-    step (FreeSWITCH's events always are: their values are URL-encoded, so
-    no raw colon, LF or NUL is left in them).  Deleting every other byte
-    leaves ``:\n:\n...:`` exactly when each line has one colon; a ``%``
-    right before a colon there is a ``%`` in a name.
+    "Exactly": ASCII, one colon per line, a space after it and nowhere
+    else, no ``%`` in a name, no ``=``, CR or NUL anywhere.  FreeSWITCH's
+    events always are (their values are URL-encoded: no raw colon, space,
+    LF, ``=`` or NUL is left in them), and for those blocks the quick paths
+    of :class:`Headers` may treat every colon, space and LF as a separator,
+    with one C call per step.
     """
-    lines = data.count(b"\n") + 1
-    if data.count(b": ") != lines:
-        return 0
-    kept = data.translate(None, _LAYOUT_NOISE)
-    if b"%" in kept:
+    if not data.isascii():
+        return 0, 0
+    return _skeleton_layout(data.translate(None, _LAYOUT_NOISE))
+
+
+def _skeleton_layout(kept: bytes) -> tuple[int, int]:
+    """:func:`_layout` from the block's skeleton (the block without the bytes in ``_LAYOUT_NOISE``).
+
+    The skeleton is ``": \n: \n...: "`` exactly when every line is one
+    ``name: value``; a ``%`` right before a colon there is a ``%`` in a name.
+    """
+    percents = kept.count(b"%")
+    if percents:
         if b"%:" in kept:
-            return 0
+            return 0, 0
         kept = kept.replace(b"%", b"")
+    lines = kept.count(b"\n") + 1
     pattern = _LAYOUTS.get(lines)
     if pattern is None:
-        pattern = b":\n" * (lines - 1) + b":"
+        pattern = b": \n" * (lines - 1) + b": "
         if lines < 4096:
             _LAYOUTS[lines] = pattern
-    return lines if kept == pattern else 0
+    return (lines, percents) if kept == pattern else (0, 0)
 
 
 def _split_line(line: str) -> tuple[str, str] | None:
@@ -177,17 +196,17 @@ class Headers(Mapping[str, str]):
     grammar in the module docstring; first occurrence wins).
     """
 
-    __slots__ = ("_text", "_data", "_dict", "_decoded")
+    __slots__ = ("_text", "_data", "_dict", "_layout")
 
-    def __init__(self, text: str, data: bytes | None = None):
+    def __init__(self, text: str, data: bytes | None = None, layout: tuple[int, int] | None = None):
         self._text = text
         self._data = data  #: the bytes ``text`` was decoded from, when known
         self._dict: dict[str, str] | None = None
-        self._decoded: dict[str, str] | None = None
+        self._layout = layout  #: :func:`_layout` of the block, when the framer already knows it
 
     @classmethod
-    def from_bytes(cls, block: bytes) -> "Headers":
-        return cls(block.decode("utf-8", "replace"), block)
+    def from_bytes(cls, block: bytes, layout: tuple[int, int] | None = None) -> "Headers":
+        return cls(block.decode("utf-8", "replace"), block, layout)
 
     @property
     def raw_text(self) -> str:
@@ -226,20 +245,21 @@ class Headers(Mapping[str, str]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.raw(name) is not None
 
-    def _lines(self) -> int:
+    def _bytes(self) -> bytes:
         data = self._data
-        if data is None:
-            data = self._text.encode("utf-8", "surrogatepass")
-        return _layout(data) if data else 0
+        return self._text.encode("utf-8", "surrogatepass") if data is None else data
+
 
     def _full(self) -> dict[str, str]:
         """Every header, values still encoded (first occurrence wins)."""
         if self._dict is None:
             out: dict[str, str] | None = None
-            lines = self._lines()
+            data = self._bytes()
+            if self._layout is None:
+                self._layout = _layout(data)
+            lines = self._layout[0]
             if lines:
-                parts = self._text.replace("\n", ": ").split(": ")
-                out = _pairs(parts[0::2], parts[1::2], lines)
+                out = _pairs(data.translate(_FLAT_RAW, b" ").decode("ascii").split("\x00"), lines)
             if out is None:
                 out = {}
                 for line in self._text.split("\n"):
@@ -258,37 +278,45 @@ class Headers(Mapping[str, str]):
     def decoded(self) -> dict[str, str]:
         """Every header, URL-decoded (what greenswitch's ``headers`` holds, minus its bugs).
 
-        The quick path: when :func:`_layout` vouches for the block, every
-        ``": "`` and LF is a separator, so the block becomes one
-        NUL-separated string, URL-decoded in one C call (NUL is not a hex
-        digit, so no escape spans two fields; a decoded ``%00`` shows up as
-        a wrong field count) and split once.
+        The quick path, for a block :func:`_layout` vouches for: one
+        ``bytes.translate`` turns the block into a NUL-separated run of
+        names and values in quoted-printable form, :func:`binascii.a2b_qp`
+        decodes it all, one split cuts it.  It equals decoding value by
+        value when every ``%`` starts a valid escape, which is when each
+        ``%`` shortened the text by exactly two bytes (with no ``=``, CR or
+        ``%%``-made ``==`` possible, any other ``%`` shortens it by at most
+        one); NUL is not a hex digit, so no escape spans two fields, and a
+        decoded ``%00`` shows up as a wrong field count.
         """
-        if self._decoded is None:
-            out: dict[str, str] | None = None
-            lines = self._lines()
+        data = self._bytes()
+        if self._layout is None:
+            self._layout = _layout(data)
+        lines, percents = self._layout
+        if lines:
+            flat = data.translate(_FLAT_DECODE, b" ")
+            if percents:
+                size = len(flat)
+                flat = binascii.a2b_qp(flat)
+                if len(flat) != size - 2 * percents:
+                    lines = 0  # some % started no escape: value by value
             if lines:
-                flat = self._text.replace(": ", "\x00").replace("\n", "\x00")
-                if "%" in flat:
-                    flat = _unquote_joined(flat)  # type: ignore[assignment]
-                if flat is not None:
-                    parts = flat.split("\x00")
-                    if len(parts) == 2 * lines:
-                        out = _pairs(parts[0::2], parts[1::2], lines)
-            if out is None:
-                out = {name: decode_value(value) for name, value in self._full().items()}
-            self._decoded = out
-        return dict(self._decoded)
+                parts = flat.decode("utf-8", "replace").split("\x00")
+                if len(parts) == 2 * lines:
+                    out = _pairs(parts, lines)
+                    if out is not None:
+                        return out
+        return {name: decode_value(value) for name, value in self._full().items()}
 
     def __repr__(self) -> str:
         return f"Headers({self.decoded()!r})"
 
 
-def _pairs(names: list[str], values: list[str], lines: int) -> dict[str, str] | None:
-    """``dict(zip(names, values))`` with the first occurrence winning; None if a name is empty."""
-    out = dict(zip(names, values))
+def _pairs(parts: list[str], lines: int) -> dict[str, str] | None:
+    """``name0, value0, name1, ...`` as a dict, the first occurrence winning; None if a name is empty."""
+    pairs = iter(parts)
+    out = dict(zip(pairs, pairs))
     if len(out) != lines:  # a repeated name: dict kept the first's place but the last value
-        out.update(zip(reversed(names), reversed(values)))
+        out.update(zip(parts[-2::-2], parts[::-2]))
     return None if "" in out else out
 
 
@@ -366,6 +394,8 @@ class Frame:
     data: str = field(default="", repr=False)
     #: where the event's header block ends in ``body`` (found while framing), or -1
     _split: int = field(default=-1, repr=False)
+    #: :func:`_layout` of that block, when framing learnt it on the way
+    _layout: tuple[int, int] | None = field(default=None, repr=False)
 
     @property
     def content_type(self) -> str:
@@ -382,14 +412,14 @@ class Frame:
     @property
     def event(self) -> ESLEvent:
         if self._event is None:
-            if not self.is_event:
-                raise ValueError(f"a {self.content_type or 'header-only'} frame is not an event")
             split = self._split
-            if split < 0:
+            if split >= 0:  # the framer found the event (so this is an event frame)
+                body = self.body
+                self._event = ESLEvent(Headers.from_bytes(body[:split], self._layout), body[split + 2:])
+            elif self.is_event:
                 self._event = parse_event(self.body)
             else:
-                body = self.body
-                self._event = ESLEvent(Headers.from_bytes(body[:split]), body[split + 2:])
+                raise ValueError(f"a {self.content_type or 'header-only'} frame is not an event")
         return self._event
 
     @property
@@ -432,7 +462,7 @@ class ESLParser:
     :attr:`in_frame` let :class:`StallWatch` notice a frame that never ends.
     """
 
-    __slots__ = ("_buf", "_scan", "_headers", "_need", "_block_len", "_event_plain", "_event_need", "_event_block",
+    __slots__ = ("_buf", "_scan", "_headers", "_need", "_block_len", "_event_plain", "_event_need", "_event_split",
                  "frames_begun", "resyncs")
 
     def __init__(self) -> None:
@@ -443,7 +473,7 @@ class ESLParser:
         self._block_len = 0
         self._event_plain = False  #: that frame carries an event (framed by the event itself)
         self._event_need = -1  #: the event's own length, once its header block is in
-        self._event_block = b""
+        self._event_split = 0  #: the length of that header block
         self.frames_begun = 0
         #: event frames whose Content-Length disagreed with the event they carried
         self.resyncs = 0
@@ -477,10 +507,17 @@ class ESLParser:
                     raise ESLProtocolError(f"no end of header block after {size - pos} bytes")
                 self._scan = size
                 break
-            headers = Headers.from_bytes(bytes(buf[pos:end]))
+            block = bytes(buf[pos:end])
+            headers = Headers.from_bytes(block)
             self._block_len = end + 2 - pos
             pos = end + 2
             self._scan = pos
+            usual = _EVENT_FRAME_HEAD.fullmatch(block)
+            if usual is not None:  # what mod_event_socket writes before every event: no lookups needed
+                self._headers = headers
+                self._need = _length(usual.group(1).decode("ascii"), "frame")
+                self._event_plain = True
+                continue
             kind = headers.raw("Content-Type")
             if kind is None:
                 raise ESLProtocolError("a frame without Content-Type: the stream is out of step (a wrong "
@@ -506,33 +543,57 @@ class ESLParser:
 
     def _take_event(self, buf: bytearray, pos: int, size: int) -> Frame | None:
         """An event frame, as long as the event it carries (see the module docstring)."""
+        claimed = self._need
         if self._event_need < 0:
-            end = buf.find(b"\n\n", max(pos, self._scan - 1))
-            if end < 0:
+            if size - pos >= claimed:
+                frame = self._whole_event(bytes(buf[pos:pos + claimed]))
+                if frame is not None:
+                    return frame
+            found = _BLANK_LINE.search(buf, max(pos, self._scan - 1))
+            if found is None:
                 if size - pos > MAX_HEADER_BLOCK:
                     raise ESLProtocolError(f"no end of an event's header block after {size - pos} bytes")
-                if size - pos >= self._need and not _could_start_an_event(bytes(buf[pos:pos + 16])):
+                if size - pos >= claimed and not _could_start_an_event(bytes(buf[pos:pos + 16])):
                     self._check_start(b"")
                 self._scan = size
                 return None
-            self._event_block = bytes(buf[pos:end])
-            self._event_need = end + 2 - pos + _inner_length(self._event_block)
+            end = found.start()
+            last = buf.rfind(b"\n", pos, end) + 1 or pos
+            self._event_split = end - pos
+            self._event_need = end + 2 - pos + _inner_length(bytes(buf[last:end]))
         need = self._event_need
         if size - pos < need:
             return None
-        if need != self._need:
-            self._check_start(self._event_block)
+        if need != claimed:
+            self._check_start(bytes(buf[pos:pos + 16]))
             self.resyncs += 1
             log.warning("FreeSWITCH sent an event frame with Content-Length %d around an event of %d bytes; "
-                        "framed by the event, back in step", self._need, need)
-        frame = Frame(self._headers, bytes(buf[pos:pos + need]), _split=len(self._event_block))  # type: ignore[arg-type]
+                        "framed by the event, back in step", claimed, need)
+        frame = Frame(self._headers, bytes(buf[pos:pos + need]), _split=self._event_split)  # type: ignore[arg-type]
         self._headers = None
         self._event_need = -1
-        self._event_block = b""
         return frame
 
-    def _check_start(self, block: bytes) -> None:
-        if not block.startswith(_EVENT_START):
+    def _whole_event(self, body: bytes) -> Frame | None:
+        """The usual case in one pass: ``body`` is one event, no body of its own, as long as claimed.
+
+        Its skeleton (see :func:`_skeleton_layout`) has no two line ends in a
+        row before its own end exactly when no line before the end is empty,
+        i.e. the event's header block ends where the frame ends; the same
+        skeleton tells :meth:`Headers.decoded` the block's layout.
+        """
+        if not body.endswith(b"\n\n"):
+            return None
+        kept = body.translate(None, _LAYOUT_NOISE)
+        if kept.find(b"\n\n") != len(kept) - 2:
+            return None
+        layout = _skeleton_layout(kept[:-2]) if body.isascii() else (0, 0)
+        frame = Frame(self._headers, body, _split=len(body) - 2, _layout=layout)  # type: ignore[arg-type]
+        self._headers = None
+        return frame
+
+    def _check_start(self, start: bytes) -> None:
+        if not start.startswith(_EVENT_START):
             raise ESLProtocolError(f"an event frame's Content-Length ({self._need}) does not match its body, "
                                    f"which does not start like an event either: the stream is out of step")
 
@@ -556,7 +617,6 @@ class ESLParser:
         self._headers = None
         self._scan = 0
         self._event_need = -1
-        self._event_block = b""
         if headers is not None:
             return TruncatedFrame(size + self._block_len, need + self._block_len,
                                   headers.get("Content-Type") or "")
