@@ -35,6 +35,7 @@ from callguard.transcripts.settings import TranscriptsConfig
 from callguard.vault.permissions import DEFAULT_ROLES, PERMISSIONS
 from callguard.ha.settings import HaConfig
 from callguard.payments.settings import PaymentsConfig
+from callguard.web.settings import WebConfig
 
 DEFAULT_CONFIG_NAME = "callguard.toml"
 ENV_PREFIX = "CALLGUARD_"
@@ -300,6 +301,7 @@ class Config:
     ha: HaConfig = field(default_factory=HaConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     transcripts: TranscriptsConfig = field(default_factory=TranscriptsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     retention: dict[str, int] = field(default_factory=lambda: {"qa": 90, "dispute": 365, "compliance": 2555})
     #: role -> permissions (see callguard.vault.permissions); a [roles] table replaces the defaults
     roles: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()})

@@ -22,7 +22,10 @@ from callguard import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("callguard.cli.audit", "audit",
               "Run the monthly audit over the ledger and the vault and print the checklist."),
+    "call": ("callguard.cli.console", "call_group",
+             "Live calls on the running listener: list, show, pause, resume (through its API)."),
     "config": ("callguard.cli.config", "config_group", "Inspect and validate the configuration."),
+    "console": ("callguard.cli.console", "console_group", "Web console users and API tokens."),
     "demo": ("callguard.cli.demo", "demo_command",
              "Run demo calls (consent, decline, payment pause, late joiner, ...) and summarise the evidence."),
     "dsar": ("callguard.cli.dsar", "dsar_group",

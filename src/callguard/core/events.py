@@ -158,30 +158,50 @@ class CommandFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class PauseRequested(Event):
-    """Agent hotkey, IVR signal or API call asked to pause the recording."""
+    """Agent hotkey, IVR signal or API call asked to pause the recording.
+
+    ``actor`` names the authenticated user behind an API request (empty for
+    hotkeys and dialplan signals, whose identity is the PBX's staff leg).
+    """
 
     source: Source = Source.API
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ResumeRequested(Event):
-    """Agent hotkey, IVR signal or API call asked to resume the recording."""
+    """Agent hotkey, IVR signal or API call asked to resume the recording.
+
+    ``actor`` names the authenticated user behind an API request (empty for
+    hotkeys and dialplan signals, whose identity is the PBX's staff leg).
+    """
 
     source: Source = Source.API
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentStarted(Event):
-    """A payment segment began: card data may be spoken or keyed now."""
+    """A payment segment began: card data may be spoken or keyed now.
+
+    ``actor`` names the authenticated user behind an API request (empty for
+    hotkeys and dialplan signals, whose identity is the PBX's staff leg).
+    """
 
     source: Source = Source.IVR
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentEnded(Event):
-    """The payment segment ended."""
+    """The payment segment ended.
+
+    ``actor`` names the authenticated user behind an API request (empty for
+    hotkeys and dialplan signals, whose identity is the PBX's staff leg).
+    """
 
     source: Source = Source.IVR
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)

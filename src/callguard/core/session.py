@@ -254,6 +254,17 @@ class CallSession:
             return True
         return self.state is State.UNRECORDED and not self._stop_reason
 
+    def party_rules(self) -> list[tuple[ev.Party, PartyRule | None, bool]]:
+        """Everyone who was ever on the call with their rule and whether they are still on it.
+
+        For live views (the console): the rule's parties line up with
+        everyone ever evaluated, in joining order.
+        """
+        rules = self.rule.parties if self.rule is not None else ()
+        present = {p.channel for p in self.parties}
+        everyone = self._everyone or self.parties
+        return [(p, rules[i] if i < len(rules) else None, p.channel in present) for i, p in enumerate(everyone)]
+
     # -- the one entry point ---------------------------------------------------
 
     def handle(self, event: ev.Event) -> list[Command]:
@@ -421,7 +432,8 @@ class CallSession:
 
     def _on_pause(self, event: ev.PauseRequested, out: list[Command]) -> Input:
         was = self.flags.mute_wanted
-        self._log(out, "pause-requested", event.at, source=event.source.value, state=self.state.value)
+        self._log(out, "pause-requested", event.at, source=event.source.value, state=self.state.value,
+                  **_actor(event))
         if self.flags.paused_by is None:
             self.flags.paused_by = event.source
             if self.settings.max_pause_s > 0:
@@ -433,12 +445,13 @@ class CallSession:
         self.flags.paused_by = None
         out.append(CancelTimer(AUTO_RESUME_TIMER))
         self._log(out, "resume-requested", event.at, source=event.source.value, state=self.state.value,
-                  still_muted_for=self.flags.reasons())
+                  still_muted_for=self.flags.reasons(), **_actor(event))
         return self._mute_change(was)
 
     def _on_payment_started(self, event: ev.PaymentStarted, out: list[Command]) -> Input:
         was = self.flags.mute_wanted
-        self._log(out, "payment-started", event.at, source=event.source.value, state=self.state.value)
+        self._log(out, "payment-started", event.at, source=event.source.value, state=self.state.value,
+                  **_actor(event))
         self.flags.payment_by = self.flags.payment_by or event.source
         return self._mute_change(was)
 
@@ -446,7 +459,7 @@ class CallSession:
         was = self.flags.mute_wanted
         self.flags.payment_by = None
         self._log(out, "payment-ended", event.at, source=event.source.value, state=self.state.value,
-                  still_muted_for=self.flags.reasons())
+                  still_muted_for=self.flags.reasons(), **_actor(event))
         return self._mute_change(was)
 
     def _on_arriving(self, event: ev.PartyArriving, out: list[Command]) -> Input:
@@ -746,6 +759,11 @@ _RECORDING_AT_HANGUP = {
 }
 
 _CANCEL_ALL = (CancelTimer(START_TIMER), CancelTimer(CONFIRM_TIMER), CancelTimer(AUTO_RESUME_TIMER))
+
+
+def _actor(event: ev.PauseRequested | ev.ResumeRequested | ev.PaymentStarted | ev.PaymentEnded) -> dict[str, str]:
+    """``{"user": ...}`` for a request an authenticated user made through the API, else nothing."""
+    return {"user": event.actor} if event.actor else {}
 
 
 def _prompt_data(prompt: PromptRef) -> dict[str, object]:

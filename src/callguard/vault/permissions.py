@@ -21,18 +21,26 @@ PERMISSIONS: dict[str, str] = {
     "ingest": "encrypt recordings into the vault (the PBX host's service account)",
     "keys": "re-wrap recordings for a new key (needs the old private key)",
     "transcript:read": "decrypt call transcripts to read or search them (already redacted of card data)",
+    # the console and API (callguard.web) over the running listener
+    "live": "see every live call: parties, rule, consent outcome, recording and pause state",
+    "control": "pause, resume and start/end a payment on any live call",
+    "control-own": "pause, resume and start/end a payment on live calls one of the user's endpoints is on",
+    "evidence": "read call timelines in the ledger and check its hash chains",
 }
 
 #: Used when callguard.toml has no [roles] table.  Separation of duties: the
 #: admin runs the machinery but cannot listen; the privacy officer answers
 #: requests; legal places holds; nobody but a privacy officer exports.
+#: Agents act only on their own calls; compliance is the console's name for
+#: the privacy officer's desk (timelines, listening, requests, the audit).
 DEFAULT_ROLES: dict[str, list[str]] = {
-    "agent": [],
-    "supervisor": ["list", "listen", "transcript:read"],
+    "agent": ["control-own"],
+    "supervisor": ["list", "listen", "transcript:read", "live", "control", "evidence"],
     "qa": ["list", "listen", "transcript:read"],
     "legal": ["list", "hold"],
-    "privacy-officer": ["list", "listen", "export", "delete", "hold", "dsar", "audit", "transcript:read"],
-    "admin": ["list", "retention", "audit", "keys"],
+    "compliance": ["list", "listen", "export", "hold", "dsar", "audit", "transcript:read", "live", "evidence"],
+    "privacy-officer": ["list", "listen", "export", "delete", "hold", "dsar", "audit", "transcript:read", "evidence"],
+    "admin": ["list", "retention", "audit", "keys", "live", "evidence"],
     "service": ["ingest", "retention"],
 }
 

@@ -65,8 +65,11 @@ class Vault:
     """Open with :meth:`open`; close when done (it owns a ledger writer thread)."""
 
     def __init__(self, config: Config, engine: Engine, *, clock: Clock = time.time,
-                 os_account: str | None = None) -> None:
+                 os_account: str | None = None, vouched_by: str | None = None) -> None:
         self.config = config
+        #: who authenticated the users acting through this vault when it is not
+        #: the operating system (the web console: "web"); the access log says so
+        self.vouched_by = vouched_by
         self.settings = config.vault
         self.engine = engine
         self.clock = clock
@@ -84,7 +87,7 @@ class Vault:
 
     @classmethod
     def open(cls, config: Config, *, clock: Clock = time.time, os_account: str | None = None,
-             create: bool = False) -> "Vault":
+             create: bool = False, vouched_by: str | None = None) -> "Vault":
         """Connect to the ledger database (adding the vault tables if missing).
 
         The vault lives in the ledger's database, so a SQLite file that does
@@ -96,7 +99,7 @@ class Vault:
         if path is not None and not create and not path.exists():
             raise VaultError(f"ledger database {str(path)!r} does not exist; the vault keeps its records "
                              f"there. Check [ledger] url (or start the listener once to create it)")
-        return cls(config, open_for_writing(url), clock=clock, os_account=os_account)
+        return cls(config, open_for_writing(url), clock=clock, os_account=os_account, vouched_by=vouched_by)
 
     def close(self) -> None:
         if self._ledger is not None:
@@ -130,7 +133,9 @@ class Vault:
         actor = self.actor(user)
         reason = (reason or "").strip()
         refusal = None
-        if self.settings.bind_os_user and actor.name != self.os_account:
+        if self.vouched_by is not None:
+            detail = {**(detail or {}), "authenticated_by": self.vouched_by}
+        if self.settings.bind_os_user and self.vouched_by is None and actor.name != self.os_account:
             refusal = (f"{actor.name!r} is not the account running this command ({self.os_account!r}); "
                        f"[vault] bind_os_user requires acting as yourself")
         elif actor.role is None:

@@ -23,6 +23,8 @@ from callguard.config import Config
 from callguard.core.commands import PromptRef
 from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
+from callguard.web.probe import ListenerProbe
+from callguard.web.server import console_if_enabled
 
 if TYPE_CHECKING:
     from callguard.payments.desk import Connector, PaymentDesk
@@ -123,7 +125,10 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
         running = await start_listener(config, ledger, prompts=prompts)
         log.info("listening to Asterisk at %s:%s as %r", config.asterisk.host, config.asterisk.port,
                  config.asterisk.username)
+        console = contextlib.AsyncExitStack()
         try:
+            await console.enter_async_context(console_if_enabled(config, running.engine, console_probe(running),
+                                                                 "asterisk"))
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), stats_every_s)
@@ -133,7 +138,16 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                          "up" if running.listener.manager.connected else
                          f"down ({running.listener.manager.last_error or 'reconnecting'})", stats.by_outcome)
         finally:
+            await console.aclose()
             await running.stop()
 
 
-__all__ = ["RunningListener", "prompt_file_for", "serve", "start_listener", "tune_interpreter"]
+def console_probe(running: RunningListener) -> ListenerProbe:
+    """What the console's /readyz and /metrics read from this listener."""
+    manager = running.listener.manager
+    return ListenerProbe.over(running.ledger, running.ingest, pbx_connected=lambda: manager.connected,
+                              connects=lambda: manager.connects, heartbeats=lambda: running.listener.heartbeats,
+                              heartbeat_interval_s=running.listener.config.heartbeat_interval_s)
+
+
+__all__ = ["RunningListener", "console_probe", "prompt_file_for", "serve", "start_listener", "tune_interpreter"]

@@ -50,6 +50,7 @@ that should be silent are masked again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -63,6 +64,8 @@ from callguard.core import commands as cmd
 from callguard.core import events as ev
 from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
+from callguard.web.probe import ListenerProbe
+from callguard.web.server import console_if_enabled
 
 from .inbound import InboundError, InboundProtocol, InboundRefused, open_inbound
 from .mapping import (HOTKEY_VARIABLE, PAUSE_FLAG, PAYMENT_FLAG, LegMap, Legs, MappingSettings, Verdict,
@@ -149,7 +152,7 @@ class FreeSwitchListener:
         self.outbound_port: int | None = None
         self.connected = asyncio.Event()
         self.stats: dict[str, int] = {"inbound_connects": 0, "inbound_drops": 0, "ignored_events": 0,
-                                      "resent": 0, "signals_refused": 0}
+                                      "resent": 0, "signals_refused": 0, "heartbeats": 0}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
@@ -313,6 +316,7 @@ class FreeSwitchListener:
                 continue
             try:
                 await asyncio.wait_for(proto.send(self.wire.heartbeat(self.clock()), "heartbeat"), timeout)
+                self.stats["heartbeats"] += 1
             except asyncio.TimeoutError:
                 log.warning("FreeSWITCH did not answer the heartbeat within %.1f s; reconnecting", timeout)
                 proto.close()
@@ -853,9 +857,12 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                  fs.host, fs.port)
         if ready is not None:
             ready(listener)
-        assert listener.refused is not None
+        assert listener.refused is not None and listener.engine is not None
         stopped = asyncio.ensure_future(stop.wait())
+        console = contextlib.AsyncExitStack()
         try:
+            await console.enter_async_context(console_if_enabled(config, listener.engine, _probe(listener),
+                                                                 "freeswitch"))
             while not stop.is_set():
                 await asyncio.wait({stopped, listener.refused}, timeout=stats_every_s,
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -869,7 +876,17 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                          f"down ({listener.last_error or 'reconnecting'})", engine.stats.by_outcome)
         finally:
             stopped.cancel()
+            await console.aclose()
             await listener.stop()
+
+
+def _probe(listener: FreeSwitchListener) -> ListenerProbe:
+    """What the console's /readyz and /metrics read from this listener."""
+    return ListenerProbe.over(listener.ledger, listener.ingest,
+                              pbx_connected=lambda: listener.inbound is not None and listener.inbound.connected,
+                              connects=lambda: listener.stats["inbound_connects"],
+                              heartbeats=lambda: listener.stats["heartbeats"] + listener.stats["inbound_connects"],
+                              heartbeat_interval_s=listener.fs.heartbeat_interval_s)
 
 
 __all__ = ["CallState", "FreeSwitchListener", "PAUSE_FLAG", "PAYMENT_FLAG", "serve"]

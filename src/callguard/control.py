@@ -1,0 +1,321 @@
+"""The control surface over a running engine: live calls, and pause/resume/payment by request.
+
+The web console, the API and ``callguard payment start`` all act on live
+calls through :class:`CallControl`.  It feeds the *same* core events a
+hotkey or a dialplan signal produces (``PauseRequested``,
+``PaymentStarted``, ...) into the same :class:`~callguard.runtime.Engine`,
+with source ``api`` and the authenticated user, so an API pause takes the
+engine path and writes the ledger entries a hotkey does; nothing here talks
+to the PBX or the ledger directly.
+
+It also keeps the live view: the engine calls :meth:`CallControl.observe`
+with every ledger entry (``Engine.observers``), right after the session
+moved, so a PBX-confirmed change (``recording-muted``) reaches waiting API
+calls and live-update subscribers in the same loop iteration that read it
+off the wire - no polling.  Everything runs on the engine's thread (the
+asyncio loop both listeners run the engine on).
+
+Ownership ("agents act only on their own calls") is decided from the PBX's
+channel names, never from caller ID (a caller controls that): a user's
+endpoint ``PJSIP/agent-101`` owns the calls one of whose legs is a channel
+``PJSIP/agent-101-0000002a``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterable
+
+from callguard.core import events as ev
+from callguard.core.commands import LedgerEntry
+from callguard.core.session import CallSession, State
+from callguard.runtime import Engine
+
+#: States in which the PBX has not yet confirmed what the engine asked for.
+PENDING = frozenset({State.STARTING, State.MUTING, State.UNMUTING})
+#: Ledger entries kept per live call for its live timeline.
+RECENT_ENTRIES = 200
+#: How long a pause waits for the PBX beyond the engine's own confirm limit
+#: (the engine stops the recording when the limit passes: that is an answer too).
+CONFIRM_MARGIN_S = 1.0
+
+#: ``<tech>/<resource>-<8 hex>`` and Local channels' ``;1``/``;2`` halves.
+_CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]{8}(?:;[12])?$")
+
+
+def channel_endpoint(channel: str) -> str:
+    """The endpoint a PBX channel belongs to: ``PJSIP/agent-101-0000002a`` -> ``PJSIP/agent-101``.
+
+    Asterisk names channels ``<tech>/<resource>-<sequence>``; a channel with
+    no such suffix (a FreeSWITCH UUID) is its own endpoint.
+    """
+    return _CHANNEL_SUFFIX.sub("", channel)
+
+
+class ControlError(Exception):
+    """A control request that cannot be carried out; the message says why and what to do."""
+
+
+class CallNotFound(ControlError):
+    """No live call with that id (or no current call for that endpoint)."""
+
+
+class NotYourCall(ControlError):
+    """An agent addressed a call none of whose legs is one of their endpoints."""
+
+
+@dataclass(frozen=True)
+class PartyView:
+    channel: str
+    number: str | None
+    name: str | None
+    role: str
+    endpoint: str
+    jurisdiction: str | None
+    where: str | None
+    regime: str | None
+    staff: bool
+    present: bool
+
+
+@dataclass(frozen=True)
+class CallView:
+    """One live call as the console shows it (times are PBX epoch seconds)."""
+
+    call_id: str
+    state: str
+    channel: str
+    parties: tuple[PartyView, ...]
+    regime: str | None
+    explicit_consent: bool | None
+    decision: str
+    answered_at: float | None
+    recording: bool
+    muted: bool  #: the PBX confirmed the recording writes silence
+    pending: bool  #: a recording command awaits the PBX's confirmation
+    mute_reasons: tuple[str, ...]
+    paused_by: str | None
+    payment_by: str | None
+    #: since when the call is paused or in payment (first request), for the live timer
+    paused_since: float | None
+    #: PBX confirmation times of the last recording changes
+    confirmed: dict[str, float] = field(default_factory=dict)
+    ended: bool = False
+    version: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a live-update subscriber receives: one call changed (``view`` None: it ended)."""
+
+    call_id: str
+    kind: str
+    view: CallView
+
+
+@dataclass
+class _Live:
+    """What the control surface remembers about one live call beyond its session."""
+
+    entries: deque[LedgerEntry] = field(default_factory=lambda: deque(maxlen=RECENT_ENTRIES))
+    confirmed: dict[str, float] = field(default_factory=dict)
+    paused_since: float | None = None
+    version: int = 0
+    last: CallView | None = None
+
+
+_CONFIRMED_KINDS = ("recording-started", "recording-muted", "recording-unmuted", "recording-stopped")
+
+
+class CallControl:
+    """Live calls of one engine, and the requests users may make on them."""
+
+    def __init__(self, engine: Engine, *, confirm_timeout_s: float | None = None,
+                 endpoint_of: Callable[[str], str] = channel_endpoint, clock: Callable[[], float] = time.time):
+        self.engine = engine
+        self.endpoint_of = endpoint_of
+        self.clock = clock
+        self.confirm_timeout_s = (confirm_timeout_s if confirm_timeout_s is not None
+                                  else max(engine.settings.confirm_timeout_s, engine.settings.start_timeout_s))
+        self._live: dict[str, _Live] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._subscribers: set[asyncio.Queue[Change | None]] = set()
+        #: counters for /metrics: requests by action, and API pause->confirmed latencies
+        self.requests: dict[str, int] = {}
+        engine.observers.append(self.observe)
+
+    # -- the engine's side ------------------------------------------------------
+
+    def observe(self, entry: LedgerEntry) -> None:
+        """Every ledger entry of every call (engine thread): update, wake waiters, publish."""
+        live = self._live.get(entry.call_id)
+        if live is None:
+            live = self._live[entry.call_id] = _Live()
+        live.entries.append(entry)
+        live.version += 1
+        kind = entry.kind
+        if kind in _CONFIRMED_KINDS and entry.data.get("confirmed_by") == "pbx":
+            live.confirmed[kind] = entry.at
+        session = self.engine.session(entry.call_id)
+        wanted = session is not None and session.desired_muted
+        if wanted and live.paused_since is None:
+            live.paused_since = entry.at
+        elif not wanted:
+            live.paused_since = None
+        ended = kind == "hangup" or session is None or session.finished
+        view = self._view(entry.call_id, session, live, ended=ended)
+        live.last = view
+        if ended:
+            self._live.pop(entry.call_id, None)
+        for waiter in self._waiters.pop(entry.call_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+        self._publish(Change(entry.call_id, kind, view))
+
+    # -- queries ------------------------------------------------------------------
+
+    def calls(self, endpoints: Iterable[str] | None = None) -> list[CallView]:
+        """Every live call (or only those with a leg on one of ``endpoints``), oldest first."""
+        wanted = None if endpoints is None else set(endpoints)
+        out = []
+        for call_id, session in list(self.engine.sessions.items()):
+            if wanted is not None and not self._has_endpoint(session, wanted):
+                continue
+            out.append(self._view(call_id, session, self._live.get(call_id)))
+        return out
+
+    def call(self, call_id: str) -> CallView:
+        session = self.engine.session(call_id)
+        if session is None:
+            raise CallNotFound(f"no live call {call_id!r} on this listener (it may have ended; "
+                               f"see its evidence with `callguard ledger show {call_id}`)")
+        return self._view(call_id, session, self._live.get(call_id))
+
+    def recent_entries(self, call_id: str) -> list[LedgerEntry]:
+        """The ledger entries this listener wrote for a live call, oldest first."""
+        live = self._live.get(call_id)
+        return list(live.entries) if live is not None else []
+
+    def owns(self, call_id: str, endpoints: Iterable[str]) -> bool:
+        session = self.engine.session(call_id)
+        return session is not None and self._has_endpoint(session, set(endpoints))
+
+    def current_call(self, endpoints: Iterable[str]) -> str:
+        """The live call on one of ``endpoints`` answered last ("my current call")."""
+        wanted = set(endpoints)
+        if not wanted:
+            raise CallNotFound("you have no endpoint configured, so there is no 'current call' to find; "
+                               "ask an admin to add yours (callguard console user add NAME --endpoint ...)")
+        mine = [(s.answered_at or 0.0, cid) for cid, s in list(self.engine.sessions.items())
+                if self._has_endpoint(s, wanted)]
+        if not mine:
+            raise CallNotFound(f"no live call on your endpoint(s) {', '.join(sorted(wanted))}")
+        return max(mine)[1]
+
+    # -- requests -------------------------------------------------------------------
+
+    async def pause(self, call_id: str, actor: str, *, wait: bool = True) -> CallView:
+        """Pause the recording as a hotkey would; returns once the PBX confirmed (or the engine gave up)."""
+        return await self._request(call_id, "pause", ev.PauseRequested, actor, wait)
+
+    async def resume(self, call_id: str, actor: str, *, wait: bool = True) -> CallView:
+        return await self._request(call_id, "resume", ev.ResumeRequested, actor, wait)
+
+    async def start_payment(self, call_id: str, actor: str, *, wait: bool = True) -> CallView:
+        """Open a payment segment (the recording is muted until it ends)."""
+        return await self._request(call_id, "payment-start", ev.PaymentStarted, actor, wait)
+
+    async def cancel_payment(self, call_id: str, actor: str, *, wait: bool = True) -> CallView:
+        """End the payment segment (the recording resumes unless something else keeps it muted)."""
+        return await self._request(call_id, "payment-cancel", ev.PaymentEnded, actor, wait)
+
+    async def _request(self, call_id: str, action: str, event_type: type, actor: str, wait: bool) -> CallView:
+        self.call(call_id)  # raises CallNotFound
+        self.requests[action] = self.requests.get(action, 0) + 1
+        self.engine.feed(call_id, event_type(self.engine.pbx_now(), source=ev.Source.API, actor=actor))
+        if wait:
+            await self.settled(call_id, self.confirm_timeout_s + CONFIRM_MARGIN_S)
+        session = self.engine.session(call_id)
+        live = self._live.get(call_id)
+        if session is None:  # hung up meanwhile: the last view says how it ended
+            if live is not None and live.last is not None:
+                return live.last
+            raise CallNotFound(f"call {call_id!r} ended while the request was handled")
+        return self._view(call_id, session, live)
+
+    async def settled(self, call_id: str, timeout: float) -> bool:
+        """Wait until the PBX confirmed what the engine last asked for on ``call_id`` (or it ended)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            session = self.engine.session(call_id)
+            if session is None or session.state not in PENDING:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(call_id, []).append(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                return False
+
+    # -- live updates ---------------------------------------------------------------
+
+    def subscribe(self, maxsize: int = 1000) -> asyncio.Queue[Change | None]:
+        """A queue of every change from now on; a subscriber that falls ``maxsize`` behind gets ``None``."""
+        queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Change | None]) -> None:
+        self._subscribers.discard(queue)
+
+    def _publish(self, change: Change) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:  # too slow: cut it off; it reconnects and re-reads the list
+                self._subscribers.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _has_endpoint(self, session: CallSession, endpoints: set[str]) -> bool:
+        return any(self.endpoint_of(p.channel) in endpoints for p in session.parties if p.channel)
+
+    def _view(self, call_id: str, session: CallSession | None, live: _Live | None, *,
+              ended: bool = False) -> CallView:
+        if session is None:
+            assert live is not None and live.last is not None
+            return replace(live.last, ended=True, state=State.ENDED.value)
+        parties = tuple(
+            PartyView(p.channel, p.number, p.name, p.role, self.endpoint_of(p.channel),
+                      rule.jurisdiction.code if rule else None, rule.jurisdiction.description if rule else None,
+                      rule.regime if rule else None, bool(rule and rule.jurisdiction.internal), present)
+            for p, rule, present in session.party_rules())
+        flags = session.flags
+        return CallView(
+            call_id=call_id, state=session.state.value, channel=session.channel, parties=parties,
+            regime=session.rule.regime if session.rule else None,
+            explicit_consent=session.rule.explicit_consent if session.rule else None,
+            decision=session.decision, answered_at=session.answered_at, recording=session.recording,
+            muted=session.muted, pending=session.state in PENDING, mute_reasons=tuple(flags.reasons()),
+            paused_by=flags.paused_by.value if flags.paused_by else None,
+            payment_by=flags.payment_by.value if flags.payment_by else None,
+            paused_since=live.paused_since if live else None,
+            confirmed=dict(live.confirmed) if live else {}, ended=ended or session.finished,
+            version=live.version if live else 0)
+
+
+__all__ = ["CallControl", "CallNotFound", "CallView", "Change", "ControlError", "NotYourCall", "PartyView",
+           "channel_endpoint"]

@@ -1,0 +1,129 @@
+"""The console's HTML pages: server-rendered Jinja2, progressively enhanced by one small script.
+
+Every page renders complete, readable HTML from the server (a screen
+reader or a browser without JavaScript sees the state as of the request);
+``static/console.js`` then subscribes to ``/api/v1/events`` and updates the
+live board, the pause timers and the buttons in place.  No build step, no
+framework: templates in ``templates/``, CSS and the script in ``static/``.
+
+Forms that change something (log in, log out) carry the session's CSRF
+token; the buttons on the board send it as ``X-CSRF-Token`` with fetch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from importlib import resources
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
+
+from callguard.web.auth import CSRF_FIELD, Principal, check_csrf, csrf_token, start_session
+from callguard.web.context import Console
+
+_HERE = resources.files("callguard.web")
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=str(_HERE / "static"))
+
+
+def _when(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if t is None:
+        return ""
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime(fmt + " UTC")
+
+
+def templates() -> Jinja2Templates:
+    env = Jinja2Templates(directory=str(_HERE / "templates"))
+    env.env.filters["when"] = _when
+    env.env.filters["day"] = lambda t: _when(t, "%Y-%m-%d")
+    return env
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths after login (no open redirect to another site)."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+def pages_router(console: Console, require: Callable[..., Any]) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    tpl = templates()
+
+    def render(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
+        return tpl.TemplateResponse(request, name, {"principal": principal, "csrf": csrf_token(request),
+                                                    "pbx": console.pbx, "page": name.removesuffix(".html"),
+                                                    **context})
+
+    @router.get("/login")
+    async def login_form(request: Request, next: str = "/") -> HTMLResponse:
+        return render(request, "login.html", None, next=_safe_next(next), error="")
+
+    @router.post("/login")
+    async def login(request: Request, username: str = Form(...), password: str = Form(...),
+                    next: str = Form("/"), csrf_token_field: str = Form("", alias=CSRF_FIELD)) -> Response:
+        check_csrf(request, csrf_token_field)
+        # argon2 is slow on purpose: keep it off the event loop the engine runs on.
+        user = await run_in_threadpool(console.credentials.verify_password, username, password)
+        if user is None:
+            response = render(request, "login.html", None, next=_safe_next(next),
+                              error="Wrong user name or password.")
+            response.status_code = status.HTTP_401_UNAUTHORIZED
+            return response
+        start_session(request, user)
+        return RedirectResponse(_safe_next(next), status_code=303)
+
+    @router.post("/logout")
+    async def logout(request: Request, csrf_token_field: str = Form("", alias=CSRF_FIELD)) -> Response:
+        check_csrf(request, csrf_token_field)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @router.get("/")
+    async def board(request: Request, principal: Principal = Depends(require(page=True))) -> HTMLResponse:
+        control = console.control
+        live = principal.sees_all_calls or principal.may("control-own")
+        calls = (control.calls(None if principal.sees_all_calls else principal.endpoints) if live else [])
+        return render(request, "board.html", principal, calls=calls, now=control.engine.pbx_now(), live=live,
+                      can_control=principal.may("control") or principal.may("control-own"))
+
+    @router.get("/calls/{call_id}")
+    async def call_page(request: Request, call_id: str,
+                        principal: Principal = Depends(require(page=True))) -> HTMLResponse:
+        from callguard.web.api_calls import resolve_call
+        from callguard.web.timeline_view import build_timeline
+
+        control = console.control
+        live_view = None
+        if control.engine.session(call_id) is not None:
+            resolve_call(control, principal, call_id)
+            live_view = control.call(call_id)
+            entries = [(e.kind, e.at, dict(e.data)) for e in control.recent_entries(call_id)]
+        elif principal.may("evidence"):
+            from callguard.ledger.queries import timeline
+
+            rows = await run_in_threadpool(lambda: timeline(console.vault().engine, call_id))
+            entries = [(r.kind, r.pbx_time, dict(r.data)) for r in rows]
+        else:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "reading ended calls' evidence needs the "
+                                "'evidence' permission")
+        if not entries:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no evidence for call {call_id!r}")
+        view = build_timeline(entries, now=control.engine.pbx_now() if live_view else None)
+        return render(request, "call.html", principal, call_id=call_id, live=live_view, timeline=view)
+
+    return router
+
+
+__all__ = ["pages_router", "static_files", "templates"]

@@ -1,0 +1,125 @@
+"""Serving the console from inside the listener: uvicorn as one more task on the engine's loop.
+
+:func:`serve_console` is what ``callguard run <pbx>`` (and ``callguard demo
+--console``) use: given the running engine and a probe of the listener it
+builds the control surface, the metrics and the ASGI app, starts uvicorn on
+``[web] host:port`` and stops it with the listener.  The port is bound
+before the listener reports itself ready, so a port already in use is a
+start-up error with its reason, not a console that silently never answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from callguard.config import Config
+from callguard.control import CallControl
+from callguard.runtime import Engine
+from callguard.web.probe import ListenerProbe
+
+log = logging.getLogger("callguard.web")
+
+
+class ConsoleError(RuntimeError):
+    """The console could not start (port taken, unreadable credentials); the message says what to do."""
+
+
+@dataclass
+class RunningConsole:
+    control: CallControl
+    url: str
+    server: "object"
+
+    @property
+    def port(self) -> int:
+        servers = getattr(self.server, "servers", [])
+        for server in servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise ConsoleError("the console is not listening")
+
+
+@contextlib.asynccontextmanager
+async def serve_console(config: Config, engine: Engine, probe: ListenerProbe, *, pbx: str = "",
+                        port: int | None = None) -> AsyncIterator[RunningConsole]:
+    """Run the console for ``engine`` while the block runs (``port=0``: any free port, for tests)."""
+    import uvicorn
+
+    from callguard.web.app import create_app
+    from callguard.web.context import Console
+    from callguard.web.metrics import ConsoleMetrics
+    from callguard.web.users import Credentials, CredentialsError
+
+    web = config.web
+    control = CallControl(engine)
+    credentials = Credentials(web.credentials)
+    try:
+        credentials.users()
+    except CredentialsError as exc:
+        raise ConsoleError(str(exc)) from None
+    console = Console(config, control, credentials, readiness=probe.readiness, pbx=pbx)
+    metrics = ConsoleMetrics(engine, probe, pbx, last_sweep=lambda: _last_sweep(console))
+    app = create_app(console, metrics)
+    wanted = web.port if port is None else port
+    # Bound here, not by uvicorn: uvicorn answers a taken port with sys.exit(),
+    # which would take the listener (and its calls) down with it.
+    try:
+        sock = socket.create_server((web.host, wanted), family=socket.AF_INET6 if ":" in web.host else socket.AF_INET)
+    except OSError as exc:
+        raise ConsoleError(f"the console cannot listen on {web.host}:{wanted}: {exc.strerror or exc}; "
+                           f"free the port or set [web] port") from None
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_config=None, access_log=False, proxy_headers=True, forwarded_allow_ips=web.forwarded_allow_ips,
+        lifespan="off", timeout_graceful_shutdown=2))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the listener owns signals
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="callguard-console")
+    while not server.started:
+        if task.done():
+            sock.close()
+            raise ConsoleError(f"the console could not start on {web.host}:{wanted}: {task.exception()}")
+        await asyncio.sleep(0.01)
+    running = RunningConsole(control, "", server)
+    host = f"[{web.host}]" if ":" in web.host else web.host
+    running.url = f"http://{host}:{running.port}"
+    log.info("console and API on %s (API schema: %s/api/docs)", running.url, running.url)
+    try:
+        yield running
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, SystemExit):
+            await asyncio.wait_for(task, 5)
+        engine.observers[:] = [o for o in engine.observers if o not in (control.observe, metrics.observe)]
+        await asyncio.to_thread(console.close)
+
+
+@contextlib.asynccontextmanager
+async def console_if_enabled(config: Config, engine: Engine, probe: ListenerProbe,
+                             pbx: str) -> AsyncIterator[RunningConsole | None]:
+    """:func:`serve_console` when ``[web] enabled``, else nothing (the listener's default)."""
+    if not config.web.enabled:
+        yield None
+        return
+    async with serve_console(config, engine, probe, pbx=pbx) as running:
+        yield running
+
+
+def _last_sweep(console: "object") -> float | None:
+    """When the last retention sweep finished, from the vault's table (None before the first)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from callguard.vault.models import SweepRun
+
+    try:
+        with console.vault().session() as session:  # type: ignore[attr-defined]
+            return session.scalar(select(func.max(SweepRun.finished_at)))
+    except (SQLAlchemyError, OSError, ValueError):
+        return None
+
+
+__all__ = ["ConsoleError", "RunningConsole", "console_if_enabled", "serve_console"]
