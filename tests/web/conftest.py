@@ -138,3 +138,62 @@ async def console_rig(tmp_path: Path) -> AsyncIterator[ConsoleRig]:
         finally:
             await running.stop()
             ledger.close(5)
+
+
+# -- a real recording in the vault, for the listen tests ---------------------------------------
+
+
+def tone_wav(path: Path, seconds: float = 2.0, rate: int = 8000, hz: float = 440.0) -> Path:
+    """A real 16-bit mono WAV (a plain tone: no DTMF pair, nothing for the leak scan to flag)."""
+    import math
+    import struct
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / rate)))
+                               for i in range(int(seconds * rate))))
+    return path
+
+
+async def stored_recording(rig: ConsoleRig, tmp: Path) -> tuple[str, str]:
+    """A call recorded through the fake PBX, hung up, its (real) audio ingested: (call id, recording id)."""
+    import dataclasses
+
+    from callguard.vault.ingest import ingest_file
+    from callguard.vault.keys import Keyring, generate_pair, private_pem
+    from callguard.vault.service import Vault, os_user
+
+    call = await rig.recorded_call("+442079460123")
+    await call.hangup()
+    await rig.wait_for(lambda: rig.engine.session(call.linkedid) is None, what="call ended")
+    assert rig.ledger.flush(5)
+    private = generate_pair()
+    ring = Keyring(Path(rig.config.vault.dir) / "keyring")
+    ring.add(private.public_key(), activate=True)
+    keys = Path(rig.config.vault.private_keys)
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / f"{ring.active()[0]}.pem").write_bytes(private_pem(private, None))
+    spool = tmp / "spool"
+    spool.mkdir(exist_ok=True)
+    wav = tone_wav(spool / f"callguard-{call.linkedid}.wav")
+    config = dataclasses.replace(rig.config, users={**rig.config.users, os_user(): "service"})
+
+    def ingest() -> str:
+        with Vault.open(config) as vault:
+            return ingest_file(vault, wav, call.linkedid).recording_id
+
+    return call.linkedid, await asyncio.to_thread(ingest)
+
+
+def access_log(rig: ConsoleRig) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from callguard.vault.models import AccessLogRecord
+    from callguard.vault.service import Vault
+
+    with Vault.open(rig.config) as vault, vault.session() as session:
+        return [{"actor": r.actor, "action": r.action, "target": r.target, "reason": r.reason, "outcome": r.outcome,
+                 "detail": r.detail} for r in session.scalars(select(AccessLogRecord).order_by(AccessLogRecord.seq))]

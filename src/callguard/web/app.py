@@ -18,8 +18,10 @@ import secrets
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from callguard.web.api_calls import calls_router
@@ -64,6 +66,15 @@ def create_app(console: Console, metrics: ConsoleMetrics | None = None) -> FastA
     app.include_router(pages_router(console, require))
     app.mount("/static", static_files(), name="static")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Pages get a readable error page; the API keeps FastAPI's JSON ``{"detail": ...}``."""
+        if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
+            return await http_exception_handler(request, exc)
+        from callguard.web.pages import render_error
+
+        return render_error(request, exc.status_code, str(exc.detail))
+
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
@@ -75,7 +86,7 @@ def create_app(console: Console, metrics: ConsoleMetrics | None = None) -> FastA
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        """Ready to protect calls: PBX logged in, ledger writable, heartbeat fresh (no auth, no details leaked)."""
+        """Ready to protect calls: PBX logged in, ledger writable, heartbeat fresh (no auth: for probes)."""
         checks = console.readiness()
         ok = all(good for good, _ in checks.values())
         return JSONResponse({"ready": ok, "checks": {k: {"ok": good, "detail": why} for k, (good, why) in checks.items()}},

@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
+from callguard.web.api_evidence import check_reason, vault_call
 from callguard.web.auth import CSRF_FIELD, Principal, check_csrf, csrf_token, start_session
 from callguard.web.context import Console
 
@@ -45,6 +46,16 @@ def templates() -> Jinja2Templates:
     env.env.filters["when"] = _when
     env.env.filters["day"] = lambda t: _when(t, "%Y-%m-%d")
     return env
+
+
+def render_error(request: Request, code: int, message: str) -> HTMLResponse:
+    """An error as a page (403: what permission is missing; 404: what was not found)."""
+    principal = getattr(request.state, "principal", None)
+    response = templates().TemplateResponse(request, "error.html", {
+        "principal": principal, "csrf": csrf_token(request), "pbx": request.app.state.console.pbx, "page": "error",
+        "code": code, "message": message})
+    response.status_code = code
+    return response
 
 
 def _safe_next(target: str | None) -> str:
@@ -123,7 +134,69 @@ def pages_router(console: Console, require: Callable[..., Any]) -> APIRouter:
         view = build_timeline(entries, now=control.engine.pbx_now() if live_view else None)
         return render(request, "call.html", principal, call_id=call_id, live=live_view, timeline=view)
 
+    # -- evidence pages (vault calls on worker threads, refusals as HTTP errors) -------------
+
+    @router.get("/recordings")
+    def recordings_page(request: Request, call_id: str | None = None,
+                        principal: Principal = Depends(require("list", page=True))) -> HTMLResponse:
+        from callguard.vault import recordings
+
+        views = vault_call(lambda: recordings.list_recordings(console.vault(), principal.name, call_id=call_id or None,
+                                                              limit=200))
+        return render(request, "recordings.html", principal, recordings=views, call_id=call_id)
+
+    @router.get("/recordings/{recording_id}")
+    def recording_page(request: Request, recording_id: str,
+                       principal: Principal = Depends(require("list", page=True))) -> HTMLResponse:
+        from callguard.vault import recordings
+        from callguard.vault.permissions import MIN_REASON_LEN
+
+        detail = vault_call(lambda: recordings.show(console.vault(), principal.name, recording_id))
+        return render(request, "recording.html", principal, rec=detail.recording, holds=detail.holds,
+                      min_reason=MIN_REASON_LEN)
+
+    @router.get("/dsar")
+    def dsar_page(request: Request, principal: Principal = Depends(require("dsar", page=True))) -> HTMLResponse:
+        from callguard.vault import dsar
+        from callguard.vault.permissions import MIN_REASON_LEN
+
+        views = vault_call(lambda: dsar.list_requests(console.vault(), principal.name))
+        now = time.time()
+        views.sort(key=lambda r: (r.closed_at is not None, r.due_at))
+        return render(request, "dsar.html", principal, requests=views, now=now, kinds=dsar.KINDS,
+                      min_reason=MIN_REASON_LEN)
+
+    @router.post("/dsar")
+    def dsar_open(request: Request, number: str = Form(...), kind: str = Form("access"), reason: str = Form(...),
+                  csrf_token_field: str = Form("", alias=CSRF_FIELD),
+                  principal: Principal = Depends(require("dsar", page=True))) -> Response:
+        from callguard.vault import dsar
+
+        check_csrf(request, csrf_token_field)
+        vault_call(lambda: dsar.open_request(console.vault(), principal.name, number, kind=kind,
+                                             reason=check_reason(reason)))
+        return RedirectResponse("/dsar", status_code=303)
+
+    @router.get("/audit")
+    def audit_page(request: Request, month: str = "",
+                   principal: Principal = Depends(require("audit", page=True))) -> HTMLResponse:
+        from callguard.vault import audit
+        from callguard.web.charts import bars, columns
+
+        month = month or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
+        vault_call(lambda: audit.month_bounds(month))
+        report = vault_call(lambda: audit.run_audit(console.vault(), principal.name, month))
+        per_day = report.stats["per_day"]
+        grouped = report.by_check()
+        return render(
+            request, "audit.html", principal, month=month, report=report,
+            per_day=columns("Calls per day (recorded and not recorded)", [str(i + 1) for i in range(len(per_day))],
+                            [("recorded", [d["recorded"] for d in per_day]),
+                             ("not recorded", [d["calls"] - d["recorded"] for d in per_day])], every=2),
+            by_check=bars("Findings by check", [(check, len(found)) for check, found in grouped.items()]),
+            checklist=[(check, *audit.CHECKS[check], found) for check, found in grouped.items()])
+
     return router
 
 
-__all__ = ["pages_router", "static_files", "templates"]
+__all__ = ["pages_router", "render_error", "static_files", "templates"]
