@@ -56,6 +56,8 @@ class ListenerConfig:
 
     pbx: Literal["asterisk", "freeswitch"] = "asterisk"
     chain_id: str = ""  #: empty: "<pbx>@<hostname>"
+    #: "json": one JSON object per log line on stderr (journald, Loki, ELK); "text": for people
+    log_format: Literal["text", "json"] = "text"
 
 
 @section

@@ -40,6 +40,19 @@ def with_overrides(config: Config, section: str, **values: Any) -> Config:
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **given)})
 
 
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr as text for people, or as one JSON object per line (``[listener] log_format = "json"``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+
+
 def _start_up(config: Config, pbx: str, problems: list[str], log_level: str) -> "PromptResolver":
     """Refuse a config with ``problems``, set up logging, load the prompt catalogue."""
     from callguard.prompts.spec import CatalogError
@@ -47,8 +60,7 @@ def _start_up(config: Config, pbx: str, problems: list[str], log_level: str) -> 
 
     if problems:
         raise click.ClickException(f"cannot start the {pbx} listener:\n  " + "\n  ".join(problems))
-    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level, config.listener.log_format)
     try:
         return build_prompts(config)
     except CatalogError as exc:
@@ -122,4 +134,5 @@ def serve_until_stopped(main: Coroutine[Any, Any, None], ledger: "Ledger", fatal
 
 #: what a listener command's ``--log-level`` accepts
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
-__all__ = ["LOG_LEVELS", "check_listener", "get_config", "open_listener", "serve_until_stopped", "with_overrides"]
+__all__ = ["LOG_LEVELS", "check_listener", "get_config", "open_listener", "serve_until_stopped", "setup_logging",
+           "with_overrides"]

@@ -24,7 +24,10 @@ def _credentials(ctx: click.Context):  # type: ignore[no-untyped-def]
 
 @click.group("console")
 def console_group() -> None:
-    """Console users and API tokens (roles come from [users] in callguard.toml)."""
+    """Web console users and API tokens.
+
+    Roles come from [users] in callguard.toml, the same table the vault uses.
+    """
 
 
 @console_group.group("user")
@@ -112,7 +115,10 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
 
 @click.group("call")
 def call_group() -> None:
-    """Live calls on the running listener (through its API; token in $CALLGUARD_API_TOKEN)."""
+    """Live calls on the running listener: list, show, pause, resume (through its API).
+
+    The API token is read from $CALLGUARD_API_TOKEN (or the variable [web] token_env names).
+    """
 
 
 def _api(ctx: click.Context, action: str, call_id: str) -> None:

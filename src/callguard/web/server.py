@@ -98,13 +98,17 @@ async def serve_console(config: Config, engine: Engine, probe: ListenerProbe, *,
 
 
 @contextlib.asynccontextmanager
-async def console_if_enabled(config: Config, engine: Engine, probe: ListenerProbe,
-                             pbx: str) -> AsyncIterator[RunningConsole | None]:
-    """:func:`serve_console` when ``[web] enabled``, else nothing (the listener's default)."""
-    if not config.web.enabled:
-        yield None
-        return
-    async with serve_console(config, engine, probe, pbx=pbx) as running:
+async def listener_service(config: Config, engine: Engine, probe: ListenerProbe,
+                           pbx: str) -> AsyncIterator[RunningConsole | None]:
+    """What a started listener runs beside its calls: the console when ``[web] enabled``, and
+    systemd's READY/WATCHDOG/STOPPING (after the console is listening, so "ready" means all of it)."""
+    from callguard.systemd import service_notifications
+
+    async with contextlib.AsyncExitStack() as stack:
+        running = (await stack.enter_async_context(serve_console(config, engine, probe, pbx=pbx))
+                   if config.web.enabled else None)
+        status = f"serving {pbx}" + (f"; console on {running.url}" if running else "")
+        await stack.enter_async_context(service_notifications(status))
         yield running
 
 
@@ -122,4 +126,4 @@ def _last_sweep(console: "object") -> float | None:
         return None
 
 
-__all__ = ["ConsoleError", "RunningConsole", "console_if_enabled", "serve_console"]
+__all__ = ["ConsoleError", "RunningConsole", "listener_service", "serve_console"]

@@ -34,7 +34,6 @@ class WebConfig:
     url: Annotated[str, rule(lambda v: not v or v.startswith(("http://", "https://")),
                              "{value!r} must start with http:// or https://")] = ""
     token_env: Annotated[str, _ENV_NAME] = "CALLGUARD_API_TOKEN"  #: environment variable the CLI reads its token from
-    json_logs: bool = False  #: structured JSON log lines on stderr (for journald/Loki) instead of text
 
     def api_url(self) -> str:
         """The base URL the CLI uses to reach this console's API."""

@@ -84,6 +84,7 @@ def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port
     """
     from callguard.adapters.asterisk.manager import AuthenticationFailed
     from callguard.adapters.asterisk.runner import serve
+    from callguard.web.server import ConsoleError
 
     config = with_overrides(get_config(ctx, config_path), "asterisk", host=host, port=port)
     if check:
@@ -96,7 +97,7 @@ def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port
             click.echo(warning)
         return
     prompts, ledger = open_listener(config, "Asterisk", check_asterisk_config(config), log_level)
-    serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (AuthenticationFailed,), log)
+    serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (AuthenticationFailed, ConsoleError), log)
 
 
 __all__ = ["asterisk", "check_asterisk_config"]

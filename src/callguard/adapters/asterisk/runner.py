@@ -24,7 +24,7 @@ from callguard.core.commands import PromptRef
 from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
 from callguard.web.probe import ListenerProbe
-from callguard.web.server import console_if_enabled
+from callguard.web.server import listener_service
 
 if TYPE_CHECKING:
     from callguard.payments.desk import Connector, PaymentDesk
@@ -127,7 +127,7 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                  config.asterisk.username)
         console = contextlib.AsyncExitStack()
         try:
-            await console.enter_async_context(console_if_enabled(config, running.engine, console_probe(running),
+            await console.enter_async_context(listener_service(config, running.engine, console_probe(running),
                                                                  "asterisk"))
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):

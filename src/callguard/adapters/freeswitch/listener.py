@@ -65,7 +65,7 @@ from callguard.core import events as ev
 from callguard.core.prompts import PromptResolver
 from callguard.runtime import Engine, LedgerSink
 from callguard.web.probe import ListenerProbe
-from callguard.web.server import console_if_enabled
+from callguard.web.server import listener_service
 
 from .inbound import InboundError, InboundProtocol, InboundRefused, open_inbound
 from .mapping import (HOTKEY_VARIABLE, PAUSE_FLAG, PAYMENT_FLAG, LegMap, Legs, MappingSettings, Verdict,
@@ -861,7 +861,7 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
         stopped = asyncio.ensure_future(stop.wait())
         console = contextlib.AsyncExitStack()
         try:
-            await console.enter_async_context(console_if_enabled(config, listener.engine, _probe(listener),
+            await console.enter_async_context(listener_service(config, listener.engine, _probe(listener),
                                                                  "freeswitch"))
             while not stop.is_set():
                 await asyncio.wait({stopped, listener.refused}, timeout=stats_every_s,
