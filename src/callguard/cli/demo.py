@@ -46,10 +46,17 @@ def _backend(name: str) -> Backend:
               show_default=True,
               help="asterisk / freeswitch: the real listener over TCP against an embedded fake PBX "
                    "(callguard.testing); simulator: the engine on a virtual clock, no sockets.")
+@click.option("--console", "console", is_flag=True,
+              help="Instead: open the web console on localhost over live demo calls you can pause (Ctrl-C stops).")
+@click.option("--port", type=int, default=8480, show_default=True, help="The console's port (with --console).")
+@click.option("--no-browser", is_flag=True, help="With --console: print the address, do not open a browser.")
 @click.pass_context
-def demo_command(ctx: click.Context, db_url: str | None, backend: str) -> None:
+def demo_command(ctx: click.Context, db_url: str | None, backend: str, console: bool, port: int,
+                 no_browser: bool) -> None:
     """Run demo calls (consent, decline, payment pause, late joiner, ...) and summarise the evidence."""
     config = get_config(ctx)
+    if console:
+        return _console_demo(config, port, not no_browser)
     console = Console(highlight=False, width=None if Console().is_terminal else 132)
     try:
         report = run_demo(config, _backend(backend), backend, db_url)
@@ -77,3 +84,37 @@ def demo_command(ctx: click.Context, db_url: str | None, backend: str) -> None:
                f"--db {shlex.quote(report.ledger_url)}")
     if not report.ok:
         raise click.ClickException("the demo did not produce the expected evidence (see above)")
+
+
+def _console_demo(config, port: int, open_browser: bool) -> None:  # type: ignore[no-untyped-def]
+    """``--console``: serve the console over live demo calls until Ctrl-C."""
+    import asyncio
+    import logging
+    import webbrowser
+
+    from callguard.adapters.signals import stop_on_signals
+    from callguard.cli.common import setup_logging
+    from callguard.web.demo import ConsoleDemo, run_console_demo
+    from callguard.web.server import ConsoleError
+
+    setup_logging("warning")
+
+    def ready(demo: ConsoleDemo) -> None:
+        click.echo(f"callguard console: {demo.url}/\n  log in as {demo.user!r} with password {demo.password}\n"
+                   f"  live demo calls are on the board; pause one from the browser. Ctrl-C stops.\n"
+                   f"  evidence: callguard ledger calls --db {demo.ledger_url}", nl=True)
+        if open_browser:
+            webbrowser.open(f"{demo.url}/")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        with stop_on_signals(stop):
+            await run_console_demo(config, stop, ready, port=port)
+
+    try:
+        asyncio.run(main())
+    except ConsoleError as exc:
+        raise click.ClickException(f"{exc} (or pass --port)") from None
+    except KeyboardInterrupt:
+        pass
+    logging.shutdown()

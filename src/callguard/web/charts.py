@@ -7,19 +7,25 @@ testable.  Axis labels are real text at 13 px with a value on every bar.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 
-def nice_max(value: float) -> float:
-    """A round axis maximum at or above ``value``."""
+def nice_axis(value: float, ticks: int = 4) -> tuple[float, float]:
+    """(axis maximum, tick step): a 1/2/5 step with at most ``ticks`` steps reaching ``value``."""
     if value <= 0:
-        return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return float(value)
+        return 1.0, 1.0
+    raw = value / ticks
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    if value >= 1 and step < 1:
+        step = 1.0  # counts: whole-number ticks
+    return step * math.ceil(value / step), step
+
+
+def _ticks(peak: float, step: float) -> list[float]:
+    return [step * k for k in range(int(round(peak / step)) + 1)]
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def columns(title: str, labels: Sequence[str], series: Sequence[tuple[str, Seque
     left, top, bottom = 44, 16, 34
     plot_w, plot_h = width - left - 10, height - top - bottom
     totals = [sum(values[i] for _, values in series) for i in range(len(labels))]
-    peak = nice_max(max(totals, default=0))
+    peak, step = nice_axis(max(totals, default=0))
     slot = plot_w / max(1, len(labels))
     chart = Chart(title, width, height, series=[name for name, _ in series], plot=(left, top, plot_w, plot_h))
     for i, label in enumerate(labels):
@@ -65,7 +71,7 @@ def columns(title: str, labels: Sequence[str], series: Sequence[tuple[str, Seque
             base += v
         if i % every == 0:
             chart.labels.append((left + (i + 0.5) * slot, label))
-    chart.ticks = [(top + plot_h - plot_h * k / 4, f"{peak * k / 4:g}") for k in range(5)]
+    chart.ticks = [(top + plot_h - plot_h * t / peak, f"{t:g}") for t in _ticks(peak, step)]
     return chart
 
 
@@ -74,12 +80,12 @@ def bars(title: str, items: Sequence[tuple[str, float]], width: int = 640, row: 
     left, top = 220, 8
     plot_w = width - left - 60
     height = top + row * max(1, len(items)) + 24
-    peak = nice_max(max((v for _, v in items), default=0))
+    peak, step = nice_axis(max((v for _, v in items), default=0))
     chart = Chart(title, width, height, horizontal=True, plot=(left, top, plot_w, row * max(1, len(items))))
     for i, (label, value) in enumerate(items):
         chart.bars.append(Bar(label, value, left, top + i * row + 4, plot_w * value / peak, row - 8))
-    chart.ticks = [(left + plot_w * k / 4, f"{peak * k / 4:g}") for k in range(5)]
+    chart.ticks = [(left + plot_w * t / peak, f"{t:g}") for t in _ticks(peak, step)]
     return chart
 
 
-__all__ = ["Bar", "Chart", "bars", "columns", "nice_max"]
+__all__ = ["Bar", "Chart", "bars", "columns", "nice_axis"]
