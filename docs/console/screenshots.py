@@ -68,6 +68,7 @@ async def main() -> None:
                 await b.screenshot(OUT / "recording-player.png")
                 await b.get(f"{rig.url}/dsar")
                 await b.screenshot(OUT / "dsar-queue.png")
+                await b.call(b.driver.set_window_size, 1280, 1300)
                 await b.get(f"{rig.url}/audit")
                 await b.screenshot(OUT / "audit-report.png")
             finally:
