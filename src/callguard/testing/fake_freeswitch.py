@@ -597,6 +597,8 @@ class FakeFreeSWITCH:
         self.meta_flags = meta_flags
         #: the digits callguard_agent binds (*6 pause, *7 resume in the shipped callguard.xml)
         self.hotkeys = ("6", "7")
+        #: the card payment hotkeys it binds (*8 start, *9 cancel)
+        self.card_hotkeys = ("8", "9")
         #: mod_local_stream and a working hold_music (the captures had none)
         self.hold_music = hold_music
         #: what ``module_exists`` answers true for (the build in shared/realpbx, no mod_local_stream)
@@ -1449,6 +1451,9 @@ class FakeFreeSWITCH:
         read back by the listener before it resumes); every signal leaves its
         state on the recorded leg, then fires the CUSTOM event from ``origin``.
         """
+        if extension in self.CARD_FEATURES:
+            self._card_feature(origin, extension, source)
+            return
         subclass, flag, value = self.FEATURES[extension]
         action = extension[len("callguard_"):]
         call = self.channels.get(origin.variables.get("callguard_call", ""))
@@ -1471,10 +1476,32 @@ class FakeFreeSWITCH:
         origin.trace.append((self.scenario_time(), f"execute_extension {extension}"))
         self.fire_custom(origin, subclass, {"callguard_action": action, "callguard_source": source})
 
+    #: callguard_features.xml's card payment extensions: extension -> (CUSTOM subclass, the leg it runs on)
+    CARD_FEATURES = {
+        "callguard_card": ("callguard::card_start", "staff"),
+        "callguard_card_cancel": ("callguard::card_cancel", "staff"),
+        "callguard_card_ivr": ("callguard::card_start", "caller"),
+    }
+
+    def _card_feature(self, origin: FakeChannel, extension: str, source: str) -> None:
+        """A card payment extension as shipped: staff-only or caller-only, a cancel marks its leg first."""
+        subclass, runs_on = self.CARD_FEATURES[extension]
+        call = self.channels.get(origin.variables.get("callguard_call", ""))
+        on = "caller" if call is origin else "staff"
+        if call is None or on != runs_on:
+            origin.trace.append((self.scenario_time(), f"{extension}: not a {runs_on} leg, ignored"))
+            return
+        if extension == "callguard_card_cancel":
+            origin.variables["callguard_card"] = "cancel"
+        origin.trace.append((self.scenario_time(), f"execute_extension {extension}"))
+        self.fire_custom(origin, subclass, {"callguard_source": "ivr" if runs_on == "caller" else source})
+
     def bind_hotkeys(self, leg: FakeChannel) -> None:
         """``callguard_agent``'s ``bind_meta_app`` lines on ``leg``, with :attr:`meta_flags`."""
         leg.meta = {self.hotkeys[0]: (self.meta_flags, "callguard_pause"),
-                    self.hotkeys[1]: (self.meta_flags, "callguard_resume")}
+                    self.hotkeys[1]: (self.meta_flags, "callguard_resume"),
+                    self.card_hotkeys[0]: (self.meta_flags, "callguard_card"),
+                    self.card_hotkeys[1]: (self.meta_flags, "callguard_card_cancel")}
 
     def press_hotkey(self, leg: FakeChannel, digit: str) -> None:
         """The party on ``leg`` presses ``*<digit>``: a bound meta app runs, or nothing.

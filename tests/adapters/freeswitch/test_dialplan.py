@@ -24,6 +24,7 @@ import pytest
 
 from callguard.adapters.freeswitch import listener
 from callguard.adapters.freeswitch.cli import check_freeswitch_config
+from callguard.adapters.freeswitch.payments import CARD_SIGNALS
 from callguard.adapters.freeswitch.wire import parse_event
 from callguard.adapters.freeswitch.translate import (
     CUSTOM_SIGNALS,
@@ -280,8 +281,8 @@ def test_features_fire_exactly_the_subclasses_the_listener_subscribes_to():
     events = fired_events()
     subclasses = [h["Event-Subclass"] for h in events.values()]
     assert all(h["Event-Name"] == "CUSTOM" for h in events.values())
-    assert sorted(subclasses) == sorted(CUSTOM_SIGNALS)
-    assert set(subclasses) <= set(INBOUND_CUSTOM)
+    assert set(subclasses) == {*CUSTOM_SIGNALS, *CARD_SIGNALS}
+    assert set(subclasses) <= {*INBOUND_CUSTOM, *CARD_SIGNALS}  # the listener subscribes to both lists
     for headers in events.values():
         assert ev.Source.parse(headers["callguard_source"]).value == headers["callguard_source"]
 
@@ -296,8 +297,11 @@ def test_hotkeys_pause_and_resume_from_the_agent_leg():
         assert (listen, respond) == ("a", "si")
         exten = app.partition("::")[2]
         assert rest == ["XML", "callguard-features"]
-        keys[key] = type(as_inbound_event(fired_events()[exten], leg=AGENT_LEG))
-    assert keys == {"6": ev.PauseRequested, "7": ev.ResumeRequested}
+        fired = fired_events()[exten]
+        keys[key] = fired["Event-Subclass"] if fired["Event-Subclass"] in CARD_SIGNALS else \
+            type(as_inbound_event(fired, leg=AGENT_LEG))
+    assert keys == {"6": ev.PauseRequested, "7": ev.ResumeRequested, "8": "callguard::card_start",
+                    "9": "callguard::card_cancel"}
     for name in ("callguard_pause", "callguard_resume"):
         gate = conditions(extension("callguard-features", name))[1]
         assert f"${{uuid}} == ${{{exported_call_variable()}}}" in gate.get("field", "")

@@ -241,3 +241,53 @@ async def test_a_spoken_payment_segment_refuses_a_keypad_capture(pay_rig: Rig) -
 
     record = await paid_call(rig, payment)
     assert "sensitive_dtmf" in rig.entry(record.call_id, "payment-ended").data["reason"]
+
+
+async def test_the_agent_starts_and_cancels_a_card_payment_with_hotkeys(pay_rig: Rig, gateway: PaymentGateway) -> None:
+    """*8 takes the amount the CRM left on the agent's leg; *9 cancels once FreeSWITCH confirms it out of band."""
+    rig = pay_rig
+
+    async def payment(record: CallRecord) -> None:
+        agent = record.agent
+        assert agent is not None
+        agent.variables.update({"callguard_pay_amount": "12.50", "callguard_pay_currency": "EUR"})
+        rig.fake.press_hotkey(agent, "8")
+        await wait_phase(rig, record.call_id, "collecting")
+        started = rig.entry(record.call_id, "payment-started").data
+        assert (started["source"], started["staff_leg"], started["amount"], started["currency"]) == (
+            "agent-hotkey", agent.uuid, "12.50", "EUR")
+        rig.fake.press(record.caller, "4111")
+        # A card_cancel event its extension never ran for (the variable is not there): refused.
+        rig.fake.fire_custom(agent, "callguard::card_cancel", {"callguard_source": "agent-hotkey"})
+        # ... and one from the recorded caller's own leg, whatever it claims.
+        record.caller.variables["callguard_card"] = "cancel"
+        rig.fake.fire_custom(record.caller, "callguard::card_cancel", {"callguard_source": "agent-hotkey"})
+        await rig.settle()
+        assert desk(rig).active(record.call_id) is not None
+        rig.fake.press_hotkey(agent, "9")
+        await wait_kind(rig, record.call_id, "payment-ended", outcome="cancelled", reason="cancelled by agent-hotkey")
+        await wait_kind(rig, record.call_id, "recording-unmuted")
+        await rig.wait_for(lambda: agent.variables.get("callguard_card") == "")  # used up
+
+    record = await paid_call(rig, payment)
+    assert [h for h in record.agent.keypad.heard if h[1] == "4"] == []
+
+
+async def test_an_ivr_step_on_the_callers_leg_starts_a_payment(pay_rig: Rig, gateway: PaymentGateway) -> None:
+    rig = pay_rig
+
+    async def payment(record: CallRecord) -> None:
+        record.caller.variables.update({"callguard_pay_amount": "3.00", "callguard_pay_currency": "GBP"})
+        rig.fake.run_feature(record.caller, "callguard_card_ivr", "ivr")
+        await wait_phase(rig, record.call_id, "collecting")
+        rig.fake.press(record.caller, TEST_CARD + "#1230123")
+        await wait_kind(rig, record.call_id, "payment-ended", outcome="approved")
+        # the agent's *8 extension refuses to run on the caller's leg, and the IVR one on the agent's
+        rig.fake.run_feature(record.caller, "callguard_card")
+        rig.fake.run_feature(record.agent, "callguard_card_ivr", "ivr")
+
+    record = await paid_call(rig, payment)
+    started = rig.entry(record.call_id, "payment-started", capture=True).data
+    assert (started["source"], started["amount"], started["staff_leg"]) == ("ivr", "3.00", record.agent.uuid)
+    assert len(rig.entries(record.call_id, "payment-started")) == 1
+    assert record.agent.keypad.heard == []

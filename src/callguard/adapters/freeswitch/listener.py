@@ -74,7 +74,7 @@ from .outbound import OutboundCall, OutboundThread, _App, _Exit
 from .wire import ESLEvent, Frame
 from .translate import INBOUND_CUSTOM, INBOUND_EVENTS, Membership, Offer, marked, translate_inbound
 from .commands import PromptPath, Wire, check_destination
-from .payments import PAYMENT_EVENTS, FreeSwitchPayments
+from .payments import CARD_SIGNALS, PAYMENT_EVENTS, FreeSwitchPayments
 
 if TYPE_CHECKING:
     from callguard.payments.desk import Connector, PaymentDesk
@@ -272,7 +272,8 @@ class FreeSwitchListener:
         while not self._stopping:
             try:
                 proto = await open_inbound(self.fs.host, self.fs.port, self.fs.password, self._on_inbound_event,
-                                           events=[*INBOUND_EVENTS, *PAYMENT_EVENTS], custom=INBOUND_CUSTOM,
+                                           events=[*INBOUND_EVENTS, *PAYMENT_EVENTS],
+                                           custom=[*INBOUND_CUSTOM, *CARD_SIGNALS],
                                            timeout=max(1.0, self.fs.action_timeout_ms / 1000.0), clock=self.clock,
                                            wanted=self._wanted)
             except InboundError as exc:
@@ -325,10 +326,8 @@ class FreeSwitchListener:
 
     def _on_inbound_event(self, event: ESLEvent, received_at: float) -> None:
         """Every event of the inbound connection (engine thread, inside data_received)."""
-        name = event.headers.raw("Event-Name")
-        if name in PAYMENT_EVENTS:
-            if self.payments is not None:
-                self.payments.on_event(name, event, received_at)
+        if self.payments is not None and self.payments.on_event(event.headers.raw("Event-Name") or "", event,
+                                                                received_at):
             return
         translated = translate_inbound(event, received_at)
         if translated is None:

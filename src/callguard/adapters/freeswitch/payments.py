@@ -36,18 +36,31 @@ What this relies on, exactly (read in FreeSWITCH 1.10.12's source; README "Takin
 * FreeSWITCH's own log prints ``RECV DTMF <digit>`` at INFO for every key
   that is not sensitive: a box that takes card payments keeps its log level
   at NOTICE (README).
+
+Starting one from the PBX (``dialplan/freeswitch/callguard_features.xml``):
+``CUSTOM callguard::card_start`` from a staff leg (the agent's ``*8``) or
+from the recorded caller's own leg (an IVR step), with the amount in the
+firing leg's ``callguard_pay_amount`` / ``callguard_pay_currency`` (none: the
+card is tokenized).  A start makes the recording hear less, so it acts at
+once.  ``callguard::card_cancel`` (the agent's ``*9``) ends the capture and
+unmutes: it acts only from a staff leg of that call, and only once
+FreeSWITCH confirms, out of band, ``callguard_card=cancel`` on that leg and
+its staff mark - what only that leg's feature extension can have written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from callguard.core import events as ev
 from callguard.core.commands import PromptRef
+from callguard.payments.desk import PaymentRefused
 
 from .commands import WireError
-from .translate import event_time, safe_uuid
+from .translate import event_time, marked, safe_uuid
 from .wire import ESLEvent, Frame, api, sendmsg_execute
 
 if TYPE_CHECKING:
@@ -59,6 +72,13 @@ log = logging.getLogger("callguard.freeswitch")
 
 #: Events the inbound connection needs for card capture.
 PAYMENT_EVENTS = ("DTMF", "CHANNEL_EXECUTE_COMPLETE")
+#: CUSTOM subclasses the shipped feature extensions fire to start / cancel a capture.
+CARD_START, CARD_CANCEL = "callguard::card_start", "callguard::card_cancel"
+CARD_SIGNALS = (CARD_START, CARD_CANCEL)
+#: on the leg that fires card_start: what to charge (unset: tokenize only)
+AMOUNT_VARIABLE, CURRENCY_VARIABLE = "callguard_pay_amount", "callguard_pay_currency"
+#: what callguard_card_cancel writes on the pressing leg, read back before a cancel acts
+CARD_VARIABLE = "callguard_card"
 #: ``digits_dialed_filter`` that masks every key of the call (the first match's groups become X).
 MASK_ALL_DIGITS = "(.+)"
 
@@ -138,11 +158,22 @@ class FreeSwitchPayments:
 
     # -- what FreeSWITCH tells us ------------------------------------------------------------------
 
-    def on_event(self, name: str, event: ESLEvent, received_at: float) -> None:
-        """A ``DTMF`` or ``CHANNEL_EXECUTE_COMPLETE`` event of the inbound connection."""
+    def on_event(self, name: str, event: ESLEvent, received_at: float) -> bool:
+        """An event of the inbound connection; True when it was one of ours (nothing else wants it)."""
+        if name == "CUSTOM":
+            if event.subclass not in CARD_SIGNALS:
+                return False
+            self._on_card_signal(event, received_at)
+            return True
+        if name not in PAYMENT_EVENTS:
+            return False
         uuid = safe_uuid(event.get("Unique-ID"))
-        if uuid is None or self.desk is None:
-            return
+        if uuid is not None and self.desk is not None:
+            self._on_media_event(name, uuid, event, received_at)
+        return True
+
+    def _on_media_event(self, name: str, uuid: str, event: ESLEvent, received_at: float) -> None:
+        assert self.desk is not None
         if name == "DTMF":
             state = self.listener.calls.get(uuid)  # a call's id is its recorded leg's UUID
             digit = event.get("DTMF-Digit") or ""
@@ -156,6 +187,50 @@ class FreeSwitchPayments:
                     self._confirmed(call_id, uuid, "dtmf")
         elif application == "playback":
             self._played(uuid, event.get("Application-Data") or "", event.get("Application-Response") or "")
+
+    # -- starting and cancelling from the PBX --------------------------------------------------------
+
+    def _on_card_signal(self, event: ESLEvent, received_at: float) -> None:
+        origin = safe_uuid(event.get("Unique-ID"))
+        legs = self.listener.legs.call_of_leg(origin) if origin else None
+        if legs is None or self.desk is None or origin is None:
+            return
+        staff, recorded = origin in legs.staff, origin == legs.channel
+        if not (staff or recorded):
+            log.warning("call %s: %s from leg %s refused: neither a staff leg nor the recorded caller's",
+                        legs.call_id, event.subclass, origin)
+            return
+        if event.subclass == CARD_START:
+            self._start_from_pbx(legs.call_id, origin, staff, event)
+        elif staff:
+            self.listener._check(self._cancel_confirmed(legs.call_id, origin))
+        else:
+            log.warning("call %s: card_cancel from the recorded caller's own leg refused", legs.call_id)
+
+    def _start_from_pbx(self, call_id: str, origin: str, staff: bool, event: ESLEvent) -> None:
+        assert self.desk is not None
+        amount = event.get(f"variable_{AMOUNT_VARIABLE}") or None
+        currency = event.get(f"variable_{CURRENCY_VARIABLE}") or ""
+        source = ev.Source.HOTKEY if staff else ev.Source.IVR
+        try:
+            self.desk.start(call_id, amount=amount, currency=currency, source=source,
+                            staff_leg=origin if staff else "")
+        except PaymentRefused as exc:
+            log.warning("call %s: card payment from the %s not started: %s", call_id, source.value, exc)
+
+    async def _cancel_confirmed(self, call_id: str, origin: str) -> None:
+        """Cancel only once FreeSWITCH confirms what the staff leg's cancel extension wrote there."""
+        card, mark = await asyncio.gather(self.listener._ask(origin, CARD_VARIABLE),
+                                          self.listener._ask(origin, self.listener.staff_variable))
+        if card != "cancel" or not marked(mark):
+            log.warning("call %s: card_cancel refused: not confirmed by FreeSWITCH (%s=%r, %s=%r on %s)", call_id,
+                        CARD_VARIABLE, card, self.listener.staff_variable, mark, origin)
+            return
+        proto, wire = self.listener.inbound, self.listener.wire
+        if proto is not None and wire is not None:  # used up: a replayed event finds nothing to confirm it
+            proto.send(api(f"uuid_setvar {origin} {CARD_VARIABLE}"), "setvar")
+        if self.desk is not None:
+            self.desk.cancel(call_id, by=ev.Source.HOTKEY.value)
 
     def link_restored(self) -> None:
         """After a reconnect: keys pressed meanwhile were lost; each capture re-guards and asks again."""
