@@ -108,6 +108,8 @@ class Engine:
         #: new state: the web console's live view (callguard.control) rides
         #: on this instead of polling.  An observer must not block or raise.
         self.observers: list[Callable[[cmd.LedgerEntry], None]] = []
+        #: set by :meth:`close`: events are ignored, no timer is armed
+        self.closed = False
 
     # -- queries -------------------------------------------------------------
 
@@ -125,6 +127,8 @@ class Engine:
 
     def feed(self, call_id: str, event: ev.Event) -> None:
         """Run one event through its call's session and dispatch the result."""
+        if self.closed:
+            return
         self.stats.events += 1
         received = self.clock()
         if not isinstance(event, ev.TimerFired):
@@ -170,6 +174,15 @@ class Engine:
                 log.error("call %s: %s could not be sent: %s", call_id, type(command).__name__, exc)
                 failure = ev.CommandFailed(self.pbx_now(), type(command).__name__, f"not sent: {exc}")
                 self.scheduler.call_later(0, self.feed, call_id, failure)
+
+    def close(self) -> None:
+        """Stop every timer and take no more events (the listener is gone: a timer firing
+        after the ledger closed would only fail)."""
+        self.closed = True
+        for timers in self._timers.values():
+            for handle in timers.values():
+                handle.cancel()
+        self._timers.clear()
 
     def _fire(self, call_id: str, name: str) -> None:
         self._timers.get(call_id, {}).pop(name, None)

@@ -77,6 +77,7 @@ CASES = [
     *[_case(s, I.JOINER_DECLINED, S.UNRECORDED, [(ev.DigitsCollected, JOINER, "2")], [cmd.StopRecording],
             number=NY_NUMBER, before=[(ev.PartyJoined, joiner(NY_NUMBER), True)]) for s in RECORDING_STATES],
     *[_case(s, I.STOPPED, S.UNRECORDED, [(ev.RecordingStopped,)]) for s in RECORDING_STATES],
+    *[_case(s, I.SHUTDOWN, S.UNRECORDED, [(ev.ListenerStopping,)], [cmd.StopRecording]) for s in RECORDING_STATES],
     *[_case(s, I.HANGUP, S.ENDED, [(ev.HungUp, "normal", CALLER)], [cmd.CancelTimer]) for s in State
       if s is not S.ENDED],
 ]
@@ -255,3 +256,12 @@ def test_a_hangup_while_unmuting_says_what_the_recording_was(driver):
     driver.unmuting().feed(ev.HungUp, "normal", CALLER)
     hangup = driver.entries("hangup")[-1].data
     assert hangup["state"] == "unmuting" and hangup["recording"] == "muted; the unmute was not yet confirmed"
+
+
+def test_a_listener_stopping_stops_the_recording_once_and_the_pbx_confirms_it(driver):
+    out = driver.muted().feed(ev.ListenerStopping)
+    assert [c for c in out if isinstance(c, cmd.StopRecording)] and driver.state == "unrecorded"
+    driver.feed(ev.RecordingStopped)
+    stops = driver.entries("recording-stopped")
+    assert len(stops) == 1 and stops[0].data["reason"] == "listener-shutdown"
+    assert driver.entries("recording-stop-confirmed")[-1].data["reason"] == "listener-shutdown"

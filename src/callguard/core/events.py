@@ -265,6 +265,16 @@ class PartyLeft(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerStopping(Event):
+    """The listener is shutting down: nobody will be left to mask a payment.
+
+    A recording still running is stopped (fail safe), logged once with the
+    reason; the PBX's own stop confirmation that may follow is logged as a
+    confirmation, not as a second stop.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired(Event):
     """A timer the session asked for with ``StartTimer`` ran out."""
 
@@ -288,6 +298,7 @@ __all__ = [
     "DigitsCollected",
     "Event",
     "HungUp",
+    "ListenerStopping",
     "NoticeStarted",
     "Party",
     "PartyArriving",

@@ -84,6 +84,7 @@ class Input(str, Enum):
     WANT_UNMUTE = "want-unmute"
     CONFIRM_TIMEOUT = "confirm-timeout"
     FORBID = "forbid"  #: a party joined whose rule rules out this recording
+    SHUTDOWN = "shutdown"  #: the listener is stopping: nobody left to supervise the recording
     HANGUP = "hangup"
     NOTHING = "nothing"
 
@@ -119,6 +120,7 @@ TRANSITIONS: dict[tuple[State, Input], tuple[State, str]] = {
     **{(s, _I.FAILED): (_S.UNRECORDED, "_stop_failed") for s in _RECORDING_STATES},
     **{(s, _I.FORBID): (_S.UNRECORDED, "_stop_forbidden") for s in _RECORDING_STATES},
     **{(s, _I.JOINER_DECLINED): (_S.UNRECORDED, "_stop_declined_by_joiner") for s in _RECORDING_STATES},
+    **{(s, _I.SHUTDOWN): (_S.UNRECORDED, "_stop_shutdown") for s in _RECORDING_STATES},
     **{(s, _I.STOPPED): (_S.UNRECORDED, "_log_stopped_by_pbx") for s in _RECORDING_STATES},
     **{(s, _I.HANGUP): (_S.ENDED, "_hangup") for s in State if s is not _S.ENDED},
 }
@@ -692,6 +694,9 @@ class CallSession:
     def _stop_forbidden(self, event: ev.Event, out: list[Command]) -> None:
         self._stop(event, out, "party-forbids-recording")
 
+    def _stop_shutdown(self, event: ev.Event, out: list[Command]) -> None:
+        self._stop(event, out, "listener-shutdown")
+
     def _stop_declined_by_joiner(self, event: ev.Event, out: list[Command]) -> None:
         self._stop(event, out, "joiner-declined")
 
@@ -799,4 +804,5 @@ _CLASSIFIERS: dict[type, Callable[..., Input]] = {
     ev.PartyLeft: CallSession._on_left,
     ev.TimerFired: CallSession._on_timer,
     ev.HungUp: CallSession._on_hangup,
+    ev.ListenerStopping: lambda self, event, out: Input.SHUTDOWN,
 }

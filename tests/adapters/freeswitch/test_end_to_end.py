@@ -213,6 +213,27 @@ async def test_stopping_the_listener_ends_the_recordings_it_supervises(rig) -> N
     assert [op for _, op in record.recordings[0].ops] == ["start", "stop"]
     assert 30.0 <= record.recordings[0].ops[-1][0] < 31.0
     assert rig.ledger.flush(10)
-    stopped = rig.entry(record.call_id, "recording-stopped")
-    assert stopped.data == {"reason": "listener-shutdown", "confirmed_by": "listener"}
+    # one entry per fact: the stop, then FreeSWITCH's RECORD_STOP as its confirmation (issue 11 section 3)
+    stops = rig.entries(record.call_id, "recording-stopped")
+    assert len(stops) == 1, rig.kinds(record.call_id)
+    assert stops[0].data["reason"] == "listener-shutdown" and stops[0].data["confirmed_by"] == "listener"
+    assert rig.entry(record.call_id, "recording-stop-confirmed").data["reason"] == "listener-shutdown"
     assert rig.kinds(record.call_id)[-1] != "hangup"  # stopped by the shutdown, not by the caller hanging up
+
+
+async def test_stopping_the_listener_leaves_no_engine_timer_armed(make_rig, caplog) -> None:
+    """Issue 11 section 3: timers fired after close and raised LedgerError."""
+    rig = await make_rig(recording={"max_pause_s": 0.3})
+    async def stop_while_paused() -> None:
+        await rig.fake.until(25.0)
+        await rig.listener.stop()
+        rig.ledger.close(5)
+    stopper = asyncio.ensure_future(stop_while_paused())
+    await asyncio.wait_for(rig.fake.play(scenario([{"at": 2.5, "press": "1"}, {"at": 20, "hotkey": "pause"},
+                                                   {"at": 60, "hangup": "caller"}])), 60)
+    await stopper
+    engine = rig.listener.engine
+    rig.listener = None
+    assert engine.closed and not any(engine._timers.values())
+    await asyncio.sleep(0.6)  # past the auto-resume the pause had armed
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text

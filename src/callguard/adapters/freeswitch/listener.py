@@ -225,30 +225,28 @@ class FreeSwitchListener:
         if self.outbound is not None:
             # Parked calls go back to their dialplan undecided: with nobody left to
             # mask a recording, the fail-closed path (notice, no recording) is the safe one.
-            await asyncio.to_thread(self.outbound.stop, 5.0, lambda: list(self.parked.values()))
+            await asyncio.to_thread(self.outbound.stop, 0.5, lambda: list(self.parked.values()))
         if self.ingest is not None:
             await self.ingest.aclose()  # the ingests of calls that ended finish first
             self.ingest = None
+        if self.engine is not None:
+            self.engine.close()  # no timer may fire into a closed ledger
 
-    async def _stop_unsupervised_recordings(self, timeout: float = 5.0) -> None:
-        proto, engine, wire = self.inbound, self.engine, self.wire
-        if proto is None or not proto.connected or engine is None or wire is None:
+    async def _stop_unsupervised_recordings(self, timeout: float = 1.0) -> None:
+        """Every running recording stopped through the engine (one ledger entry each), replies awaited."""
+        proto, engine = self.inbound, self.engine
+        if proto is None or not proto.connected or engine is None:
             return
-        replies = []
-        for state in list(self.calls.values()):
-            session = engine.session(state.call_id)
-            if session is None or not session.recording or not state.file_name:
-                continue
-            replies.append(proto.send(wire.stop(state.channel, state.file_name), "stop"))
-            now = engine.pbx_now()
-            engine.ledger.append(cmd.LedgerEntry(state.call_id, "recording-stopped", now,
-                                                 {"reason": "listener-shutdown", "confirmed_by": "listener"}), now)
-        if replies:
-            done, pending = await asyncio.wait(replies, timeout=timeout)
-            for future in pending:
-                future.cancel()
-            log.info("listener stopping: %d unsupervised recording(s) stopped (%d unanswered)",
-                     len(done), len(pending))
+        stopping = [call_id for call_id, session in list(engine.sessions.items()) if session.recording]
+        for call_id in stopping:
+            engine.feed(call_id, ev.ListenerStopping(engine.pbx_now()))
+        if not stopping:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and any(s.inflight or s.pending for s in self.calls.values()):
+            await asyncio.sleep(0.01)
+        log.info("listener stopping: %d unsupervised recording(s) stopped", len(stopping))
 
     async def __aenter__(self) -> "FreeSwitchListener":
         await self.start()
