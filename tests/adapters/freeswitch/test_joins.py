@@ -64,7 +64,7 @@ async def test_an_unmarked_leg_that_skips_the_join_path_is_still_a_violation(mak
     assert joined.data["staff"] is False and joined.data["announceable"] is False
     # silent from the moment it was seen (California caller: all-party, so stopped)
     assert rig.entry(call, "recording-stopped", reason="party-forbids-recording")
-    assert sum(b - a for a, b in record.recordings[0].audible_spans(60)) == 0
+    assert sum(b - a for a, b in record.recordings[0].audible_spans(60)) == 0, (record.caller.trace, rig.fake.api_log)
 
 
 async def test_an_unmarked_leg_through_the_join_path_hears_the_notice(rig) -> None:

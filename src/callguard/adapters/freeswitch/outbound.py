@@ -227,13 +227,23 @@ class OutboundCall:
                 self._exit()
                 return
             if isinstance(item, _Exit):
+                # Closed for business first: anything the engine sends from now on bounces
+                # back to it (a stop goes over the event socket instead), never lost.
+                self.finished = True
                 self._exit()
+                self._bounce_queued("channel left the outbound socket")
                 return
             if self.hung_up or not self.session.connected:
                 if item.on_failure:
                     item.on_failure("channel hung up")
                 continue
             self._run_app(item)
+
+    def _bounce_queued(self, why: str) -> None:
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, _App) and item.on_failure is not None:
+                item.on_failure(why)
 
     def _run_app(self, item: _App) -> None:
         waiter = gevent.event.AsyncResult()
