@@ -213,6 +213,8 @@ class FreeSwitchListener:
         if self.desk is not None:
             await self.desk.aclose()  # a charge in flight is never abandoned half-way
         await self._stop_unsupervised_recordings()  # while the event socket is still up
+        if self.inbound is not None:
+            self.inbound.close()  # nothing after the stops' confirmations: the calls are no longer ours
         for task in (*self._tasks, *self._checks):
             task.cancel()
         for task in (*self._tasks, *self._checks):
@@ -220,8 +222,6 @@ class FreeSwitchListener:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
-        if self.inbound is not None:
-            self.inbound.close()
         if self.outbound is not None:
             # Parked calls go back to their dialplan undecided: with nobody left to
             # mask a recording, the fail-closed path (notice, no recording) is the safe one.
