@@ -115,6 +115,7 @@ class AmiProtocol(asyncio.Protocol):
         self._agi_channels: dict[str, set[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.banner: asyncio.Future[str] | None = None
+        self._awaiting_banner = True
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -136,8 +137,10 @@ class AmiProtocol(asyncio.Protocol):
                       "host/port point at Asterisk's manager interface)", where, exc)
             self.abort()
             return
-        if self.banner is not None and not self.banner.done() and self.parser.banner is not None:
-            self.banner.set_result(self.parser.banner)
+        if self._awaiting_banner and self.parser.banner is not None:
+            self._awaiting_banner = False
+            if self.banner is not None and not self.banner.done():
+                self.banner.set_result(self.parser.banner)
         if not messages:
             return
         now = self.clock()

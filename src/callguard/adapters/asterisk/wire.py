@@ -55,6 +55,7 @@ most :data:`MAX_CACHED_NAMES` event names.  Crossing a bound raises
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Callable, Iterable, Mapping  # noqa: F401 (Mapping: annotations)
 
@@ -65,6 +66,9 @@ _FOLLOWS = "Response: Follows"
 _END_COMMAND = "--END COMMAND--"
 #: The header lines manager.c writes before a Follows response's output.
 _FOLLOWS_HEADERS = ("Privilege: ", "ActionID: ")
+#: ``line -> [name, value]`` at the first ": " (in C, for ``map``)
+_AT_FIRST_SEPARATOR = operator.methodcaller("split", ": ", 1)
+_SLOT_DEFAULTS = {"received_at": 0.0, "body": ""}
 
 #: A peer that sends this much without ending a message is not speaking AMI
 #: (or is hostile); we drop the connection instead of buffering forever.
@@ -101,9 +105,11 @@ class AmiMessage(dict):
     when the bytes arrived; :attr:`at` prefers the PBX's own ``Timestamp``.
     """
 
-    #: Class-level defaults: no ``__init__`` to run per message (hot path).
-    received_at: float = 0.0
-    body: str = ""
+    # Slots, not an instance dict: one store per message on the hot path.  Unset
+    # ones read as their defaults (see __getattr__), so no __init__ runs either.
+    __slots__ = ("received_at", "body")
+    received_at: float
+    body: str
 
     @property
     def name(self) -> str:
@@ -160,6 +166,8 @@ class AmiMessage(dict):
         return default
 
     def __getattr__(self, attr: str) -> str:
+        if attr in _SLOT_DEFAULTS:
+            return _SLOT_DEFAULTS[attr]  # type: ignore[return-value]
         # panoramisk compatibility: ``event.channel`` / ``event.Channel``.
         if attr.startswith("__"):
             raise AttributeError(attr)
@@ -173,22 +181,19 @@ class AmiMessage(dict):
 
 def parse_message(text: str) -> AmiMessage:
     """One message (its lines, without the empty line that ends it) -> :class:`AmiMessage`."""
-    msg = AmiMessage()
+    lines = text.split("\r\n")
     if not text.startswith(_FOLLOWS):
-        lines = text.split("\r\n")
         try:
             # Quick path: every line has ": " and no name repeats or is empty.
-            msg.update([line.split(": ", 1) for line in lines])  # type: ignore[misc]
+            msg = AmiMessage(map(_AT_FIRST_SEPARATOR, lines))
         except ValueError:  # a line without ": "
             pass
         else:
             if len(msg) == len(lines) and "" not in msg:
                 return msg
-        msg.clear()
-    else:
-        lines = text.split("\r\n")
-        if lines[0] == _FOLLOWS:
-            return _parse_follows(lines, msg)
+    elif lines[0] == _FOLLOWS:
+        return _parse_follows(lines, AmiMessage())
+    msg = AmiMessage()
     body = [line for line in lines if not _add_header(msg, line)]
     if body:
         msg.body = "\n".join(body)
@@ -224,6 +229,21 @@ def _parse_follows(lines: list[str], msg: AmiMessage) -> AmiMessage:
 def parse_block(block: bytes) -> AmiMessage:
     """Decode one message (bytes between two blank lines) into an :class:`AmiMessage`."""
     return parse_message(block.decode("utf-8", "replace"))
+
+
+def _names_event_or_response(text: str) -> bool:
+    """Would :func:`parse_message` give ``text`` an ``Event`` or a ``Response`` header?
+
+    A line names one when it starts ``Event: `` / ``Response: `` (the name
+    ends at the first ``": "``) or is exactly ``Event:`` / ``Response:``.
+    """
+    for name in ("Event:", "Response:"):
+        if text.startswith(name + " ") or f"\r\n{name} " in text:
+            return True
+        if text == name or text.startswith(name + "\r\n") or text.endswith("\r\n" + name) \
+                or f"\r\n{name}\r\n" in text:
+            return True
+    return False
 
 
 class AmiParser:
@@ -334,12 +354,11 @@ class AmiParser:
                     skipped += 1
                     self._garbage_run = 0
                     continue
-            msg = parse_message(piece)
-            if "Event" in msg or "Response" in msg:
-                self._garbage_run = 0
-                out.append(msg)
-            else:
-                self._not_a_message(piece)
+            elif not piece.startswith("Response: ") and not _names_event_or_response(piece):
+                self._not_a_message(piece)  # decided without building it
+                continue
+            self._garbage_run = 0
+            out.append(parse_message(piece))
         self.skipped += skipped
         self.parsed += len(out)
         return out
