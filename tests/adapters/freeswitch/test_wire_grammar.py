@@ -9,6 +9,8 @@ give the same answer before and after the dict is built.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +133,42 @@ def test_real_captures_any_chunking_match_the_reference(path, points: list[int])
     frames = [f for chunk in _chunks(data, [p * 53 for p in points]) for f in parser.feed(chunk)]
     assert not expected.error and expected.resyncs == parser.resyncs == 0
     _check(frames, expected.frames)
+
+
+# -- the ESL case of issue 18, on captures (see captures/README.md) ---------------------------------
+
+CAPTURES = Path(__file__).parent / "captures"
+
+
+def _every_split(data: bytes) -> list[Frame]:
+    """The frames, checked to be the same whole, in 1-byte reads, and by the reference."""
+    whole = ESLParser().feed(data)
+    parser = ESLParser()
+    bytewise = [f for i in range(len(data)) for f in parser.feed(data[i:i + 1])]
+    expected = read_stream(data)
+    _check(whole, expected.frames)
+    _check(bytewise, expected.frames)
+    return whole
+
+
+def test_reply_text_with_a_colon_then_a_line_without_one_reads_the_same_every_way():
+    weird, colon = _every_split(server_bytes(CAPTURES / "freeswitch1_10_getvar_multiline.outbound.esl"))
+    assert weird.headers.get("Reply-Text") == "-ERR no: such"  # in place
+    assert dict(weird.headers) == {"Content-Type": "command/reply", "Reply-Text": "-ERR no: such"}
+    assert weird.headers.get("Reply-Text") == "-ERR no: such"  # and again once the dict exists
+    assert weird.reply_text == "-ERR no: such" and not weird.ok()
+    assert colon.headers.decoded() == {"Content-Type": "command/reply", "Reply-Text": "a:b: c"}
+    assert colon.headers.get("a") is None and colon.headers.get("a:b") is None
+
+
+def test_bgapi_reply_and_background_job_from_a_real_freeswitch():
+    frames = _every_split(server_bytes(CAPTURES / "freeswitch1_10_bgapi_reply_text.inbound.esl"))
+    replies = [f for f in frames if f.content_type == "command/reply"]
+    job = next(f for f in frames if f.is_event)
+    bgapi = next(f for f in replies if f.reply_text.startswith("+OK Job-UUID: "))
+    uuid = bgapi.headers["Job-UUID"]
+    assert bgapi.reply_text == f"+OK Job-UUID: {uuid}" and dict(bgapi.headers)["Reply-Text"] == bgapi.reply_text
+    assert job.event.name == "BACKGROUND_JOB" and job.event.get("Job-UUID") == uuid
+    assert job.event.text.startswith("UP 0 years") and "FreeSWITCH (Version 1.10.12" in job.event.text
+    assert "Current Stack Size/Max" not in job.event.headers  # body lines are not headers
+    assert job.event.headers.decoded()["Job-Command"] == "status"
