@@ -2,9 +2,8 @@
 
 This process runs the production listener (AMI client, engine, SQLite
 ledger) with the console served from its event loop, exactly as
-``callguard run asterisk`` with ``[web] enabled``; FakeAsterisk runs on its
-own thread and loop (like a PBX next door; it shares this interpreter, so
-the figures are pessimistic).  1,000 calls are placed, consent and are
+``callguard run asterisk`` with ``[web] enabled``; FakeAsterisk runs in its
+own process (like a PBX next door).  1,000 calls are placed, consent and are
 recorded.  Then a separate client *process* (a CRM, the CLI) sends
 ``POST /api/v1/calls/<id>/pause`` and ``/resume`` with an API token, one at
 a time over a kept-alive connection, and times each request: the API
@@ -42,6 +41,30 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(ordered) * 1000}
 
 
+def pbx_process(conn, calls: int) -> None:
+    """FakeAsterisk in its own process: place the calls, consent, report their ids, serve until told."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    asyncio.run(_pbx_main(conn, calls))
+
+
+async def _pbx_main(conn, n_calls: int) -> None:
+    from callguard.testing.fake_asterisk import FakeAsterisk
+
+    loop = asyncio.get_running_loop()
+    # noise off and a lenient heartbeat: setting up 1,000 calls on a small machine is not what we measure
+    async with FakeAsterisk(secret="bench", default_prompt_s=0.01, noise=False, heartbeat_stale_s=3600) as pbx:
+        conn.send(pbx.port)
+        await loop.run_in_executor(None, conn.recv)  # "place the calls"
+        placed = []
+        for i in range(n_calls):
+            placed.append(pbx.place_call(f"+1415555{i:04d}", "Bench", agent=False))
+            if i % 10 == 9:
+                await asyncio.sleep(0.05)
+        await asyncio.gather(*(c.answer_prompt("1", timeout=300) for c in placed))
+        conn.send([c.linkedid for c in placed])
+        await loop.run_in_executor(None, conn.recv)  # "done"
+
+
 def client(url: str, token: str, call_ids: list[str], requests: int, out: "mp.Queue[list[float]]") -> None:
     """The API client, in its own process: sequential pause/resume requests, each timed."""
     import httpx
@@ -67,15 +90,17 @@ async def run(calls: int, requests: int) -> None:
     from callguard.config import parse_config
     from callguard.core.prompts import StaticPrompts
     from callguard.ledger import Ledger
-    from callguard.testing.fake_asterisk import FakeAsteriskThread
     from callguard.web.server import serve_console
     from callguard.web.users import Credentials
 
     tmp = Path(tempfile.mkdtemp(prefix="callguard-bench-api-"))
-    ctl = FakeAsteriskThread(secret="bench", default_prompt_s=0.01)
-    pbx = ctl.start()
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    pbx_proc = ctx.Process(target=pbx_process, args=(child, calls), daemon=True)
+    pbx_proc.start()
+    pbx_port = await asyncio.to_thread(parent.recv)
     config = parse_config({
-        "asterisk": {"port": pbx.port, "secret": "bench", "heartbeat_interval_s": 1.0, "action_timeout_ms": 5000},
+        "asterisk": {"port": pbx_port, "secret": "bench", "heartbeat_interval_s": 1.0, "action_timeout_ms": 5000},
         "recording": {"confirm_timeout_ms": 2000, "start_timeout_ms": 10000},
         "consent": {"timeout_ms": 20000},
         "policy": {"home": "US-NY", "default_regime": "one-party"},
@@ -95,16 +120,14 @@ async def run(calls: int, requests: int) -> None:
         async with serve_console(config, engine, console_probe(running), pbx="asterisk", port=0) as console:
             print(f"placing {calls} calls ...", flush=True)
 
-            async def place_all() -> list[str]:
-                placed = [pbx.place_call(f"+1415555{i:04d}", "Bench", agent=False) for i in range(calls)]
-                await asyncio.gather(*(c.answer_prompt("1", timeout=120) for c in placed))
-                return [c.linkedid for c in placed]
-
-            call_ids = await asyncio.to_thread(ctl.call, place_all)
+            parent.send("place")
+            call_ids = await asyncio.to_thread(parent.recv)
             t0 = time.monotonic()
             while sum(1 for s in list(engine.sessions.values()) if s.state.value == "recording") < calls:
                 if time.monotonic() - t0 > 300:
-                    raise SystemExit("calls did not all reach 'recording' within 5 minutes")
+                    from collections import Counter
+                    states = Counter(s.state.value for s in list(engine.sessions.values()))
+                    raise SystemExit(f"calls did not all reach 'recording' within 5 minutes: {dict(states)}")
                 await asyncio.sleep(0.1)
             ledger.flush(60)
             print(f"{len(engine.sessions)} live recorded calls", flush=True)
@@ -127,7 +150,8 @@ async def run(calls: int, requests: int) -> None:
     finally:
         await running.stop()
         ledger.close(30)
-        ctl.stop()
+        parent.send("done")
+        await asyncio.to_thread(pbx_proc.join, 30)
     d, a = percentiles(direct), percentiles(api)
     print(f"\n{requests} pause/resume requests over {calls} live recorded calls (FakeAsterisk, same host)")
     print(f"{'':32} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}  (ms)")
