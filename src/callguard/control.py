@@ -28,12 +28,16 @@ import re
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from callguard.core import events as ev
 from callguard.core.commands import LedgerEntry
 from callguard.core.session import CallSession, State
 from callguard.runtime import Engine
+
+if TYPE_CHECKING:
+    from callguard.payments.capture import Progress
+    from callguard.payments.desk import PaymentDesk
 
 #: States in which the PBX has not yet confirmed what the engine asked for.
 PENDING = frozenset({State.STARTING, State.MUTING, State.UNMUTING})
@@ -66,6 +70,10 @@ class CallNotFound(ControlError):
 
 class NotYourCall(ControlError):
     """An agent addressed a call none of whose legs is one of their endpoints."""
+
+
+class CardPaymentRefused(ControlError):
+    """A card payment cannot start (or be found) on this call; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,11 @@ class CallControl:
     """Live calls of one engine, and the requests users may make on them."""
 
     def __init__(self, engine: Engine, *, confirm_timeout_s: float | None = None,
-                 endpoint_of: Callable[[str], str] = channel_endpoint, clock: Callable[[], float] = time.time):
+                 endpoint_of: Callable[[str], str] = channel_endpoint, clock: Callable[[], float] = time.time,
+                 payments: "PaymentDesk | None" = None):
         self.engine = engine
+        #: card captures the agent never hears (None: [payments] url not set on this listener)
+        self.payments = payments
         self.endpoint_of = endpoint_of
         self.clock = clock
         self.confirm_timeout_s = (confirm_timeout_s if confirm_timeout_s is not None
@@ -268,6 +279,98 @@ class CallControl:
             except asyncio.TimeoutError:
                 return False
 
+    # -- card payments (callguard.payments): the desk runs them, this is the way in ---------
+
+    async def start_card_payment(self, call_id: str, actor: str, *, amount: str | None = None,
+                                 currency: str = "", wait: bool = True) -> dict[str, Any]:
+        """Take a card from the caller's keypad; returns once the call is protected (or the payment ended).
+
+        "Protected" is what the desk waits for before the first prompt: the
+        recording muted and the agent's leg guarded, both confirmed by the PBX.
+        """
+        from callguard.payments.desk import PaymentRefused
+
+        self.call(call_id)  # raises CallNotFound
+        desk = self._desk()
+        try:
+            payment_id = desk.start(call_id, amount=amount, currency=currency, source=ev.Source.API, actor=actor)
+        except PaymentRefused as exc:
+            raise CardPaymentRefused(str(exc)) from None
+        self.requests["card-payment"] = self.requests.get("card-payment", 0) + 1
+        if wait:
+            await self._card_moved(payment_id, desk.settings.arm_timeout_s + CONFIRM_MARGIN_S)
+        return self.card_payment(payment_id)
+
+    def cancel_card_payment(self, call_id: str, actor: str) -> dict[str, Any]:
+        """Cancel the card payment running on ``call_id`` (the caller hears that it was cancelled)."""
+        desk = self._desk()
+        capture = desk.active(call_id)
+        if capture is None:
+            raise CardPaymentRefused(f"no card payment is running on call {call_id!r}")
+        self.requests["card-cancel"] = self.requests.get("card-cancel", 0) + 1
+        desk.cancel(call_id, by=ev.Source.API.value)
+        return self.card_payment(capture.payment_id)
+
+    def card_payment(self, call_or_payment: str) -> dict[str, Any]:
+        """The masked progress of the latest payment of a call (or of one payment), and its result."""
+        from callguard.payments.desk import status
+
+        desk = self._desk()
+        views = desk.hub.latest(call_or_payment)
+        if not views:
+            raise CardPaymentRefused(f"no card payment known for {call_or_payment!r} on this listener")
+        payment_id = views[-1].payment_id
+        return {"payment_id": payment_id, "call_id": views[-1].call_id, **status(desk, payment_id)}
+
+    def card_views(self) -> "list[Progress]":
+        """The latest masked view of every payment the desk remembers."""
+        return self._desk().hub.latest()
+
+    def subscribe_card_progress(self, maxsize: int = 1000) -> "tuple[asyncio.Queue[Progress | None], Callable[[], None]]":
+        """A queue of every masked progress change from now on, and the function that stops it.
+
+        A subscriber that falls ``maxsize`` behind is cut off with ``None``.
+        """
+        queue: asyncio.Queue[Progress | None] = asyncio.Queue(maxsize)
+        holder: list[Callable[[], None]] = []
+
+        def push(progress: "Progress") -> None:
+            try:
+                queue.put_nowait(progress)
+            except asyncio.QueueFull:
+                holder[0]()
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+        holder.append(self._desk().hub.subscribe(push))
+        return queue, holder[0]
+
+    def _desk(self) -> "PaymentDesk":
+        if self.payments is None:
+            raise CardPaymentRefused("this listener takes no card payments: set [payments] url in callguard.toml "
+                                     "and restart it (README, 'Taking payments')")
+        return self.payments
+
+    async def _card_moved(self, payment_id: str, timeout: float) -> None:
+        """Wait until the payment left ARMING (collecting, or ended)."""
+        desk = self._desk()
+        moved = asyncio.get_running_loop().create_future()
+
+        def check(progress: "Progress") -> None:
+            if progress.payment_id == payment_id and progress.phase != "arming" and not moved.done():
+                moved.set_result(None)
+
+        views = desk.hub.latest(payment_id)
+        if views:
+            check(views[-1])
+        stop = desk.hub.subscribe(check)
+        try:
+            await asyncio.wait_for(moved, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            stop()
+
     # -- live updates ---------------------------------------------------------------
 
     def subscribe(self, maxsize: int = 1000) -> asyncio.Queue[Change | None]:
@@ -317,5 +420,5 @@ class CallControl:
             version=live.version if live else 0)
 
 
-__all__ = ["CallControl", "CallNotFound", "CallView", "Change", "ControlError", "NotYourCall", "PartyView",
-           "channel_endpoint"]
+__all__ = ["CallControl", "CallNotFound", "CallView", "CardPaymentRefused", "Change", "ControlError", "NotYourCall",
+           "PartyView", "channel_endpoint"]

@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "Legal holds: keep recordings past their retention while a case needs them."),
     "keys": ("callguard.cli.keys", "keys_group", "Vault key pairs (X25519): generate, import, rotate, list, re-wrap."),
     "ledger": ("callguard.cli.ledger", "ledger_group", "Verify, show and export the evidence ledger."),
+    "payment": ("callguard.cli.payment", "payment_group",
+                "Card payments the agent never hears: start, cancel, show, watch (through the listener's API)."),
     "policy": ("callguard.cli.policy", "policy_group", "Inspect the consent policy."),
     "prompts": ("callguard.cli.prompts", "prompts_group",
                 "IVR prompts: catalogue, audio for Asterisk and FreeSWITCH, checks."),

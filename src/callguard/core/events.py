@@ -219,6 +219,7 @@ class CaptureStarted(Event):
     operation: str = "charge"  #: charge | tokenize
     amount: str = ""
     currency: str = ""
+    actor: str = ""  #: the authenticated user behind an API request
 
 
 @dataclass(frozen=True, slots=True)

@@ -481,7 +481,7 @@ class CallSession:
         self.flags.capture = event.payment_id
         self._log(out, "payment-started", event.at, source=event.source.value, state=self.state.value,
                   payment_id=event.payment_id, capture=True, staff_leg=event.staff_leg, operation=event.operation,
-                  amount=event.amount or None, currency=event.currency or None)
+                  amount=event.amount or None, currency=event.currency or None, **_actor(event))
         return self._mute_change(was)
 
     def _on_capture_ended(self, event: ev.CaptureEnded, out: list[Command]) -> Input:
@@ -766,7 +766,8 @@ _RECORDING_AT_HANGUP = {
 _CANCEL_ALL = (CancelTimer(START_TIMER), CancelTimer(CONFIRM_TIMER), CancelTimer(AUTO_RESUME_TIMER))
 
 
-def _actor(event: ev.PauseRequested | ev.ResumeRequested | ev.PaymentStarted | ev.PaymentEnded) -> dict[str, str]:
+def _actor(event: ev.PauseRequested | ev.ResumeRequested | ev.PaymentStarted | ev.PaymentEnded
+           | ev.CaptureStarted) -> dict[str, str]:
     """``{"user": ...}`` for a request an authenticated user made through the API, else nothing."""
     return {"user": event.actor} if event.actor else {}
 

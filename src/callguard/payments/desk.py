@@ -118,7 +118,7 @@ class PaymentDesk:
     # -- starting and stopping -----------------------------------------------------------------
 
     def start(self, call_id: str, *, amount: str | Decimal | None = None, currency: str = "",
-              source: ev.Source = ev.Source.API, staff_leg: str = "") -> str:
+              source: ev.Source = ev.Source.API, staff_leg: str = "", actor: str = "") -> str:
         """Begin a card capture on a live call; returns the payment id.
 
         Raises :class:`PaymentRefused` when the call is unknown, not past its
@@ -146,7 +146,7 @@ class PaymentDesk:
         self.payments[payment_id] = payment
         self._by_call[call_id] = payment_id
         self.engine.feed(call_id, ev.CaptureStarted(now, payment_id, source, staff, capture.operation,
-                                                    "" if value is None else str(value), code))
+                                                    "" if value is None else str(value), code, actor))
         self._run(payment, capture.start())
         self._check_protected(payment, session)
         return payment_id

@@ -59,6 +59,9 @@ def create_app(console: Console, metrics: ConsoleMetrics | None = None) -> FastA
                        https_only=web.cookie_secure)
     require = requirer(console.config, console.credentials)
     app.include_router(calls_router(console, require))
+    from callguard.web.api_payments import payments_router
+
+    app.include_router(payments_router(console, require))
     from callguard.web.api_evidence import evidence_router
     from callguard.web.pages import pages_router, static_files
 

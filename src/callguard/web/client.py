@@ -10,7 +10,7 @@ user) as the console's buttons.  URL and token come from ``[web] url`` (or
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterator, NoReturn
 
 import httpx
 
@@ -66,6 +66,10 @@ class ConsoleClient:
                            f"running with [web] enabled = true, and [web] url right?") from None
         if response.is_success:
             return response.json()
+        self._raise(response, method, path)
+
+    @staticmethod
+    def _raise(response: httpx.Response, method: str, path: str) -> NoReturn:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
@@ -92,6 +96,40 @@ class ConsoleClient:
 
     def cancel_payment(self, call_id: str = "current") -> dict[str, Any]:
         return self.request("POST", f"/calls/{_seg(call_id)}/payment/cancel")
+
+    # -- card payments the agent never hears ---------------------------------------------
+
+    def start_card_payment(self, call_id: str = "current", amount: str | None = None,
+                           currency: str = "") -> dict[str, Any]:
+        return self.request("POST", f"/calls/{_seg(call_id)}/card-payment",
+                            json={"amount": amount, "currency": currency})
+
+    def cancel_card_payment(self, call_id: str = "current") -> dict[str, Any]:
+        return self.request("POST", f"/calls/{_seg(call_id)}/card-payment/cancel")
+
+    def card_payment(self, call_id: str = "current") -> dict[str, Any]:
+        return self.request("GET", f"/calls/{_seg(call_id)}/card-payment")
+
+    def watch_card_payments(self, call_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Masked progress as the listener publishes it (Server-Sent Events), until the stream ends."""
+        from httpx_sse import SSEError, connect_sse
+
+        params = {"call": call_id} if call_id else {}
+        try:
+            with connect_sse(self._http, "GET", "/api/v1/card-payments/events", params=params,
+                             timeout=httpx.Timeout(10.0, read=None)) as source:
+                if not source.response.is_success:
+                    source.response.read()
+                    self._raise(source.response, "GET", "/card-payments/events")
+                for event in source.iter_sse():
+                    if event.event == "progress":
+                        yield event.json()
+                    elif event.event == "resync":
+                        raise ApiError("the watch fell behind the listener; run it again")
+        except SSEError as exc:
+            raise ApiError(f"the listener's event stream is not usable: {exc}") from None
+        except httpx.TransportError as exc:
+            raise ApiError(f"lost the listener's API at {self.base_url} ({exc})") from None
 
 
 def _seg(call_id: str) -> str:

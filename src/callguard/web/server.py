@@ -15,12 +15,15 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from callguard.config import Config
 from callguard.control import CallControl
 from callguard.runtime import Engine
 from callguard.web.probe import ListenerProbe
+
+if TYPE_CHECKING:
+    from callguard.payments.desk import PaymentDesk
 
 log = logging.getLogger("callguard.web")
 
@@ -46,8 +49,11 @@ class RunningConsole:
 
 @contextlib.asynccontextmanager
 async def serve_console(config: Config, engine: Engine, probe: ListenerProbe, *, pbx: str = "",
-                        port: int | None = None) -> AsyncIterator[RunningConsole]:
-    """Run the console for ``engine`` while the block runs (``port=0``: any free port, for tests)."""
+                        port: int | None = None, payments: "PaymentDesk | None" = None) -> AsyncIterator[RunningConsole]:
+    """Run the console for ``engine`` while the block runs (``port=0``: any free port, for tests).
+
+    ``payments``: the listener's card payment desk, if it takes card payments.
+    """
     import uvicorn
 
     from callguard.web.app import create_app
@@ -56,7 +62,7 @@ async def serve_console(config: Config, engine: Engine, probe: ListenerProbe, *,
     from callguard.web.users import Credentials, CredentialsError
 
     web = config.web
-    control = CallControl(engine)
+    control = CallControl(engine, payments=payments)
     credentials = Credentials(web.credentials)
     try:
         credentials.users()
@@ -118,14 +124,15 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listener_service(config: Config, engine: Engine, probe: ListenerProbe,
-                           pbx: str) -> AsyncIterator[RunningConsole | None]:
+async def listener_service(config: Config, engine: Engine, probe: ListenerProbe, pbx: str,
+                           payments: "PaymentDesk | None" = None) -> AsyncIterator[RunningConsole | None]:
     """What a started listener runs beside its calls: the console when ``[web] enabled``, and
     systemd's READY/WATCHDOG/STOPPING (after the console is listening, so "ready" means all of it)."""
     from callguard.systemd import service_notifications
 
     async with contextlib.AsyncExitStack() as stack:
-        running = (await stack.enter_async_context(serve_console(config, engine, probe, pbx=pbx))
+        running = (await stack.enter_async_context(serve_console(config, engine, probe, pbx=pbx,
+                                                                  payments=payments))
                    if config.web.enabled else None)
         status = f"serving {pbx}" + (f"; console on {running.url}" if running else "")
         await stack.enter_async_context(service_notifications(status))

@@ -128,7 +128,7 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
         console = contextlib.AsyncExitStack()
         try:
             await console.enter_async_context(listener_service(config, running.engine, console_probe(running),
-                                                                 "asterisk"))
+                                                                 "asterisk", payments=running.desk))
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), stats_every_s)

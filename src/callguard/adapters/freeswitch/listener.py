@@ -859,7 +859,7 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
         console = contextlib.AsyncExitStack()
         try:
             await console.enter_async_context(listener_service(config, listener.engine, _probe(listener),
-                                                                 "freeswitch"))
+                                                                 "freeswitch", payments=listener.desk))
             while not stop.is_set():
                 await asyncio.wait({stopped, listener.refused}, timeout=stats_every_s,
                                    return_when=asyncio.FIRST_COMPLETED)
