@@ -10,9 +10,10 @@ to the PBX or the ledger directly.
 
 It also keeps the live view: the engine calls :meth:`CallControl.observe`
 with every ledger entry (``Engine.observers``), right after the session
-moved, so a PBX-confirmed change (``recording-muted``) reaches waiting API
-calls and live-update subscribers in the same loop iteration that read it
-off the wire - no polling.  Everything runs on the engine's thread (the
+moved; a PBX-confirmed change (``recording-muted``) reaches waiting API
+calls and live-update subscribers in a callback queued right behind the
+event that carried it - no polling, and nothing added before the PBX
+commands of that event (a hotkey's mute is not delayed by the console).  Everything runs on the engine's thread (the
 asyncio loop both listeners run the engine on).
 
 Ownership ("agents act only on their own calls") is decided from the PBX's
@@ -156,6 +157,9 @@ class CallControl:
         self.confirm_timeout_s = (confirm_timeout_s if confirm_timeout_s is not None
                                   else max(engine.settings.confirm_timeout_s, engine.settings.start_timeout_s))
         self._live: dict[str, _Live] = {}
+        self._loop = asyncio.get_running_loop()
+        self._dirty: dict[str, tuple[str, _Live]] = {}
+        self._flush_scheduled = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._subscribers: set[asyncio.Queue[Change | None]] = set()
         #: counters for /metrics: requests by action, and API pause->confirmed latencies
@@ -165,7 +169,15 @@ class CallControl:
     # -- the engine's side ------------------------------------------------------
 
     def observe(self, entry: LedgerEntry) -> None:
-        """Every ledger entry of every call (engine thread): update, wake waiters, publish."""
+        """Every ledger entry of every call (engine thread): note it now, publish after the event.
+
+        This runs inside ``Engine.feed``, before the commands that follow
+        the entry (a pause's ``pause-requested`` comes before its mute), so
+        it only does bookkeeping; building views, waking waiters and
+        publishing happen in a callback right after the event was handled.
+        The call's last view is built here only at its hangup (the session
+        is forgotten when the event is done).
+        """
         live = self._live.get(entry.call_id)
         if live is None:
             live = self._live[entry.call_id] = _Live()
@@ -180,15 +192,26 @@ class CallControl:
             live.paused_since = entry.at
         elif not wanted:
             live.paused_since = None
-        ended = kind == "hangup" or session is None or session.finished
-        view = self._view(entry.call_id, session, live, ended=ended)
-        live.last = view
-        if ended:
+        if kind == "hangup" or session is None or session.finished:
+            live.last = self._view(entry.call_id, session, live, ended=True)
             self._live.pop(entry.call_id, None)
-        for waiter in self._waiters.pop(entry.call_id, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-        self._publish(Change(entry.call_id, kind, view))
+        self._dirty[entry.call_id] = (kind, live)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Publish what changed since the last flush: one view per call, waiters woken."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, {}
+        for call_id, (kind, live) in dirty.items():
+            session = self.engine.session(call_id)
+            view = live.last if session is None and live.last is not None else self._view(call_id, session, live)
+            live.last = view
+            for waiter in self._waiters.pop(call_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._publish(Change(call_id, kind, view))
 
     # -- queries ------------------------------------------------------------------
 
@@ -398,7 +421,7 @@ class CallControl:
 
     def _view(self, call_id: str, session: CallSession | None, live: _Live | None, *,
               ended: bool = False) -> CallView:
-        if session is None:
+        if session is None:  # gone: its last view, as an ended call
             assert live is not None and live.last is not None
             return replace(live.last, ended=True, state=State.ENDED.value)
         parties = tuple(
