@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ _PIECES = [
     b"ActionID: 7\r\n", b"\r\nActionID: 8", b"--END COMMAND--", b"--END COMMAND--\r\n\r\n", b"\r\n", b"\r\n\r\n",
     b": ", b":", b" ", b"\r", b"\n", b"Name", b"VarSet", b"UserEvent", b"Newexten", b"Hangup",
     b"System uptime: 46 minutes, 30 seconds\n", b"ChanVariable(IAX2/10.0.0.1:4569-1234): ", b"My Key: ",
-    "José".encode(), b"\xc3", b"\xa9", b"\xe2\x82", b"\xff", b"Asterisk Call Manager/11.0.0\r\n",
+    "José".encode(), b"\xc3", b"\xa9", b"\xe2\x82", b"\xff", b"\x01", b"Asterisk Call Manager/11.0.0\r\n",
 ]
 streams = st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=6)), max_size=50).map(b"".join)
 cuts = st.lists(st.integers(min_value=0, max_value=400), max_size=12)
@@ -144,3 +145,17 @@ def test_header_name_with_a_space_is_a_header_whether_or_not_another_header_repe
     assert repeated["My Key"] == "spaced name" and repeated["Dup"] == "1\n2" and repeated.body == ""
     assert single["Sys Info"] == "uptime: 46 minutes, 30 seconds" and single.body == ""
     assert single["Target"] == "IAX2/10.0.0.1:4569-1234"
+
+
+@pytest.mark.parametrize("text", [
+    "a: b\r\nc: d: e", "a: b: c\r\nd", "a\r\nb: c: d", "a: b: c\r\nd\r\ne: f", "a: b\r\n\x01c: d", "a: \x01b\r\nc: d",
+    "a\x01: b\r\nc: d", "Event: X\r\n: y", "Event: X\r\nEvent: Y", "x: 1\r\ny: 2\r\nz",
+])
+def test_quick_path_declines_every_misaligned_message(text: str):
+    """The one-split quick path must never pair names and values across lines."""
+    expected = read_stream(text.encode("utf-8") + b"\r\n\r\n", expect_banner=False)
+    msg = parse_message(text)
+    if expected.garbage:
+        assert "Event" not in msg and "Response" not in msg
+    else:
+        assert [(dict(msg), msg.body)] == expected.messages
