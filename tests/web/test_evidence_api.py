@@ -54,3 +54,30 @@ async def test_timeline_verify_holds_and_dsar(console_rig: ConsoleRig, tmp_path:
         # the legal hold keeps the recording: erase says so instead of deleting it
         assert recording_id in json.dumps(erased)
         assert (await cora.get(f"/api/v1/ledger/calls/no-such-call")).status_code == 404
+
+
+async def test_dsar_queue_page_opens_and_exports_a_request(console_rig: ConsoleRig, tmp_path: Path):
+    import re
+
+    call_id, _ = await stored_recording(console_rig, tmp_path)
+    client, csrf = await console_rig.login("cora")
+    try:
+        forged = await client.post("/dsar", data={"number": "+442079460123", "kind": "access",
+                                                  "reason": "letter of 3 Dec 2026"})
+        assert forged.status_code == 403  # no CSRF token
+        opened = await client.post("/dsar", data={"number": "+442079460123", "kind": "access",
+                                                  "reason": "letter of 3 Dec 2026", "csrf_token": csrf})
+        assert opened.status_code == 303
+        page = await client.get("/dsar", headers={"Accept": "text/html"})
+        assert "DSAR-" in page.text and "1 calls" in page.text
+        request_id = re.search(r'action="/dsar/(\d+)/answer"', page.text).group(1)
+        bundle = await client.post(f"/dsar/{request_id}/answer", data={"action": "export", "csrf_token": csrf,
+                                                                     "reason": "answering the request"})
+        assert bundle.status_code == 200 and bundle.content[:2] == b"PK"
+        short = await client.post(f"/dsar/{request_id}/answer", data={"action": "export", "csrf_token": csrf,
+                                                                    "reason": "why"}, headers={"Accept": "text/html"})
+        assert short.status_code == 400 and "reason" in short.text  # a readable error page
+    finally:
+        await client.aclose()
+    exports = [e for e in access_log(console_rig) if e["action"] == "dsar-export" and e["outcome"] == "granted"]
+    assert [(e["actor"], e["reason"]) for e in exports] == [("cora", "answering the request")]

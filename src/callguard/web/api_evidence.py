@@ -14,7 +14,6 @@ recording is never held in memory and never written to disk.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import shutil
 import tempfile
@@ -104,6 +103,22 @@ def stream_recording(console: Console, user: str, recording_id: str, reason: str
             item = sink.chunks.get()
 
     return rest()
+
+
+def dsar_zip(console: Console, user: str, request_id: int, reason: str) -> FileResponse:
+    """Export a request's bundle (authorized and logged by the vault) and send it as a zip, then delete it."""
+    from callguard.vault import dsar
+
+    tmp = Path(tempfile.mkdtemp(prefix="callguard-dsar-"))
+    try:
+        bundle = vault_call(lambda: dsar.export_bundle(console.vault(), user, request_id, tmp, reason))
+        archive = shutil.make_archive(str(tmp / bundle.name), "zip", root_dir=tmp, base_dir=bundle.name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FileResponse(archive, media_type="application/zip", filename=Path(archive).name,
+                        headers={"Cache-Control": "no-store"},
+                        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
 
 
 def evidence_router(console: Console, require: Callable[..., Any]) -> APIRouter:
@@ -206,16 +221,7 @@ def evidence_router(console: Console, require: Callable[..., Any]) -> APIRouter:
                  "history) as a zip", response_class=FileResponse)
     def export_dsar(request_id: int, reason: str = Body(..., embed=True),
                     principal: Principal = Depends(require("dsar"))) -> FileResponse:
-        reason = check_reason(reason)
-        tmp = Path(tempfile.mkdtemp(prefix="callguard-dsar-"))
-        try:
-            bundle = vault_call(lambda: dsar.export_bundle(vault(), principal.name, request_id, tmp, reason))
-            archive = shutil.make_archive(str(tmp / bundle.name), "zip", root_dir=tmp, base_dir=bundle.name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return FileResponse(archive, media_type="application/zip", filename=Path(archive).name,
-                            background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
+        return dsar_zip(console, principal.name, request_id, check_reason(reason))
 
     @router.post("/dsar/{request_id}/erase", summary="Erase what may be erased; says what was kept and why")
     def erase_dsar(request_id: int, reason: str = Body(..., embed=True),
@@ -232,4 +238,4 @@ def evidence_router(console: Console, require: Callable[..., Any]) -> APIRouter:
     return router
 
 
-__all__ = ["check_reason", "evidence_router", "stream_recording", "vault_call"]
+__all__ = ["check_reason", "dsar_zip", "evidence_router", "stream_recording", "vault_call"]

@@ -116,7 +116,11 @@ def requirer(config: Config, credentials: Credentials) -> Callable[..., Callable
                                     "'Authorization: Bearer ...' (callguard console token create NAME)",
                                     headers={"WWW-Authenticate": 'Bearer realm="callguard"'})
             if principal.via == "session" and request.method not in SAFE_METHODS:
-                check_csrf(request, request.headers.get(CSRF_HEADER))
+                submitted = request.headers.get(CSRF_HEADER)
+                if submitted is None and request.headers.get("content-type", "").startswith(
+                        ("application/x-www-form-urlencoded", "multipart/form-data")):
+                    submitted = str((await request.form()).get(CSRF_FIELD, ""))  # plain HTML forms
+                check_csrf(request, submitted)
             if permissions and not any(principal.may(p) for p in permissions):
                 raise HTTPException(status.HTTP_403_FORBIDDEN,
                                     f"{principal.name!r} (role {principal.role or 'none'}) may not do this; "

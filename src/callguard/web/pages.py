@@ -177,6 +177,22 @@ def pages_router(console: Console, require: Callable[..., Any]) -> APIRouter:
                                              reason=check_reason(reason)))
         return RedirectResponse("/dsar", status_code=303)
 
+    @router.post("/dsar/{request_id}/answer")
+    def dsar_answer(request: Request, request_id: int, action: str = Form(...), reason: str = Form(...),
+                    csrf_token_field: str = Form("", alias=CSRF_FIELD),
+                    principal: Principal = Depends(require("dsar", page=True))) -> Response:
+        """The queue's Export (a zip download) and Erase (back to the queue with what was done) buttons."""
+        from callguard.vault import dsar
+        from callguard.web.api_evidence import dsar_zip
+
+        check_csrf(request, csrf_token_field)
+        if action == "export":
+            return dsar_zip(console, principal.name, request_id, check_reason(reason))
+        if action != "erase":
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown action {action!r}: export or erase")
+        vault_call(lambda: dsar.erase(console.vault(), principal.name, request_id, check_reason(reason)))
+        return RedirectResponse("/dsar", status_code=303)
+
     @router.get("/audit")
     def audit_page(request: Request, month: str = "",
                    principal: Principal = Depends(require("audit", page=True))) -> HTMLResponse:

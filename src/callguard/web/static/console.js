@@ -46,6 +46,7 @@ function fillRow(row, call) {
   row.querySelector(".rule").textContent = call.regime || "";
   row.querySelector(".decision").textContent = call.decision || "…";
   row.querySelector(".state .badge").textContent = call.state;
+  row.querySelector(".state .reasons").textContent = call.mute_reasons.join(", ");
   const timer = row.querySelector(".timer");
   if (call.paused_since) {
     timer.dataset.since = call.paused_since;
