@@ -28,7 +28,8 @@ from callguard.timeline import summarize
 from callguard.wiring import build_policy, build_prompts, build_session_settings
 
 #: Shipped scenarios the demo plays, in this order.
-DEMO_SCENARIOS = ("consent_payment", "decline", "late_joiner", "withheld_no_input", "no_input_one_party")
+DEMO_SCENARIOS = ("consent_payment", "decline", "late_joiner", "withheld_no_input", "no_input_one_party",
+                  "missed_pause_card")
 
 
 def scenario_dir() -> Path:

@@ -113,6 +113,10 @@ def test_demo_writes_and_verifies_a_real_ledger(runner, tmp_path):
     assert "hash chains verified" in result.output
     for key in ("consent_payment", "decline", "late_joiner"):
         assert key in result.output
+    # The missed-pause call: its recording redacted by the transcription stage, the agent named by the audit.
+    out = " ".join(result.output.split())
+    assert "digital silence over" in out and "[card number redacted]" in out
+    assert "ledger: speech-redacted card-number" in out and "audit, missed pauses:" in out and "agent 101" in out
     show = runner.invoke(main, ["ledger", "verify", "--db", url])
     assert show.exit_code == 0, show.output
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from callguard.cli.common import get_config
 from callguard.core.prompts import UnknownPrompt
-from callguard.demo import Backend, run_demo, simulator_backend
+from callguard.demo import Backend, DemoReport, run_demo, simulator_backend
 from callguard.ledger import LedgerError
 
 
@@ -79,10 +80,11 @@ def demo_command(ctx: click.Context, db_url: str | None, backend: str, console: 
     console.print(f"ledger {report.ledger_url}: hash chains {'verified' if report.verify.ok else 'FAILED'} ({chains})")
     for problem in report.verify.problems:
         console.print(f"  - {problem}")
+    card_ok = _card_demo(console, report)
     # Plain echo: rich would wrap a long command at the terminal width, breaking copy and paste.
     click.echo(f"see one call's evidence: {_this_program()} ledger show {report.calls[0].call_id} "
                f"--db {shlex.quote(report.ledger_url)}")
-    if not report.ok:
+    if not report.ok or not card_ok:
         raise click.ClickException("the demo did not produce the expected evidence (see above)")
 
 
@@ -118,3 +120,27 @@ def _console_demo(config, port: int, open_browser: bool) -> None:  # type: ignor
     except KeyboardInterrupt:
         pass
     logging.shutdown()
+
+
+def _card_demo(console: Console, report: DemoReport) -> bool:
+    """The missed-pause call's recording through transcription and redaction (README: Transcripts)."""
+    call = next((c for c in report.calls if c.key == "missed_pause_card"), None)
+    if call is None or not call.facts.get("recorded") or not report.ledger_url.startswith("sqlite"):
+        return True
+    from callguard.transcripts.demo import run_card_demo
+
+    console.print(f"missed pause: {call.call_id} - the agent forgot to pause and the caller read a test card "
+                  f"number; its recording through the vault's transcription stage (PocketSphinx, local):")
+    card = run_card_demo(report.ledger_url, call.call_id)
+    if card.problem:
+        console.print(f"  [FAILED] {card.problem}")
+        return False
+    span = f"{card.span[0]:.2f}-{card.span[1]:.2f} s" if card.span else "none"
+    console.print(f"  stored recording {card.recording_id}: {'digital silence' if card.silent else 'NOT SILENT'} "
+                  f"over {span}")
+    console.print(f"  transcript: {escape(card.transcript)}")
+    console.print("  ledger: " + ("; ".join(f"speech-redacted {f['kind']} {f['start_s']}-{f['end_s']} s"
+                                            for f in card.findings) or "no finding"))
+    for m in card.missed_pauses:
+        console.print(f"  audit, missed pauses: {m['week']} agent {m['agent']}: {m['calls']} call(s)")
+    return card.ok
