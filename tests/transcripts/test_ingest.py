@@ -116,3 +116,33 @@ def test_no_transcription_where_the_notice_does_not_declare_it(cli, card_call_wa
     assert not any(e.kind.startswith("transcript") or e.kind == "speech-redacted" for e in _entries(cli, call))
     with Vault.open(load_config(cli.tmp / "callguard.toml")) as vault, vault.session() as session:
         assert session.scalars(select(Transcript)).all() == []
+
+
+AGENT = ("party-joined", 0.5, {"staff": True, "announceable": False,
+                               "party": {"channel": "PJSIP/agent-101-0001", "number": "101", "role": "agent"}})
+
+
+def test_audit_names_the_agent_who_missed_the_pause_and_transcripts_no_notice_covered(cli, card_call_wav):
+    call = "call-card-3"
+    entries = call_entries(call, NUMBER, T0, duration=40.0, extra=[AGENT])
+    write_ledger(load_config(cli.tmp / "callguard.toml"), entries)
+    (cli.tmp / "spool").mkdir(exist_ok=True)
+    wav = Path(shutil.copy(card_call_wav, cli.tmp / "spool" / f"callguard-{call}.wav"))
+    cli("vault", "ingest", str(wav), "--call", call, "--as", ME)
+
+    report = cli("audit", "--month", "2026-10", "--no-chain-check", "--as", "alice").output
+    assert "[FAIL] No card data spoken while the recording ran (missed pauses) (missed-pause): 1" in report
+    assert f"{call}" in report and "agent 101" in report
+    assert "Missed pauses (card data spoken while recording), per agent and week:" in report
+    assert f"2026-W44  agent 101: 1 call(s): {call}" in report
+    assert "[PASS] Transcripts only where the notice and purpose declare transcription" in report
+
+    # The site changes its notice wording: the stored transcript is no longer covered, and the audit says so.
+    cli.reconfigure({"purposes": ["qa"], "notice_prompts": ["notice-transcribed"]})
+    report = cli("audit", "--month", "2026-10", "--no-chain-check", "--as", "alice", "--strict", code=1).output
+    assert "[FAIL] Transcripts only where the notice and purpose declare transcription (transcript-not-covered): 1" \
+        in report
+    assert f"- {call}" in report and "notice notice does not tell callers about transcription" in report
+    leaks_out = cli("leaks", "--month", "2026-10", "--as", "alice").output
+    assert f"{call}  speech card-number" in leaks_out and "redacted in the stored audio" in leaks_out
+    assert "2026-10: 1 leak(s): 0 by keypad, 1 spoken" in leaks_out or "leak(s): 0 by keypad" in leaks_out

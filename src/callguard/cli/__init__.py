@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "hold": ("callguard.cli.retention", "hold_group",
              "Legal holds: keep recordings past their retention while a case needs them."),
     "keys": ("callguard.cli.keys", "keys_group", "Vault key pairs (X25519): generate, import, rotate, list, re-wrap."),
+    "leaks": ("callguard.cli.leaks", "leaks_command",
+              "One report of keypad tones left audible and card data spoken while recording (spans, never digits)."),
     "ledger": ("callguard.cli.ledger", "ledger_group", "Verify, show and export the evidence ledger."),
     "payment": ("callguard.cli.payment", "payment_group",
                 "Card payments the agent never hears: start, cancel, show, watch (through the listener's API)."),

@@ -42,6 +42,7 @@ from callguard.config import Config
 from callguard.ledger.models import Call, LedgerEntryRecord
 from callguard.ledger.queries import StoredEntry
 from callguard.ledger.verify import verify as verify_ledger
+from callguard.transcripts.audit import CHECKS as _TRANSCRIPT_CHECKS
 from callguard.vault.accesslog import verify_log
 from callguard.vault.envelope import VaultError
 from callguard.vault.models import STORED, DsarRequest, Recording, SweepRun
@@ -74,6 +75,7 @@ CHECKS: dict[str, tuple[str, str]] = {
     "access-log-broken": ("Access log hash chain intact", VIOLATION),
     "ledger-broken": ("Ledger hash chains intact", VIOLATION),
     "dsar-overdue": ("Data-subject requests answered within their due date", VIOLATION),
+    **_TRANSCRIPT_CHECKS,
 }
 
 #: A recording running when the caller declines must stop within this many seconds.
@@ -417,6 +419,10 @@ def run_audit(vault: Vault, user: str | None, month: str, *, verify_chains: bool
             notice_offsets.append(stats.notice_offset)
         mute_latencies.extend(stats.mute_latencies)
     _vault_checks(vault, report, start, end, now)
+    from callguard.transcripts.audit import missed_pauses_by_agent_week, spoken_checks
+
+    spoken, missed = spoken_checks(vault, start, end)
+    report.findings.extend(Finding(check, call_id, at, detail) for check, call_id, at, detail in spoken)
     access = _access_checks(vault, report, start, end, limits)
     if verify_chains:
         log = verify_log(vault.engine)
@@ -443,6 +449,7 @@ def run_audit(vault: Vault, user: str | None, month: str, *, verify_chains: bool
         "stored_by_purpose": dict(stored_purposes),
         "sweeps": [{"at": at, "applied": applied, "deleted": deleted} for at, applied, deleted in sweeps],
         "access": access,
+        "missed_pauses": missed_pauses_by_agent_week(missed),
         "mean_notice_offset": statistics.fmean(notice_offsets) if notice_offsets else None,
     }
     vault.record(actor, "audit", month, "monthly audit", "done",
@@ -599,6 +606,10 @@ def render_text(report: AuditReport) -> str:
             lines.append(f"       - {finding.subject}{when}: {finding.detail}")
         if len(findings) > SHOW_PER_CHECK:
             lines.append(f"       ... and {len(findings) - SHOW_PER_CHECK} more (use --json for all)")
+    missed = s.get("missed_pauses") or []
+    lines += ["", "Missed pauses (card data spoken while recording), per agent and week:"]
+    lines += [f"  {m['week']}  agent {m['agent']}: {m['calls']} call(s): {', '.join(m['call_ids'])}" for m in missed] \
+        or ["  none"]
     return "\n".join(lines) + "\n"
 
 
