@@ -149,7 +149,7 @@ def test_header_name_with_a_space_is_a_header_whether_or_not_another_header_repe
 
 @pytest.mark.parametrize("text", [
     "a: b\r\nc: d: e", "a: b: c\r\nd", "a\r\nb: c: d", "a: b: c\r\nd\r\ne: f", "a: b\r\n\x01c: d", "a: \x01b\r\nc: d",
-    "a\x01: b\r\nc: d", "Event: X\r\n: y", "Event: X\r\nEvent: Y", "x: 1\r\ny: 2\r\nz",
+    "a\x01: b\r\nc: d", "Event: X\r\n: y", "Event: X\r\nEvent: Y", "x: 1\r\ny: 2\r\nz", "Event: Event: 0\x01Event: ",
 ])
 def test_quick_path_declines_every_misaligned_message(text: str):
     """The one-split quick path must never pair names and values across lines."""

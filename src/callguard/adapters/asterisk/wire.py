@@ -177,11 +177,30 @@ class AmiMessage(dict):
 
 
 def parse_message(text: str) -> AmiMessage:
-    """One message (its lines, without the empty line that ends it) -> :class:`AmiMessage`."""
-    if not text.startswith(_FOLLOWS):
-        msg = _one_separator_per_line(text)
-        if msg is not None:
-            return msg
+    """One message (its lines, without the empty line that ends it) -> :class:`AmiMessage`.
+
+    The quick path takes a handful of C calls instead of one split per line,
+    for the usual message whose every line holds exactly one ``": "`` and
+    whose names are distinct and not empty.  Each line break becomes
+    ``": \x01"``, so one split at ``": "`` cuts names and values, and the
+    first piece of every line but the first starts with ``\x01``.  If an
+    even number of pieces came out and no value (odd piece) holds a
+    ``\x01``, every line start sits at an even index, which forces exactly
+    one ``": "`` per line: a line with none would shift the next line's
+    start to an odd index, and the counts cannot balance otherwise.  (Text
+    that holds a ``\x01`` of its own could fake a line start: it takes the
+    plain path, like anything else the quick path cannot vouch for.)
+    """
+    if not text.startswith(_FOLLOWS) and "\x01" not in text:
+        parts = text.replace("\r\n", ": \x01").split(": ")
+        if not len(parts) & 1:
+            values = parts[1::2]
+            if "\x01" not in "".join(values):
+                names = "".join(parts[0::2]).split("\x01")
+                if len(names) == len(values):
+                    msg = AmiMessage(zip(names, values))
+                    if len(msg) == len(names) and "" not in msg:
+                        return msg
     lines = text.split("\r\n")
     if lines[0] == _FOLLOWS:
         return _parse_follows(lines, AmiMessage())
@@ -189,33 +208,6 @@ def parse_message(text: str) -> AmiMessage:
     body = [line for line in lines if not _add_header(msg, line)]
     if body:
         msg.body = "\n".join(body)
-    return msg
-
-
-def _one_separator_per_line(text: str) -> AmiMessage | None:
-    """The quick path: every line holds exactly one ``": "``, no name repeats or is empty; else None.
-
-    A handful of C calls instead of one split per line.  Each line break
-    becomes ``": \x01"``, so one split at ``": "`` cuts names and values
-    and the first piece of every line but the first starts with ``\x01``.
-    If an even number of pieces came out and no value (odd piece) holds a
-    ``\x01``, every line start sits at an even index, which forces exactly
-    one ``": "`` per line: a line with none would shift the next start to
-    an odd index, and the counts cannot balance otherwise.  (A raw
-    ``\x01`` in the text only ever makes this decline.)
-    """
-    parts = text.replace("\r\n", ": \x01").split(": ")
-    if len(parts) & 1:
-        return None
-    values = parts[1::2]
-    if "\x01" in "".join(values):
-        return None
-    names = "".join(parts[0::2]).split("\x01")
-    if len(names) != len(values):
-        return None
-    msg = AmiMessage(zip(names, values))
-    if len(msg) != len(names) or "" in msg:
-        return None
     return msg
 
 
@@ -357,30 +349,46 @@ class AmiParser:
         decisions = self._decisions
         skipped = 0
         for piece in pieces:
-            if not piece:
-                continue
-            if piece[0] == "\r" and piece.startswith("\r\n"):  # an odd empty line before it
-                piece = piece[2:]
-            if piece.startswith("Event: "):
-                eol = piece.find("\r\n")
-                name = piece[7:eol] if eol >= 0 else piece[7:]
-                keep = decisions.get(name)
-                if keep is None:
-                    keep = self._decide(name)
-                # Events answering one of our actions (list items, OriginateResponse)
-                # carry ActionID: never drop those, whatever their name.
-                if not keep and "\r\nActionID: " not in piece:
-                    skipped += 1
+            if not piece.startswith("Event: "):
+                if not piece.startswith("Response: "):
+                    piece = self._unusual(piece)
+                    if piece is None:
+                        continue
+                if not piece.startswith("Event: "):
                     self._garbage_run = 0
+                    out.append(parse_message(piece))
                     continue
-            elif not piece.startswith("Response: ") and not _names_event_or_response(piece):
-                self._not_a_message(piece)  # decided without building it
-                continue
             self._garbage_run = 0
-            out.append(parse_message(piece))
+            eol = piece.find("\r\n")
+            name = piece[7:eol] if eol >= 0 else piece[7:]
+            keep = decisions.get(name)
+            if keep is None:
+                keep = self._decide(name)
+            # Events answering one of our actions (list items, OriginateResponse)
+            # carry ActionID: never drop those, whatever their name.
+            if keep or "\r\nActionID: " in piece:
+                out.append(parse_message(piece))
+            else:
+                skipped += 1
         self.skipped += skipped
         self.parsed += len(out)
         return out
+
+    def _unusual(self, piece: str) -> str | None:
+        """A piece that starts with neither ``Event: `` nor ``Response: ``: the message in it, or None.
+
+        An odd empty line before a message is dropped; None for nothing at
+        all (an even run of empty lines) and for a block that is not a
+        message (counted by :meth:`_not_a_message`, without building it).
+        """
+        if piece.startswith("\r\n"):
+            piece = piece[2:]
+        if not piece:
+            return None
+        if piece.startswith(("Event: ", "Response: ")) or _names_event_or_response(piece):
+            return piece
+        self._not_a_message(piece)
+        return None
 
     def _not_a_message(self, piece: str) -> None:
         self.garbage += 1
