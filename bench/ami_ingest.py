@@ -180,10 +180,12 @@ async def garbage() -> int:
             for size in sizes:
                 data = b"Asterisk Call Manager/11.0.0\r\n" + (unit * (size // len(unit) + 1))[:size]
                 chunks = [data[i:i + 100] for i in range(0, len(data), 100)]
-                try:
-                    elapsed, _ = timed(make, chunks)
-                except AmiProtocolError:
-                    elapsed = float("nan")
+                elapsed = float("inf")
+                for _ in range(3):  # best of three: other processes only ever slow a run down
+                    try:
+                        elapsed = min(elapsed, timed(make, chunks)[0])
+                    except AmiProtocolError:
+                        elapsed = float("nan")
                 row.append(elapsed / (size / 1024) * 1e6)
             print(f"{kind:24} {name:16}" + "".join(f"{v:>13.1f}" for v in row))
             if name == "callguard":
