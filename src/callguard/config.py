@@ -32,6 +32,7 @@ from pydantic import AfterValidator, ValidationError, ValidationInfo, field_vali
 from callguard.config_schema import build, describe, is_section, one_of, rule, section, suggest, table_adapter
 from callguard.core.jurisdictions import REGIMES
 from callguard.transcripts.settings import TranscriptsConfig
+from callguard.evidence.settings import EvidenceConfig
 from callguard.vault.permissions import DEFAULT_ROLES, PERMISSIONS
 from callguard.ha.settings import HaConfig
 from callguard.payments.settings import PaymentsConfig
@@ -304,6 +305,7 @@ class Config:
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     transcripts: TranscriptsConfig = field(default_factory=TranscriptsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     retention: dict[str, int] = field(default_factory=lambda: {"qa": 90, "dispute": 365, "compliance": 2555})
     #: role -> permissions (see callguard.vault.permissions); a [roles] table replaces the defaults
     roles: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROLES.items()})
@@ -333,6 +335,12 @@ def _cross_checks(config: Config) -> list[tuple[str, str, str]]:
             if purpose not in config.retention:
                 out.append(("vault", key, f"purpose {purpose!r} has no retention period; add it to [retention] "
                                           f"(known: {', '.join(sorted(config.retention)) or '(none)'})"))
+    for purpose, days in config.evidence.retention_days.items():
+        if purpose not in config.retention:
+            out.append(("evidence", "retention_days", f"purpose {purpose!r} is not in [retention] "
+                                                      f"(known: {', '.join(sorted(config.retention)) or '(none)'})"))
+        elif days < 1:
+            out.append(("evidence", "retention_days", f"{purpose}: must be a whole number of days >= 1, got {days}"))
     for role, permissions in config.roles.items():
         for permission in permissions:
             if permission not in PERMISSIONS:

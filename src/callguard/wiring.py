@@ -6,6 +6,9 @@ the one place that knows how config sections map onto them.
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callguard.config import Config
@@ -16,7 +19,12 @@ from callguard.core.session import SessionSettings
 from callguard.runtime import Engine, LedgerSink, PbxDriver, Scheduler
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine as SAEngine
+
+    from callguard.evidence.checkpointer import Checkpointer
     from callguard.ledger import Ledger
+
+log = logging.getLogger("callguard")
 
 
 def build_policy(config: Config) -> Policy:
@@ -75,9 +83,50 @@ def build_prompts(config: Config) -> PromptResolver:
     return PromptCatalog.from_config(config)
 
 
-def build_ledger(config: Config, chain_id: str | None = None) -> "Ledger":
-    """The listener's ledger writer on ``[ledger] url``, resuming its chain."""
+def build_ledger(config: Config, chain_id: str | None = None, *, checkpoints: bool = True) -> "Ledger":
+    """The listener's ledger writer on ``[ledger] url``, resuming its chain.
+
+    With ``checkpoints`` and a signing key, a :class:`Checkpointer` signs the
+    chains' tree heads every ``[evidence] checkpoint_interval_s`` and once
+    more when the ledger closes.
+    """
     from callguard.ledger import Ledger
 
-    return Ledger.open(config.ledger.url, chain_id or config.chain_id(),
-                       batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms)
+    ledger = Ledger.open(config.ledger.url, chain_id or config.chain_id(),
+                         batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms)
+    if checkpoints:
+        checkpointer = build_checkpointer(config, ledger.engine)
+        if checkpointer is not None:
+            checkpointer.start()
+            ledger.on_close(checkpointer.stop)
+    return ledger
+
+
+def build_checkpointer(config: Config, engine: "SAEngine", *, required: bool = False) -> "Checkpointer | None":
+    """The checkpointer of ``[evidence]``; None (with a warning) when there is no signing key.
+
+    ``required``: raise :class:`~callguard.evidence.signing.SigningKeyError` instead.
+    """
+    from callguard.evidence.checkpointer import Checkpointer
+    from callguard.evidence.signing import SigningKeyError, load_signer
+    from callguard.evidence.witness import DirectoryWitness, HttpWitness
+
+    settings = config.evidence
+    passphrase = os.environ.get(settings.passphrase_env)
+    try:
+        signer = load_signer(Path(settings.signing_key), passphrase.encode() if passphrase else None)
+    except SigningKeyError as exc:
+        if required:
+            raise
+        log.warning("ledger checkpoints are NOT signed: %s", exc)
+        return None
+    checkpointer = Checkpointer(engine, signer, settings.origin, interval_s=settings.checkpoint_interval_s)
+    if settings.witness_dir:
+        checkpointer.witnesses.append(DirectoryWitness(Path(settings.witness_dir)))
+    for url in settings.witness_urls:
+        try:
+            checkpointer.witnesses.append(HttpWitness(url, checkpointer.proof_for, ca_file=settings.witness_ca_file,
+                                                      timeout_s=settings.witness_timeout_s))
+        except ValueError as exc:
+            log.error("%s; checkpoints are not sent to it", exc)
+    return checkpointer

@@ -40,10 +40,10 @@ def _log(ctx: click.Context, action: str, target: str, detail: dict) -> None:
         echo(f"note: not logged ({exc.message})", err=True)
 
 
-def _passphrase(ctx: click.Context, no_passphrase: bool) -> bytes | None:
+def _passphrase(ctx: click.Context, no_passphrase: bool, env: str | None = None) -> bytes | None:
     if no_passphrase:
         return None
-    env = get_config(ctx).vault.passphrase_env
+    env = env or get_config(ctx).vault.passphrase_env
     if os.environ.get(env):
         return os.environ[env].encode()
     if click.get_text_stream("stdin").isatty():
@@ -82,18 +82,46 @@ def _generate(ctx: click.Context, private_out: Path | None, no_passphrase: bool,
     _log(ctx, "keys-generate", kid, {"activated": active, "private_out": str(private_out)})
 
 
+def _generate_ledger_signing(ctx: click.Context, private_out: Path | None, no_passphrase: bool,
+                             name: str | None) -> None:
+    from callguard.evidence.signing import SigningKeyError, generate as generate_signing, public_path
+
+    settings = get_config(ctx).evidence
+    path = private_out or Path(settings.signing_key)
+    try:
+        signer = generate_signing(path, name or f"{settings.origin}/ledger", _passphrase(ctx, no_passphrase,
+                                                                                          settings.passphrase_env))
+    except SigningKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"ledger signing key {signer.verifier.vkey}")
+    click.echo(f"  private key:  {path} (mode 0600{'' if no_passphrase else ', passphrase-protected'}); the "
+               "listener signs checkpoints with it: keep it on the listener host only")
+    click.echo(f"  verifier key: {public_path(path)}: give this file to whoever checks checkpoints and "
+               "evidence bundles (`callguard evidence verify BUNDLE --key ...`)")
+    _log(ctx, "keys-generate", signer.verifier.vkey, {"kind": "ledger-signing", "private_out": str(path)})
+
+
 @keys_group.command("generate")
+@click.option("--kind", type=click.Choice(["vault", "ledger-signing"]), default="vault", show_default=True,
+              help="vault: X25519 pair that encrypts recordings; ledger-signing: Ed25519 key that signs "
+                   "ledger checkpoints.")
 @click.option("--private-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the private key (default: [vault] private_keys/<kid>.pem).")
+              help="Where to write the private key (default: [vault] private_keys/<kid>.pem, or "
+                   "[evidence] signing_key for ledger-signing).")
 @click.option("--no-passphrase", is_flag=True, help="Write the private key unencrypted.")
 @click.option("--activate/--no-activate", default=None,
               help="Make it the key new recordings use (default: only if there is no active key).")
 @click.option("--comment", default="", help="A note kept in the keyring (e.g. who holds the private key).")
+@click.option("--name", default=None,
+              help="ledger-signing only: the key name in signatures (default: <[evidence] origin>/ledger).")
 @click.pass_context
-def generate(ctx: click.Context, private_out: Path | None, no_passphrase: bool, activate: bool | None,
-             comment: str) -> None:
+def generate(ctx: click.Context, kind: str, private_out: Path | None, no_passphrase: bool, activate: bool | None,
+             comment: str, name: str | None) -> None:
     """Generate a key pair: the public half goes into the keyring, the private half to a file."""
-    _generate(ctx, private_out, no_passphrase, activate, comment)
+    if kind == "ledger-signing":
+        _generate_ledger_signing(ctx, private_out, no_passphrase, name)
+    else:
+        _generate(ctx, private_out, no_passphrase, activate, comment)
 
 
 @keys_group.command("rotate")

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,10 @@ from callguard.ledger import (
     verify,
 )
 from callguard.ledger.db import describe_url, error_text
+from callguard.ledger.verify import Anchor
+
+if TYPE_CHECKING:
+    from callguard.evidence.note import Checkpoint, Verifier
 from callguard.ledger.models import Call
 from callguard.timeline import describe
 
@@ -102,20 +106,81 @@ def ledger_group() -> None:
     """Verify, show and export the evidence ledger."""
 
 
+def key_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Verifier key file of the ledger signing key (default: [evidence] signing_key "
+                             "with .pub, if present).")(command)
+
+
+def _verifier(ctx: click.Context, key_path: Path | None, required: bool) -> "Verifier | None":
+    from callguard.evidence.signing import SigningKeyError, load_verifier, public_path
+
+    path = key_path or public_path(Path(get_config(ctx).evidence.signing_key))
+    if key_path is None and not path.exists():
+        if required:
+            raise click.ClickException(f"no verifier key: pass --key LEDGER.pub (not found at {path})")
+        return None
+    try:
+        return load_verifier(path)
+    except SigningKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _anchors(ctx: click.Context, engine: Engine, verifier: "Verifier | None",
+             witness_dirs: tuple[Path, ...]) -> tuple[dict[str, list[Anchor]], list[str]]:
+    """Checkpoints to hold each chain's tree to: the database's, and the witnesses' (signatures checked)."""
+    from callguard.evidence.note import Checkpoint, NoteError, open_checkpoint
+    from callguard.evidence.witness import read_directory
+    from callguard.ledger.models import CheckpointRecord
+
+    anchors: dict[str, list[Anchor]] = {}
+    problems: list[str] = []
+    prefix = get_config(ctx).evidence.origin + "/"
+
+    def add(chain: str, note: str, label: str) -> None:
+        try:
+            checkpoint = open_checkpoint(note, verifier) if verifier else Checkpoint.parse(note.split("\n\n")[0] + "\n")
+        except NoteError as exc:
+            problems.append(f"{label}: {exc}")
+            return
+        anchors.setdefault(chain, []).append(Anchor(checkpoint.size, checkpoint.root_hash, label))
+
+    with Session(engine) as session:
+        for record in session.scalars(select(CheckpointRecord).order_by(CheckpointRecord.id)):
+            add(record.chain_id, record.note, f"stored checkpoint #{record.id} (size {record.tree_size})")
+    for directory in witness_dirs:
+        for path, note in read_directory(directory):
+            origin = note.split("\n", 1)[0]
+            if not origin.startswith(prefix):
+                problems.append(f"{path}: origin {origin!r} is not one of this ledger's ({prefix}<chain id>)")
+                continue
+            add(origin[len(prefix):], note, f"published checkpoint {path}")
+    return anchors, problems
+
+
 @ledger_group.command("verify")
 @click.option("--chain", "chain_id", default=None, help="Verify only this chain (default: every chain).")
+@click.option("--witness", "witness_dirs", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="A witness directory of published checkpoints to hold the ledger to (repeatable).")
+@key_option
 @db_option
 @click.pass_context
-def verify_cmd(ctx: click.Context, chain_id: str | None, db_url: str | None) -> None:
-    """Check every hash chain; exit 1 and name each bad entry if tampered.
+def verify_cmd(ctx: click.Context, chain_id: str | None, witness_dirs: tuple[Path, ...], key_path: Path | None,
+               db_url: str | None) -> None:
+    """Check every hash chain, Merkle tree and checkpoint; exit 1 and name each problem.
 
-    Keep the printed head hashes somewhere else (a ticket, a notebook): a
-    later run that shows a different hash for the same seq proves a
-    rewrite that the chain alone cannot reveal.
+    A chain rewritten wholesale (every hash recomputed) passes the chain
+    checks; it fails against any checkpoint published before the rewrite:
+    pass the witness directory with --witness (and --key to check that the
+    checkpoints there were signed by the ledger's key).
     """
     with _reading(ctx, db_url) as engine:
-        report = verify(engine, chain_id)
+        verifier = _verifier(ctx, key_path, required=False)
+        anchors, anchor_problems = _anchors(ctx, engine, verifier, witness_dirs)
+        report = verify(engine, chain_id, anchors)
         where = describe_url(engine.url)
+    for problem in anchor_problems:
+        click.echo(f"checkpoint problem: {problem}")
     if chain_id is not None and report.chains and report.chains[0].entries == 0 \
             and report.chains[0].head_seq is None:
         raise click.ClickException(f"no chain {chain_id!r} in {where}; run without --chain to list chains")
@@ -125,17 +190,124 @@ def verify_cmd(ctx: click.Context, chain_id: str | None, db_url: str | None) -> 
     for chain in report.chains:
         status = "OK" if chain.ok else f"{chain.problem_count} PROBLEM(S)"
         head = f"head seq {chain.head_seq} {chain.head_hash}" if chain.head_seq is not None else "no head"
-        click.echo(f"chain {chain.chain_id!r}: {chain.entries} entries, {head}: {status}")
+        checked = f", {chain.anchors_checked} checkpoint(s) matched" if chain.anchors_checked else ""
+        click.echo(f"chain {chain.chain_id!r}: {chain.entries} entries, {head}, tree root {chain.tree_root}"
+                   f"{checked}: {status}")
         for problem in chain.problems:
             click.echo(f"  {problem}")
         if chain.problem_count > len(chain.problems):
             click.echo(f"  ... and {chain.problem_count - len(chain.problems)} more")
-    if not report.ok:
+    if not report.ok or anchor_problems:
         bad = [c for c in report.chains if not c.ok]
-        total = sum(c.problem_count for c in bad)
+        total = sum(c.problem_count for c in bad) + len(anchor_problems)
         raise click.ClickException(f"ledger verification FAILED: {total} problem(s) in {len(bad)} of "
                                    f"{len(report.chains)} chain(s) of {where}")
-    click.echo(f"all {len(report.chains)} chain(s) verified")
+    signatures = "" if verifier is not None else " (checkpoint signatures NOT checked: no --key)"
+    click.echo(f"all {len(report.chains)} chain(s) verified{signatures}")
+
+
+@ledger_group.command("checkpoint")
+@db_option
+@click.pass_context
+def checkpoint_cmd(ctx: click.Context, db_url: str | None) -> None:
+    """Sign and publish a checkpoint of every chain that grew, now (the listener does it on a timer)."""
+    from callguard.evidence.signing import SigningKeyError
+    from callguard.ledger.db import open_for_writing
+    from callguard.wiring import build_checkpointer
+
+    config = get_config(ctx)
+    try:
+        engine = open_for_writing(db_url or config.ledger.url)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        checkpointer = build_checkpointer(config, engine, required=True)
+        assert checkpointer is not None
+        try:
+            signed = checkpointer.checkpoint_now()
+        finally:
+            checkpointer.close()
+    except SigningKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    if not signed:
+        click.echo("no chain grew since its last checkpoint; nothing signed")
+    failed = False
+    for item in signed:
+        click.echo(f"signed {item.checkpoint.origin} size {item.checkpoint.size} "
+                   f"root {item.checkpoint.root_hash.hex()}")
+        for outcome in item.outcomes:
+            failed |= outcome.outcome in ("failed", "refused")
+            click.echo(f"  {outcome.witness}: {outcome.outcome} {outcome.detail.strip()[:200]}")
+    if failed:
+        raise click.ClickException("a witness did not take a checkpoint (see above)")
+
+
+def _read_checkpoint(path: Path, verifier: "Verifier") -> "Checkpoint":
+    from callguard.evidence.note import NoteError, open_checkpoint
+
+    try:
+        return open_checkpoint(path.read_text(encoding="utf-8"), verifier)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read checkpoint {path}: {exc}") from None
+    except NoteError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+@ledger_group.command("consistency")
+@click.argument("old", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=False)
+@key_option
+@db_option
+@click.pass_context
+def consistency_cmd(ctx: click.Context, old: Path, new: Path | None, key_path: Path | None,
+                    db_url: str | None) -> None:
+    """Prove that checkpoint OLD is a prefix of NEW (default: the ledger as it is now).
+
+    Both signatures are checked with the verifier key, the consistency proof
+    comes from the database, and the proof is checked against both roots:
+    exit 1 if the ledger's history was rewritten between them.
+    """
+    from callguard.evidence import merkle
+    from callguard.ledger.tree import TreeError, consistency, root_at
+
+    verifier = _verifier(ctx, key_path, required=True)
+    assert verifier is not None
+    old_cp = _read_checkpoint(old, verifier)
+    prefix = get_config(ctx).evidence.origin + "/"
+    chain = old_cp.origin[len(prefix):] if old_cp.origin.startswith(prefix) else old_cp.origin.rsplit("/", 1)[-1]
+    with _reading(ctx, db_url) as engine, engine.connect() as connection:
+        if new is not None:
+            new_cp = _read_checkpoint(new, verifier)
+            if new_cp.origin != old_cp.origin:
+                raise click.ClickException(f"the checkpoints are of different logs: {old_cp.origin!r} and "
+                                           f"{new_cp.origin!r}")
+            new_size, new_root, label = new_cp.size, new_cp.root_hash, str(new)
+        else:
+            from callguard.ledger.tree import tree_head
+
+            head = tree_head(connection, chain)
+            if head is None:
+                raise click.ClickException(f"chain {chain!r} has no Merkle tree in {describe_url(engine.url)}")
+            new_size, new_root, label = head[0], head[1], "the ledger now"
+        try:
+            if old_cp.size > new_size:
+                raise merkle.ProofError(f"{old} covers {old_cp.size} entries, {label} only {new_size}: "
+                                        "entries were removed")
+            proof = consistency(connection, chain, old_cp.size, new_size)
+            merkle.verify_consistency(old_cp.size, new_size, old_cp.root_hash, new_root, proof)
+        except (merkle.ProofError, TreeError) as exc:
+            now = ""
+            if old_cp.size <= new_size:
+                try:
+                    now = f" (the database now gives root {root_at(connection, chain, old_cp.size).hex()} at " \
+                          f"size {old_cp.size}, the checkpoint says {old_cp.root_hash.hex()})"
+                except (TreeError, merkle.ProofError):
+                    pass
+            raise click.ClickException(f"INCONSISTENT: {exc}{now}") from None
+    click.echo(f"consistent: {old_cp.origin} at size {old_cp.size} (root {old_cp.root_hash.hex()}) is a prefix of "
+               f"{label} at size {new_size} (root {new_root.hex()}); proof of {len(proof)} hash(es) verified")
 
 
 @ledger_group.command("migrate")

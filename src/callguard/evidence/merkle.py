@@ -214,7 +214,8 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         if proof:
             raise ProofError("a consistency proof between equal sizes must be empty")
         if old_root != new_root:
-            raise ProofError(f"two different root hashes for the same tree size {old_size}")
+            raise ProofError(f"two different root hashes for the same tree size {old_size}: the history was "
+                             "rewritten (or they are roots of different logs)")
         return
     if old_size == 0:
         if proof:

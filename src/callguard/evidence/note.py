@@ -72,7 +72,7 @@ class Verifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> Verifier:
         """Parse ``name+hex key ID+base64(0x01 || key)``, checking the key ID."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # the base64 key itself may contain "+"
         if len(parts) != 3:
             raise NoteError(f"not a verifier key (name+keyid+key): {vkey.strip()[:80]!r}")
         name, hex_id, material = parts

@@ -14,9 +14,13 @@ hash when the content was edited), a moved row is recognised because its
 stored hash is valid for the seq it came from, and the broken link right
 after a row already reported is not reported again.
 
-What this cannot detect on its own: someone who rewrites a whole chain
-from some point on, head included.  Keep the head hashes printed by
-``callguard ledger verify`` somewhere else to close that gap.
+The walk also rebuilds the chain's RFC 9162 Merkle tree from the stored
+entry hashes and checks it against the tree head, the stored nodes, and
+every *anchor*: a checkpoint (from the database or from a witness) saying
+what the root was at some size.  That closes the gap a hash chain leaves
+open: someone who rewrites a whole chain and recomputes every hash (and
+the tree, and the chain head) still cannot produce the root of a
+checkpoint published before the rewrite.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.orm import Session
 
+from callguard.evidence.merkle import CompactRange
 from callguard.ledger.chain import GENESIS_HASH, entry_hash
-from callguard.ledger.models import ChainHead, LedgerEntryRecord
+from callguard.ledger.models import ChainHead, LedgerEntryRecord, MerkleNode
+from callguard.ledger.tree import entry_leaf, stored_level
 
 #: Problems kept per chain; the rest are only counted.
 MAX_PROBLEMS = 50
@@ -39,6 +45,16 @@ MOVE_WINDOW = 16
 
 _E = LedgerEntryRecord.__table__.c
 _H = ChainHead.__table__
+_N = MerkleNode.__table__.c
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """What a checkpoint says the chain's tree root was at ``size`` (``label`` says which checkpoint)."""
+
+    size: int
+    root: bytes
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,9 @@ class ChainReport:
     head_hash: str | None = None
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
+    tree_size: int | None = None
+    tree_root: str | None = None
+    anchors_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -127,11 +146,59 @@ def _computed_hash(chain_id: str, row: object, seq: int | None = None) -> tuple[
 
 
 class _ChainWalker:
-    def __init__(self, connection: Connection, chain_id: str, head: Row[Any] | None):
+    def __init__(self, connection: Connection, chain_id: str, head: Row[Any] | None,
+                 anchors: list[Anchor] | None = None):
         self.connection = connection
         self.chain_id = chain_id
         self.report = ChainReport(chain_id, head_seq=head.last_seq if head else None,
                                   head_hash=head.last_hash if head else None)
+        self.head_tree = (head.tree_size, head.tree_root) if head is not None else (None, None)
+        self.anchors: dict[int, list[Anchor]] = {}
+        for anchor in anchors or ():
+            self.anchors.setdefault(anchor.size, []).append(anchor)
+        self.stored_nodes = {(r.level, r.idx): bytes(r.hash) for r in connection.execute(
+            select(_N.level, _N.idx, _N.hash).where(_N.chain_id == chain_id))}
+        self.tree = CompactRange(on_node=self._on_node)
+        self.bad_nodes = 0
+
+    def _on_node(self, level: int, index: int, digest: bytes) -> None:
+        if stored_level(level):
+            stored = self.stored_nodes.get((level, index))
+            if stored is not None and stored != digest:
+                self.bad_nodes += 1
+
+    def _grow(self, stored_hash: str) -> None:
+        try:
+            self.tree.append(entry_leaf(stored_hash))
+        except ValueError:
+            self.tree.append(entry_leaf("00" * 32))  # a mangled hash column: reported by the chain checks
+        for anchor in self.anchors.get(self.tree.size, ()):
+            self.report.anchors_checked += 1
+            if self.tree.root() != anchor.root:
+                self.report.add(Problem(self.chain_id, None, None, None,
+                                        f"the tree root at size {anchor.size} does not match {anchor.label}: the "
+                                        "ledger's history up to that checkpoint was rewritten after it was signed"))
+
+    def _check_tree(self) -> None:
+        report = self.report
+        size, root = self.head_tree
+        report.tree_size, report.tree_root = self.tree.size, self.tree.root().hex()
+        for anchor_size, anchors in self.anchors.items():
+            if anchor_size > self.tree.size:
+                for anchor in anchors:
+                    report.add(Problem(self.chain_id, None, None, None,
+                                       f"{anchor.label} covers {anchor_size} entries but the chain has only "
+                                       f"{self.tree.size}: entries were removed after it was signed"))
+        if report.problem_count:
+            return  # the entries are already reported; a tree that disagrees is only a consequence
+        if self.bad_nodes:
+            report.add(Problem(self.chain_id, None, None, None,
+                               f"{self.bad_nodes} stored Merkle node(s) differ from the tree rebuilt from the "
+                               "entries: proofs from this database would not verify"))
+        if size is not None and (size != self.tree.size or root != report.tree_root):
+            report.add(Problem(self.chain_id, None, None, None,
+                               f"the chain head records a tree of {size} entries with root {root}, but the "
+                               f"entries give {self.tree.size} with root {report.tree_root}"))
 
     def _rows(self) -> Iterator[object]:
         stmt = (select(LedgerEntryRecord.__table__).where(_E.chain_id == self.chain_id).order_by(_E.seq)
@@ -194,6 +261,7 @@ class _ChainWalker:
             row = _Row(raw.seq, raw.call_id, raw.kind, raw.hash, raw.prev_hash,  # type: ignore[attr-defined]
                        computed, data_error)
             report.entries += 1
+            self._grow(row.stored)
             if row.seq != expected:
                 after = f"seq {expected - 1}" if expected > 1 else "the start of the chain"
                 gap = f"seq {expected}" if row.seq == expected + 1 else f"seq {expected}..{row.seq - 1}"
@@ -221,6 +289,7 @@ class _ChainWalker:
             self._finish(previous, report.head_hash if report.head_seq == previous.seq else None)
             report.last_seq = previous.seq
         self._check_head(previous)
+        self._check_tree()
         return report
 
     def _check_head(self, last: _Row | None) -> None:
@@ -261,19 +330,24 @@ def chain_ids(connection: Connection) -> list[str]:
     return sorted(heads | entries)
 
 
-def verify(bind: Engine | Connection | Session, chain_id: str | None = None) -> VerifyReport:
-    """Check one chain or every chain; see :class:`VerifyReport`."""
+def verify(bind: Engine | Connection | Session, chain_id: str | None = None,
+           anchors: dict[str, list[Anchor]] | None = None) -> VerifyReport:
+    """Check one chain or every chain; see :class:`VerifyReport`.
+
+    ``anchors`` (chain id -> checkpoints) are roots the rebuilt trees must match.
+    """
     connection, owned = _connection_of(bind)
+    anchors = anchors or {}
     try:
-        ids = [chain_id] if chain_id is not None else chain_ids(connection)
+        ids = [chain_id] if chain_id is not None else sorted(set(chain_ids(connection)) | set(anchors))
         report = VerifyReport()
         for cid in ids:
             head = connection.execute(select(_H).where(_H.c.chain_id == cid)).first()
-            report.chains.append(_ChainWalker(connection, cid, head).walk())
+            report.chains.append(_ChainWalker(connection, cid, head, anchors.get(cid)).walk())
         return report
     finally:
         if owned:
             connection.close()
 
 
-__all__ = ["MAX_PROBLEMS", "ChainReport", "Problem", "VerifyReport", "chain_ids", "verify"]
+__all__ = ["MAX_PROBLEMS", "Anchor", "ChainReport", "Problem", "VerifyReport", "chain_ids", "verify"]

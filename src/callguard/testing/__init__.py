@@ -13,6 +13,7 @@ _EXPORTS = {
     "FakeAsterisk": "callguard.testing.fake_asterisk",
     "FakeAsteriskThread": "callguard.testing.fake_asterisk",
     "FakeFreeSWITCH": "callguard.testing.fake_freeswitch",
+    "FakeWitness": "callguard.testing.witness",
     "Scenario": "callguard.testing.scenario",
 }
 
