@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "Run demo calls (consent, decline, payment pause, late joiner, ...) and summarise the evidence."),
     "dsar": ("callguard.cli.dsar", "dsar_group",
              "Data-subject requests: open, export, erase, list (--overdue), close."),
+    "evidence": ("callguard.cli.evidence", "evidence_group",
+                 "Per-call evidence bundles: export one, verify one offline."),
     "hold": ("callguard.cli.retention", "hold_group",
              "Legal holds: keep recordings past their retention while a case needs them."),
     "keys": ("callguard.cli.keys", "keys_group", "Vault key pairs (X25519): generate, import, rotate, list, re-wrap."),
