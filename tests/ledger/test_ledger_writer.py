@@ -13,6 +13,8 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from callguard.evidence.export import Revealer
+
 from callguard.core.commands import LedgerEntry
 from callguard.ledger import (
     Ledger,
@@ -135,7 +137,9 @@ def test_calls_and_parties_are_indexed_in_the_same_transaction(open_ledger, raw_
         assert call.answered_at == pytest.approx(T0 + 0.5, abs=1e-6)
         assert call.ended_at == pytest.approx(T0 + 120.5, abs=1e-6)
         assert call.entry_count == 14
-        parties = [(p.role, p.number, p.jurisdiction, p.regime) for p in call.parties]
+        assert not any("+14155550123" in (p.number or "") for p in call.parties)  # sealed in the index too
+        numbers = Revealer(session.connection()).data([p.number for p in call.parties])
+        parties = [(p.role, n, p.jurisdiction, p.regime) for p, n in zip(call.parties, numbers)]
         assert parties == [("caller", "+14155550123", "US-CA", "all-party"),
                            ("agent", "2001", "internal", "one-party"),
                            ("joiner", "+442079460000", "GB", "gdpr")]

@@ -7,6 +7,7 @@ ledger tables is an error, never a reason to create one.  The database is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -37,6 +38,7 @@ from callguard.ledger.db import describe_url, error_text
 from callguard.ledger.verify import Anchor
 
 if TYPE_CHECKING:
+    from callguard.evidence.export import Revealer
     from callguard.evidence.note import Checkpoint, Verifier
 from callguard.ledger.models import Call
 from callguard.timeline import describe
@@ -336,6 +338,8 @@ def migrate_cmd(ctx: click.Context, db_url: str | None) -> None:
 @click.pass_context
 def show_cmd(ctx: click.Context, call_id: str, db_url: str | None) -> None:
     """Print the evidence timeline of CALL_ID."""
+    from callguard.evidence.export import Revealer
+
     with _reading(ctx, db_url) as engine:
         entries = timeline(engine, call_id)
         with Session(engine) as session:
@@ -344,8 +348,11 @@ def show_cmd(ctx: click.Context, call_id: str, db_url: str | None) -> None:
                 raise click.ClickException(
                     f"no ledger entries for call {_clean(call_id)!r} in {describe_url(engine.url)}; "
                     "`callguard ledger calls` lists recent calls")
+            revealer = Revealer(session.connection())
+            data = revealer.data([e.data for e in entries])
+            entries = [dataclasses.replace(e, data=d) for e, d in zip(entries, data)]
             answered = _answered_at(call, entries)
-            _print_call_header(call_id, call, entries, answered)
+            _print_call_header(call_id, call, entries, answered, revealer)
     click.echo("")
     click.echo(f"  {'time (UTC)':<24}  {'from answer':>11}  {'seq':>5}  {'kind':<19}  facts")
     for entry in entries:
@@ -355,7 +362,7 @@ def show_cmd(ctx: click.Context, call_id: str, db_url: str | None) -> None:
 
 
 def _print_call_header(call_id: str, call: Call | None, entries: list[StoredEntry],
-                       answered: float | None) -> None:
+                       answered: float | None, revealer: "Revealer") -> None:
     chains = sorted({e.chain_id for e in entries})
     click.echo(f"call {_clean(call_id)}  (chain {', '.join(map(_clean, chains))}, {len(entries)} entries)")
     click.echo(f"  first seen   {fmt_time(entries[0].pbx_time)}")
@@ -368,8 +375,9 @@ def _print_call_header(call_id: str, call: Call | None, entries: list[StoredEntr
     click.echo(f"  rule         {call.regime or '-'}  {allowed}".rstrip())
     click.echo(f"  recording    {_clean(call.recording_file) if call.recording_file else '-'}")
     for party in call.parties:
-        click.echo(f"  party        {_clean(party.role or '?'):<8} {_clean(party.number or 'withheld'):<16} "
-                   f"{_clean(party.name or ''):<16} {party.jurisdiction or '?':<8} {party.regime or '?':<10} "
+        number, name = revealer.data([party.number, party.name])
+        click.echo(f"  party        {_clean(party.role or '?'):<8} {_clean(number or 'withheld'):<16} "
+                   f"{_clean(name or ''):<16} {party.jurisdiction or '?':<8} {party.regime or '?':<10} "
                    f"joined {fmt_time(party.joined_at)}")
 
 
@@ -452,7 +460,10 @@ def calls_cmd(ctx: click.Context, number: str | None, limit: int, db_url: str | 
             click.echo("no calls" + (f" with number {_clean(number)!r}" if number else "") + " in the ledger")
             return
         click.echo(f"{'first seen (UTC)':<24}  {'call id':<28}  {'rule':<10}  {'final state':<14}  parties")
+        from callguard.evidence.export import Revealer
+
+        revealer = Revealer(session.connection())
         for call in calls:
-            numbers = ", ".join(_clean(p.number or "withheld") for p in call.parties)
+            numbers = ", ".join(_clean(n or "withheld") for n in revealer.data([p.number for p in call.parties]))
             click.echo(f"{fmt_time(call.first_seen):<24}  {_clean(call.call_id):<28}  {call.regime or '-':<10}  "
                        f"{_clean(call.final_state or 'in progress'):<14}  {numbers}")

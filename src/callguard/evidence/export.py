@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 
@@ -71,4 +72,29 @@ def collect(connection: Connection, call_id: str, *, reveal: bool = False) -> Co
                     openings=openings)
 
 
-__all__ = ["ExportError", "NotCheckpointed", "collect", "keys_for", "openings_of"]
+
+
+class Revealer:
+    """Opens sealed personal data for display (``ledger show``, ``calls``, DSAR timelines): plain or ``[erased]``."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def data(self, values: list[object]) -> list[object]:
+        """Each of ``values`` (entry data, index texts) with its sealed parts opened."""
+        parsed = [self._parse(v) for v in values]
+        openings = openings_of(self.connection, parsed)
+        return [pii.reveal(v, openings) for v in parsed]
+
+    @staticmethod
+    def _parse(value: object) -> object:
+        if isinstance(value, str) and value.startswith('{"box"'):
+            try:
+                loaded = json.loads(value)
+            except ValueError:
+                return value
+            return loaded if pii.is_sealed(loaded) else value
+        return value
+
+
+__all__ = ["ExportError", "NotCheckpointed", "Revealer", "collect", "keys_for", "openings_of"]

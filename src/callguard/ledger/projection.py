@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from callguard.evidence.pii import is_sealed
 from callguard.ledger.models import ID_LEN, Call, CallParty
 
 log = logging.getLogger("callguard.ledger")
@@ -32,6 +34,8 @@ class ProjectedEntry:
     kind: str
     pbx_time: float
     data: Mapping[str, Any]
+    #: kid -> subject lookup hash of the sealed values in ``data`` (see callguard.evidence.pii)
+    subjects: Mapping[str, str | None] = field(default_factory=dict)
 
 
 def number_key(number: object) -> str | None:
@@ -51,20 +55,34 @@ def _text(value: object, limit: int = ID_LEN) -> str | None:
     return str(value)[:limit]
 
 
+def _personal(value: object) -> str | None:
+    """A party's number or name for the index: the sealed form as JSON text, or the plain text."""
+    if is_sealed(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return _text(value)
+
+
+def party_key(number: object, subjects: Mapping[str, str | None]) -> str | None:
+    """The index's lookup key of a number: its subject hash when sealed, its digits when plain (older ledgers)."""
+    if is_sealed(number):
+        return subjects.get(number["kid"])  # type: ignore[index]
+    return number_key(number)
+
+
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
 
-def _add_party(call: Call, raw: object, at: float) -> None:
+def _add_party(call: Call, raw: object, at: float, subjects: Mapping[str, str | None]) -> None:
     if not isinstance(raw, Mapping):
         return
     fields = {
-        "channel": _text(raw.get("channel")),
-        "number": _text(raw.get("number")),
-        "number_key": number_key(raw.get("number")),
-        "name": _text(raw.get("name")),
+        "channel": _personal(raw.get("channel")),
+        "number": _personal(raw.get("number")),
+        "number_key": party_key(raw.get("number"), subjects),
+        "name": _personal(raw.get("name")),
         "role": _text(raw.get("role"), 32),
         "jurisdiction": _text(raw.get("jurisdiction"), 32),
         "regime": _text(raw.get("regime"), 32),
@@ -78,7 +96,7 @@ def _add_party(call: Call, raw: object, at: float) -> None:
             setattr(existing, key, value)
 
 
-def _apply_rule(call: Call, data: Mapping[str, Any]) -> None:
+def _apply_rule(call: Call, data: Mapping[str, Any], subjects: Mapping[str, str | None]) -> None:
     call.regime = _text(data.get("regime"), 32) or call.regime
     allowed = data.get("recording_allowed")
     if isinstance(allowed, bool):
@@ -89,7 +107,7 @@ def _apply_rule(call: Call, data: Mapping[str, Any]) -> None:
     for rule_party in parties:
         if not isinstance(rule_party, Mapping):
             continue
-        key = number_key(rule_party.get("number"))
+        key = party_key(rule_party.get("number"), subjects)
         for party in call.parties:
             if key and party.number_key == key:
                 party.jurisdiction = _text(rule_party.get("jurisdiction"), 32) or party.jurisdiction
@@ -110,14 +128,14 @@ def _apply(call: Call, entry: ProjectedEntry) -> None:
         call.answered_at = at - offset
     kind = entry.kind
     if kind == "call-offered":
-        call.channel = _text(data.get("channel")) or call.channel
+        call.channel = _personal(data.get("channel")) or call.channel
         parties = data.get("parties")
         for raw in parties if isinstance(parties, list) else ():
-            _add_party(call, raw, at)
+            _add_party(call, raw, at, entry.subjects)
     elif kind == "party-joined":
-        _add_party(call, data.get("party"), at)
+        _add_party(call, data.get("party"), at, entry.subjects)
     elif kind == "rule-applied":
-        _apply_rule(call, data)
+        _apply_rule(call, data, entry.subjects)
     elif kind in ("recording-requested", "recording-started"):
         if kind == "recording-requested" or call.recording_file is None:
             call.recording_file = _text(data.get("file")) or call.recording_file

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from callguard.evidence.pii import subject_of
 from callguard.ledger.models import Call, CallParty, LedgerEntryRecord
 from callguard.ledger.projection import number_key
 
@@ -131,13 +132,13 @@ def recent_calls(session: Session, limit: int = 20) -> list[Call]:
 def calls_by_number(session: Session, number: str) -> list[Call]:
     """Calls in which ``number`` took part, latest first (for access requests).
 
-    Matches the number exactly as given, or by its digits so that
-    "+1 415-555-0123" finds "+14155550123".
+    Matches by the subject hash of its digits (sealed ledgers), by its
+    digits, or exactly as given, so that "+1 415-555-0123" finds "+14155550123".
     """
-    key = number_key(number)
-    match = CallParty.number == number
-    if key:
-        match = or_(match, CallParty.number_key == key)
+    keys = [k for k in (number_key(number), subject_of(number)) if k]
+    match = CallParty.number == number  # ledgers written before sealing keep the number as given
+    if keys:
+        match = or_(match, CallParty.number_key.in_(keys))
     ids = select(CallParty.call_id).where(match)
     return list(session.scalars(
         select(Call).where(Call.call_id.in_(ids)).order_by(Call.first_seen.desc(), Call.call_id)

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from callguard.core.commands import LedgerEntry
 from callguard.evidence.merkle import CompactRange
+from callguard.evidence.pii import Sealer
 from callguard.ledger.chain import GENESIS_HASH, encode_data, entry_hash, to_us
 from callguard.ledger.db import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -52,7 +53,7 @@ from callguard.ledger.db import (
     error_text,
     open_for_writing,
 )
-from callguard.ledger.models import ID_LEN, ChainHead, LedgerEntryRecord, MerkleNode
+from callguard.ledger.models import ID_LEN, ChainHead, LedgerEntryRecord, MerkleNode, PiiKey
 from callguard.ledger.projection import ProjectedEntry, project
 from callguard.ledger.tree import catch_up, collect_stored, entry_leaf
 
@@ -97,6 +98,8 @@ class _Item:
     on_commit: OnCommit | None
     data_text: str | None = None
     data_obj: object = None
+    keys: list[dict[str, object]] = field(default_factory=list)  #: new pii_keys rows this entry needs
+    subjects: dict[str, str | None] = field(default_factory=dict)  #: kid -> subject, for the index
 
 
 @dataclass(slots=True)
@@ -130,11 +133,15 @@ class Ledger:
     one leaf hash and on average one node hash per entry, on this thread,
     never on the caller's.  ``merkle=False`` exists for the benchmark's
     baseline; a later writer with it on builds the missing part once.
+
+    With ``seal`` (the default) numbers and names in entry data are sealed
+    under per-call, per-subject keys (:mod:`callguard.evidence.pii`) before
+    they are hashed; the keys go into ``pii_keys`` in the same transaction.
     """
 
     def __init__(self, engine: Engine, chain_id: str, *, batch_max: int = 256,
                  batch_wait_ms: float = 2.0, retry_min_s: float = 0.05, retry_max_s: float = 5.0,
-                 url: str = "", merkle: bool = True) -> None:
+                 url: str = "", merkle: bool = True, seal: bool = True) -> None:
         if not chain_id or len(chain_id) > ID_LEN:
             raise LedgerError(f"chain id must be 1..{ID_LEN} characters, got {chain_id!r}")
         if batch_max < 1:
@@ -148,6 +155,7 @@ class Ledger:
         self.retry_max_s = retry_max_s
         self.stats = WriterStats()
         self.merkle = merkle
+        self.sealer = Sealer() if seal else None
         self._tree: CompactRange | None = None
         self._close_hooks: list[Callable[[], None]] = []
         self._queue: queue.SimpleQueue[_Item | _Marker] = queue.SimpleQueue()
@@ -174,7 +182,7 @@ class Ledger:
     @classmethod
     def open(cls, url: str | URL, chain_id: str, *, batch_max: int = 256, batch_wait_ms: float = 2.0,
              busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, retry_min_s: float = 0.05,
-             retry_max_s: float = 5.0, merkle: bool = True) -> Ledger:
+             retry_max_s: float = 5.0, merkle: bool = True, seal: bool = True) -> Ledger:
         """Open (creating the schema if needed) and resume ``chain_id`` from its head.
 
         Fails fast with :class:`LedgerError` when the database cannot be
@@ -184,7 +192,8 @@ class Ledger:
         engine = open_for_writing(url, busy_timeout_ms=busy_timeout_ms)
         try:
             return cls(engine, chain_id, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
-                       retry_min_s=retry_min_s, retry_max_s=retry_max_s, url=describe_url(url), merkle=merkle)
+                       retry_min_s=retry_min_s, retry_max_s=retry_max_s, url=describe_url(url), merkle=merkle,
+                       seal=seal)
         except BaseException:
             engine.dispose()
             raise
@@ -424,7 +433,10 @@ class Ledger:
 
     def _encode(self, item: _Item) -> None:
         if item.data_text is None:
-            item.data_text = encode_data(item.entry.data)
+            data = item.entry.data
+            if self.sealer is not None:
+                data, item.keys, item.subjects = self.sealer.seal(item.entry.call_id, data)
+            item.data_text = encode_data(data)
             item.data_obj = json.loads(item.data_text)
 
     def _write(self, batch: list[_Item]) -> list[Committed]:
@@ -449,6 +461,9 @@ class Ledger:
             session.execute(insert(LedgerEntryRecord.__table__), rows)  # Core: no ORM bookkeeping
             if nodes:
                 session.execute(insert(MerkleNode.__table__), nodes)
+            keys = [{**row, "created_at": time.time()} for item in batch for row in item.keys]
+            if keys:
+                session.execute(insert(PiiKey.__table__), keys)
             project(session, projected)
         return self._committed(committed, new_head, tree)
 
@@ -480,7 +495,7 @@ class Ledger:
             digest = entry_hash(data=item.data_obj, **fields)  # type: ignore[arg-type]
             rows.append({**fields, "data": item.data_text, "hash": digest})
             projected.append(ProjectedEntry(self.chain_id, entry.call_id, entry.kind, entry.at,
-                                            item.data_obj))  # type: ignore[arg-type]
+                                            item.data_obj, item.subjects))  # type: ignore[arg-type]
             committed.append(Committed(self.chain_id, seq, digest, entry.call_id, entry.kind))
             prev = digest
         return committed, rows, projected

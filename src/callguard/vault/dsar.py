@@ -22,6 +22,7 @@ consent were handled lawfully), the access log and the request record
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import func, select
 
+from callguard.evidence.export import Revealer
 from callguard.ledger.models import LedgerEntryRecord
 from callguard.ledger.projection import number_key
 from callguard.ledger.queries import calls_by_number, timeline
@@ -204,6 +206,10 @@ def export_bundle(vault: Vault, user: str | None, request_id: int, out_dir: Path
         calls = []
         with vault.session() as session:
             timelines = {call_id: timeline(session, call_id) for call_id in found.call_ids}
+            revealer = Revealer(session.connection())  # sealed numbers and names, opened while their keys exist
+            timelines = {call_id: [dataclasses.replace(e, data=d) for e, d in
+                                   zip(entries, revealer.data([e.data for e in entries]))]
+                         for call_id, entries in timelines.items()}
         for call_id, entries in timelines.items():
             exported = []
             for entry in entries:
