@@ -13,7 +13,7 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from callguard.evidence.export import Revealer
+from callguard.ledger.sealed import Revealer
 
 from callguard.core.commands import LedgerEntry
 from callguard.ledger import (

@@ -38,7 +38,7 @@ from callguard.ledger.db import describe_url, error_text
 from callguard.ledger.verify import Anchor
 
 if TYPE_CHECKING:
-    from callguard.evidence.export import Revealer
+    from callguard.ledger.sealed import Revealer
     from callguard.evidence.note import Checkpoint, Verifier
 from callguard.ledger.models import Call
 from callguard.timeline import describe
@@ -338,7 +338,7 @@ def migrate_cmd(ctx: click.Context, db_url: str | None) -> None:
 @click.pass_context
 def show_cmd(ctx: click.Context, call_id: str, db_url: str | None) -> None:
     """Print the evidence timeline of CALL_ID."""
-    from callguard.evidence.export import Revealer
+    from callguard.ledger.sealed import Revealer
 
     with _reading(ctx, db_url) as engine:
         entries = timeline(engine, call_id)
@@ -460,7 +460,7 @@ def calls_cmd(ctx: click.Context, number: str | None, limit: int, db_url: str | 
             click.echo("no calls" + (f" with number {_clean(number)!r}" if number else "") + " in the ledger")
             return
         click.echo(f"{'first seen (UTC)':<24}  {'call id':<28}  {'rule':<10}  {'final state':<14}  parties")
-        from callguard.evidence.export import Revealer
+        from callguard.ledger.sealed import Revealer
 
         revealer = Revealer(session.connection())
         for call in calls:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable
+from sqlalchemy import Connection
 
-from sqlalchemy import Connection, select
-
-from callguard.evidence import pii
 from callguard.evidence.bundle import Contents
 from callguard.ledger import checkpoints
-from callguard.ledger.models import PiiKey
 from callguard.ledger.queries import timeline
+from callguard.ledger.sealed import Revealer, openings_of
 from callguard.ledger.tree import inclusion
 
 
@@ -28,24 +24,8 @@ class NotCheckpointed(ExportError):
                          "next one")
 
 
-def keys_for(connection: Connection, kids: Iterable[str]) -> dict[str, bytes]:
-    wanted = sorted(set(kids))
-    found: dict[str, bytes] = {}
-    for start in range(0, len(wanted), 500):
-        for kid, key in connection.execute(select(PiiKey.kid, PiiKey.key).where(PiiKey.kid.in_(wanted[start:start + 500]))):
-            found[kid] = bytes(key)
-    return found
-
-
-def openings_of(connection: Connection, data: Iterable[object]) -> dict[str, dict[str, str] | None]:
-    """commit -> opening (None when the key is gone) for every sealed value in ``data``."""
-    sealed = [s for d in data for s in pii.sealed_values(d)]
-    keys = keys_for(connection, (s["kid"] for s in sealed))
-    return {s["commit"]: (pii.opening(s, keys[s["kid"]]) if s["kid"] in keys else None) for s in sealed}
-
-
 def collect(connection: Connection, call_id: str, *, reveal: bool = False) -> Contents:
-    entries = timeline(connection, call_id)
+    entries = timeline(connection, call_id, reveal=False)  # the bundle carries what was hashed
     if not entries:
         raise ExportError(f"no ledger entries for call {call_id!r}; `callguard ledger calls` lists recent calls")
     last: dict[str, int] = {}
@@ -72,29 +52,4 @@ def collect(connection: Connection, call_id: str, *, reveal: bool = False) -> Co
                     openings=openings)
 
 
-
-
-class Revealer:
-    """Opens sealed personal data for display (``ledger show``, ``calls``, DSAR timelines): plain or ``[erased]``."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def data(self, values: list[object]) -> list[object]:
-        """Each of ``values`` (entry data, index texts) with its sealed parts opened."""
-        parsed = [self._parse(v) for v in values]
-        openings = openings_of(self.connection, parsed)
-        return [pii.reveal(v, openings) for v in parsed]
-
-    @staticmethod
-    def _parse(value: object) -> object:
-        if isinstance(value, str) and value.startswith('{"box"'):
-            try:
-                loaded = json.loads(value)
-            except ValueError:
-                return value
-            return loaded if pii.is_sealed(loaded) else value
-        return value
-
-
-__all__ = ["ExportError", "NotCheckpointed", "Revealer", "collect", "keys_for", "openings_of"]
+__all__ = ["ExportError", "NotCheckpointed", "Revealer", "collect"]

@@ -81,6 +81,8 @@ def _install_sqlite_settings(engine: Engine, *, writer: bool, busy_timeout_ms: i
                 cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
+            # Deleted content (crypto-shredded keys, erased numbers) is zeroed, not left in free pages.
+            cursor.execute("PRAGMA secure_delete = ON")
         finally:
             cursor.close()
 

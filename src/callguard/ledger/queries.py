@@ -8,6 +8,7 @@ so they are shown but never used to reorder one chain.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from callguard.evidence.pii import subject_of
 from callguard.ledger.models import Call, CallParty, LedgerEntryRecord
 from callguard.ledger.projection import number_key
+from callguard.ledger.sealed import Revealer
 
 _E = LedgerEntryRecord.__table__.c
 
@@ -81,14 +83,23 @@ def _connection(bind: Engine | Connection | Session) -> tuple[Connection, bool]:
     return bind, False
 
 
-def timeline(bind: Engine | Connection | Session, call_id: str) -> list[StoredEntry]:
-    """Every entry of ``call_id`` in order (seq within a chain, merged by PBX time across chains)."""
+def timeline(bind: Engine | Connection | Session, call_id: str, *, reveal: bool = True) -> list[StoredEntry]:
+    """Every entry of ``call_id`` in order (seq within a chain, merged by PBX time across chains).
+
+    ``reveal`` (for display): sealed numbers and names are opened, or read
+    ``[erased]`` once their key is destroyed; such entries no longer match
+    their hash.  ``reveal=False`` gives the data exactly as hashed.
+    """
     connection, owned = _connection(bind)
     try:
         rows = connection.execute(
             select(LedgerEntryRecord.__table__).where(_E.call_id == call_id).order_by(_E.chain_id, _E.seq)
         )
         chains = [[_stored(r) for r in group] for _, group in groupby(rows, key=lambda r: r.chain_id)]
+        if reveal:
+            revealer = Revealer(connection)
+            chains = [[dataclasses.replace(e, data=d) for e, d in zip(chain, revealer.data([e.data for e in chain]))]
+                      for chain in chains]
     finally:
         if owned:
             connection.close()

@@ -34,7 +34,8 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import func, select
 
-from callguard.evidence.export import Revealer
+from callguard.ledger.sealed import Revealer
+from callguard.ledger.erasure import purge_freed, shred_subject
 from callguard.ledger.models import LedgerEntryRecord
 from callguard.ledger.projection import number_key
 from callguard.ledger.queries import calls_by_number, timeline
@@ -314,11 +315,15 @@ def erase(vault: Vault, user: str | None, request_id: int, reason: str) -> dict[
                             dsar_id=request_id)
         deleted.append({"recording_id": recording.id, "call_id": recording.call_id,
                         "deletion_id": destroyed.deletion_id})
+    with vault.session() as session, session.begin():
+        shredded = shred_subject(session.connection(), request.number)
     if found.ledger_entries:
-        kept.append({"what": f"ledger: {found.ledger_entries} entries on {len(found.call_ids)} calls",
+        kept.append({"what": f"ledger: {found.ledger_entries} entries on {len(found.call_ids)} calls, without the "
+                             f"requester's number and name: {shredded.keys} personal-data key(s) destroyed "
+                             f"(crypto-shredding), {shredded.legacy_parties} older index row(s) blanked",
                      "why": "evidence that notice, consent and recording decisions were handled lawfully; kept to "
                             "establish and defend legal claims and to demonstrate compliance (GDPR Art. 5(2), "
-                            "17(3)(b) and (e)); the ledger is append-only and hash-chained"})
+                            "17(3)(b) and (e)); the ledger is append-only and hash-chained, and still verifies"})
     if found.access_entries:
         kept.append({"what": f"access log: {found.access_entries} entries about these calls and recordings",
                      "why": "accountability record of who accessed personal data and why (GDPR Art. 5(2), 30)"})
@@ -329,11 +334,20 @@ def erase(vault: Vault, user: str | None, request_id: int, reason: str) -> dict[
         row = session.get(DsarRequest, request_id)
         assert row is not None
         row.erased_at, row.erase_report = now, json.dumps(report)
+        # The request record stays as proof it was answered, but not the number it was about.
+        row.number, row.number_key = mask_number(row.number), "erased"
         if row.kind == "erasure" and row.closed_at is None:
             row.status, row.closed_at, row.closed_by, row.close_reason = "closed", now, actor.name, "erasure done"
+    purge_freed(vault.engine)
     vault.record(actor, "dsar-erase", label, reason, "done",
                  {"deleted": len(deleted), "kept": len(kept), "already_deleted": len(already)})
+    purge_freed(vault.engine)
     return report
+
+
+def mask_number(number: str) -> str:
+    """"+442079460123" -> "+44*******23": enough to recognise a request, not to call anyone."""
+    return number[:3] + "*" * max(0, len(number) - 5) + number[-2:] if len(number) > 5 else "*" * len(number)
 
 
 def close(vault: Vault, user: str | None, request_id: int, reason: str) -> DsarView:
