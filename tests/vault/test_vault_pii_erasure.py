@@ -112,3 +112,28 @@ def test_erasure_leaves_no_number_anywhere_and_everything_still_verifies(tmp_pat
         assert traces(file, needles) == [], file
     # The other caller was not erased.
     assert OTHER in run(config_path, "ledger", "show", "other")
+
+
+def test_retention_sweep_shreds_personal_data_past_its_evidence_retention(tmp_path, small_wav):
+    config_path = site(tmp_path)
+    text = config_path.read_text().replace("[evidence]\n", "[evidence]\nretention_days = { qa = 30 }\n")
+    config_path.write_text(text)
+    config = load_config(str(config_path))
+    install_key(config)
+    write_ledger(config, call_entries("s-qa", SUBJECT, T0) + call_entries("s-dispute", OTHER, T0 + 400))
+    with Vault.open(config) as vault:
+        ingest_file(vault, spool_copy(small_wav, tmp_path / "spool", "callguard-s-qa.wav"), "s-qa", purpose="qa")
+        ingest_file(vault, spool_copy(small_wav, tmp_path / "spool", "callguard-s-dispute.wav"), "s-dispute",
+                    purpose="dispute")
+    from callguard.vault.retention import sweep
+
+    with Vault.open(config, clock=lambda: T0 + 31 * 86400) as vault:
+        report = sweep(vault, "dave", apply=True)
+    assert report.evidence_due == ["s-qa"] and report.evidence_keys_shredded >= 1
+    assert report.deleted == []  # the recording's own retention (90 days) has not ended
+    assert "[erased]" in run(config_path, "ledger", "show", "s-qa")
+    assert OTHER in run(config_path, "ledger", "show", "s-dispute")  # dispute evidence: 365 days
+    assert "all 2 chain(s) verified" in run(config_path, "ledger", "verify")
+    database = [p for p in tmp_path.iterdir() if p.name.startswith("callguard.sqlite")]
+    for file in database:
+        assert traces(file, (SUBJECT.encode(),)) == []

@@ -46,6 +46,8 @@ def sweep_cmd(ctx: click.Context, apply: bool, as_json: bool, show_items: bool, 
                    + (f"  ({', '.join(f'{p}: {n}' for p, n in sorted(report.by_purpose().items()))})"
                       if report.due else ""))
         echo(f"  past retention but on legal hold (kept): {len(report.held)}")
+        echo(f"  calls whose numbers and names in the ledger are past evidence retention: {len(report.evidence_due)}"
+             + (f" ({report.evidence_keys_shredded} key(s) crypto-shredded)" if apply else ""))
         if apply:
             echo(f"  deleted: {len(report.deleted)}, failed: {len(report.failed)}")
         if show_items:

@@ -186,9 +186,10 @@ class Sealer:
                         return seal(value, kid, key)
             return value
 
-        # Parties first (they teach us the numbers), then everything else.
+        # Parties first (they teach us the numbers); a second pass only when this entry taught us new ones.
+        known = len(numbers)
         sealed = walk(data)
-        if numbers:
+        if len(numbers) > known:
             sealed = walk(sealed)
         return sealed, new, subjects
 

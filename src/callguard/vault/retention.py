@@ -23,6 +23,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from sqlalchemy import func, or_, select
 
+from callguard.ledger.erasure import calls_with_keys, purge_freed, shred_calls
 from callguard.vault.deletion import destroy
 from callguard.vault.models import QUARANTINED, STORED, LegalHold, Recording, SweepRun
 
@@ -49,6 +50,9 @@ class SweepReport:
     held: list[Expired] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: calls whose personal data in the ledger is past its evidence retention ([evidence] retention_days)
+    evidence_due: list[str] = field(default_factory=list)
+    evidence_keys_shredded: int = 0
 
     def by_purpose(self) -> dict[str, int]:
         return dict(Counter(e.purpose for e in self.due))
@@ -56,7 +60,8 @@ class SweepReport:
     def as_dict(self) -> dict[str, object]:
         return {"sweep_id": self.sweep_id, "now": self.now, "applied": self.applied, "due": len(self.due),
                 "by_purpose": self.by_purpose(), "held": len(self.held), "deleted": len(self.deleted),
-                "failed": self.failed,
+                "failed": self.failed, "evidence_due": len(self.evidence_due),
+                "evidence_keys_shredded": self.evidence_keys_shredded,
                 "oldest_due": min((e.expires_at for e in self.due), default=None)}
 
 
@@ -139,6 +144,38 @@ def stored_by_purpose(session) -> dict[str, int]:  # type: ignore[no-untyped-def
     return {purpose: count for purpose, count in rows}
 
 
+def evidence_due(vault: Vault, session, now: float) -> list[str]:  # type: ignore[no-untyped-def]
+    """Calls whose numbers and names in the ledger have outlived their evidence retention.
+
+    A call's period is the longest of its recordings' purposes (``[evidence]
+    retention_days``, else ``[retention]``); a call without a recording
+    uses ``[vault] default_purpose``.  A legal hold on the call or on any of
+    its recordings keeps it readable.
+    """
+    keyed = calls_with_keys(session.connection())
+    if not keyed:
+        return []
+    held_recordings, held_calls = _active_holds(session)
+    purposes: dict[str, set[str]] = {}
+    ids = sorted(keyed)
+    for start in range(0, len(ids), 500):
+        for call_id, rid, purpose in session.execute(select(Recording.call_id, Recording.id, Recording.purpose)
+                                                     .where(Recording.call_id.in_(ids[start:start + 500]))):
+            purposes.setdefault(call_id, set()).add(purpose)
+            if rid in held_recordings:
+                held_calls.add(call_id)
+    days_for = vault.config.evidence.retention_days
+    due = []
+    for call_id, first_seen in keyed.items():
+        if call_id in held_calls:
+            continue
+        days = max(days_for.get(p) or vault.retention_days(p)
+                   for p in purposes.get(call_id) or {vault.settings.default_purpose})
+        if first_seen + days * 86400 <= now:
+            due.append(call_id)
+    return sorted(due)
+
+
 def sweep(vault: Vault, user: str | None, *, apply: bool = False, now: float | None = None,
           progress: Progress | None = None, reason: str = "scheduled retention sweep") -> SweepReport:
     """Select (and with ``apply``, delete) what has expired; always records the run."""
@@ -152,7 +189,8 @@ def sweep(vault: Vault, user: str | None, *, apply: bool = False, now: float | N
         sweep_id = run.id
     with vault.session() as session:
         due, held = _past_due(session, now)
-    report = SweepReport(sweep_id, now, apply, due, held)
+        calls_due = evidence_due(vault, session, now)
+    report = SweepReport(sweep_id, now, apply, due, held, evidence_due=calls_due)
     if apply:
         total = len(report.due)
         for done, item in enumerate(report.due, 1):
@@ -166,6 +204,10 @@ def sweep(vault: Vault, user: str | None, *, apply: bool = False, now: float | N
             if progress is not None:
                 progress(done, total)
         vault.ledger_flush()
+        if calls_due:
+            with vault.session() as session, session.begin():
+                report.evidence_keys_shredded = shred_calls(session.connection(), calls_due).keys
+            purge_freed(vault.engine)
     with vault.session() as session, session.begin():
         run = session.get(SweepRun, sweep_id)
         assert run is not None
