@@ -93,7 +93,8 @@ def build_ledger(config: Config, chain_id: str | None = None, *, checkpoints: bo
     from callguard.ledger import Ledger
 
     ledger = Ledger.open(config.ledger.url, chain_id or config.chain_id(),
-                         batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms)
+                         batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms,
+                         seal=config.evidence.seal_personal_data)
     if checkpoints:
         checkpointer = build_checkpointer(config, ledger.engine)
         if checkpointer is not None:
