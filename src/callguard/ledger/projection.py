@@ -79,7 +79,7 @@ def _add_party(call: Call, raw: object, at: float, subjects: Mapping[str, str | 
     if not isinstance(raw, Mapping):
         return
     fields = {
-        "channel": _personal(raw.get("channel")),
+        "channel": _text(raw.get("channel")),  # a channel name sealed for holding a number is left out
         "number": _personal(raw.get("number")),
         "number_key": party_key(raw.get("number"), subjects),
         "name": _personal(raw.get("name")),
@@ -128,7 +128,7 @@ def _apply(call: Call, entry: ProjectedEntry) -> None:
         call.answered_at = at - offset
     kind = entry.kind
     if kind == "call-offered":
-        call.channel = _personal(data.get("channel")) or call.channel
+        call.channel = _text(data.get("channel")) or call.channel
         parties = data.get("parties")
         for raw in parties if isinstance(parties, list) else ():
             _add_party(call, raw, at, entry.subjects)
