@@ -31,8 +31,8 @@ from pydantic import AfterValidator, ValidationError, ValidationInfo, field_vali
 
 from callguard.config_schema import build, describe, is_section, one_of, rule, section, suggest, table_adapter
 from callguard.core.jurisdictions import REGIMES
-from callguard.transcripts.settings import TranscriptsConfig
 from callguard.evidence.settings import EvidenceConfig
+from callguard.transcripts.settings import TranscriptsConfig
 from callguard.vault.permissions import DEFAULT_ROLES, PERMISSIONS
 from callguard.ha.settings import HaConfig
 from callguard.payments.settings import PaymentsConfig
