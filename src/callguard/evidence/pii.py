@@ -130,7 +130,8 @@ class Sealer:
     def __init__(self, max_calls: int = 20000) -> None:
         self.max_calls = max_calls
         self._calls: dict[str, dict[str | None, tuple[str, bytes]]] = {}
-        self._numbers: dict[str, dict[str, str | None]] = {}  #: call -> raw number -> subject
+        #: call -> raw number -> (its digits, subject)
+        self._numbers: dict[str, dict[str, tuple[str, str | None]]] = {}
 
     def _key(self, call_id: str, subject: str | None, new: list[dict[str, Any]]) -> tuple[str, bytes]:
         keys = self._calls.setdefault(call_id, {})
@@ -167,7 +168,7 @@ class Sealer:
                     kid, key = self._key(call_id, subject, new)
                     subjects[kid] = subject
                     if isinstance(number, str) and len(digits(number)) >= MIN_SCRUB_DIGITS:
-                        numbers[number] = subject
+                        numbers[number] = (digits(number), subject)
                     out = {k: walk(v) for k, v in value.items() if k not in ("number", "name")}
                     for field in ("number", "name"):
                         if isinstance(value.get(field), str) and value[field]:
@@ -178,9 +179,10 @@ class Sealer:
                 return {k: walk(v) for k, v in value.items()}
             if isinstance(value, list):
                 return [walk(v) for v in value]
-            if isinstance(value, str):
-                for number, subject in numbers.items():
-                    if number in value or (len(digits(number)) >= MIN_SCRUB_DIGITS and digits(number) in value):
+            if isinstance(value, str) and numbers:
+                value_digits = digits(value)  # "+44 20 7946 0123" mentions +442079460123 too
+                for number, (plain_digits, subject) in numbers.items():
+                    if number in value or plain_digits in value_digits:
                         kid, key = self._key(call_id, subject, new)
                         subjects[kid] = subject
                         return seal(value, kid, key)

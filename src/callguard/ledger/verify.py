@@ -317,7 +317,12 @@ class _ChainWalker:
 
 def _connection_of(bind: Engine | Connection | Session) -> tuple[Connection, bool]:
     if isinstance(bind, Engine):
-        return bind.connect(), True
+        connection = bind.connect()
+        if connection.dialect.name == "postgresql":
+            # One snapshot for the whole walk: a listener committing meanwhile must not look like
+            # entries "beyond the chain head" (SQLite's read transaction is a snapshot already).
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        return connection, True
     if isinstance(bind, Session):
         return bind.connection(), False
     return bind, False
