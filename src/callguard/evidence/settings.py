@@ -29,8 +29,8 @@ class EvidenceConfig:
     sealed under a per-call, per-subject key (see ``callguard.evidence.pii``);
     ``dsar erase`` and ``retention sweep`` destroy the key.
     ``retention_days`` (purpose -> days) says how long that data stays
-    readable; a purpose not listed keeps it as long as ``[retention]`` keeps
-    the recording.
+    readable; a purpose not listed keeps it until an erasure request (how
+    long evidence must stay attributable is the site's legal decision).
     """
 
     signing_key: str = "callguard-ledger-signing.pem"

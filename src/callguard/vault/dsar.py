@@ -286,7 +286,7 @@ def erase(vault: Vault, user: str | None, request_id: int, reason: str) -> dict[
     request = _request(vault, request_id)
     label = request.label
     actor = vault.authorize(user, "dsar-erase", label, reason, permission="dsar")
-    found = find(vault, request.number)
+    found = _found_for_erasure(vault, request)
     now = vault.clock()
     deleted: list[dict[str, Any]] = []
     kept: list[dict[str, str]] = []
@@ -334,6 +334,7 @@ def erase(vault: Vault, user: str | None, request_id: int, reason: str) -> dict[
         row = session.get(DsarRequest, request_id)
         assert row is not None
         row.erased_at, row.erase_report = now, json.dumps(report)
+        row.found = json.dumps(found.as_dict())
         # The request record stays as proof it was answered, but not the number it was about.
         row.number, row.number_key = mask_number(row.number), "erased"
         if row.kind == "erasure" and row.closed_at is None:
@@ -343,6 +344,19 @@ def erase(vault: Vault, user: str | None, request_id: int, reason: str) -> dict[
                  {"deleted": len(deleted), "kept": len(kept), "already_deleted": len(already)})
     purge_freed(vault.engine)
     return report
+
+
+def _found_for_erasure(vault: Vault, request: DsarRequest) -> Found:
+    """What to erase: found by number the first time; afterwards the number is masked and its
+    lookups shredded, so a repeated erasure works from the calls recorded the first time."""
+    if request.erased_at is None:
+        return find(vault, request.number)
+    found = Found(call_ids=list(json.loads(request.found or "{}").get("calls", [])))
+    if found.call_ids:
+        with vault.session() as session:
+            found.recordings = list(session.scalars(select(Recording).where(Recording.call_id.in_(found.call_ids))
+                                                    .order_by(Recording.recorded_at)))
+    return found
 
 
 def mask_number(number: str) -> str:

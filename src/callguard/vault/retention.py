@@ -147,10 +147,13 @@ def stored_by_purpose(session) -> dict[str, int]:  # type: ignore[no-untyped-def
 def evidence_due(vault: Vault, session, now: float) -> list[str]:  # type: ignore[no-untyped-def]
     """Calls whose numbers and names in the ledger have outlived their evidence retention.
 
-    A call's period is the longest of its recordings' purposes (``[evidence]
-    retention_days``, else ``[retention]``); a call without a recording
-    uses ``[vault] default_purpose``.  A legal hold on the call or on any of
-    its recordings keeps it readable.
+    A call's period is the longest of its recordings' purposes in
+    ``[evidence] retention_days``; a call without a recording uses
+    ``[vault] default_purpose``.  A purpose not listed there keeps the data
+    until an erasure request: how long evidence of lawful recording must
+    stay attributable is the site's legal decision, so nothing is shredded
+    by default.  A legal hold on the call or on any of its recordings keeps
+    it readable.
     """
     keyed = calls_with_keys(session.connection())
     if not keyed:
@@ -165,12 +168,14 @@ def evidence_due(vault: Vault, session, now: float) -> list[str]:  # type: ignor
             if rid in held_recordings:
                 held_calls.add(call_id)
     days_for = vault.config.evidence.retention_days
+    if not days_for:
+        return []
     due = []
     for call_id, first_seen in keyed.items():
-        if call_id in held_calls:
+        periods = [days_for.get(p) for p in purposes.get(call_id) or {vault.settings.default_purpose}]
+        if call_id in held_calls or None in periods:
             continue
-        days = max(days_for.get(p) or vault.retention_days(p)
-                   for p in purposes.get(call_id) or {vault.settings.default_purpose})
+        days = max(p for p in periods if p is not None)
         if first_seen + days * 86400 <= now:
             due.append(call_id)
     return sorted(due)
