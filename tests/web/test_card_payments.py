@@ -24,6 +24,8 @@ from callguard.web.server import serve_console
 from callguard.web.users import Credentials
 
 from .conftest import AGENT_ENDPOINT, PASSWORD, PROMPT_S, SECRET, ConsoleRig, make_config, write_users
+from tests.adapters.asterisk.test_payments_restart import console_up
+
 from .test_service import _until, free_port
 
 TEST_CARD = "4111111111111111"
@@ -173,6 +175,8 @@ inter_digit_timeout_s = 2.0
             await _until(lambda: call.recording is not None and call.agent is not None
                          and call.channel.bridge is not None)
             await asyncio.sleep(0.3)  # the agent leg's BridgeEnter reaches the listener
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as probe:
+                await console_up(probe)
             start = await callguard("payment", "start", "--amount", "49.90", "--currency", "GBP")
             out, err = await asyncio.wait_for(start.communicate(), 60)
             assert start.returncode == 0, err.decode()

@@ -72,9 +72,11 @@ class _Payment:
     capture: cap.CaptureSession
     call_id: str
     guarded: bool = False
+    #: payment-started is committed to the ledger: a process that dies from here on leaves a trace the
+    #: next one finds (callguard.payments.orphans), so no digit is asked for before
+    durable: bool = False
     protected_sent: bool = False
     timers: dict[str, TimerHandle] | None = None
-    task: asyncio.Task | None = None
 
 
 #: Call states where a payment may begin (the notice is over and the call goes on).
@@ -113,6 +115,7 @@ class PaymentDesk:
         self._by_call: dict[str, str] = {}
         self.results: dict[str, cap.PaymentResult] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._orphans_checked = False
         engine.observers.append(self._observe)
 
     # -- starting and stopping -----------------------------------------------------------------
@@ -148,8 +151,26 @@ class PaymentDesk:
         self.engine.feed(call_id, ev.CaptureStarted(now, payment_id, source, staff, capture.operation,
                                                     "" if value is None else str(value), code, actor))
         self._run(payment, capture.start())
-        self._check_protected(payment, session)
+        self._spawn(self._make_durable(payment), f"callguard-payment-durable-{payment_id}")
         return payment_id
+
+    async def _make_durable(self, payment: _Payment) -> None:
+        from callguard.payments.orphans import readable_ledger
+
+        ledger = readable_ledger(self.engine.ledger)
+        flush = getattr(ledger, "flush", None)
+        if flush is not None and not await asyncio.to_thread(flush, 5.0):
+            log.warning("payment %s: the ledger did not confirm payment-started within 5 s; collecting anyway",
+                        payment.capture.payment_id)
+        payment.durable = True
+        session = self.engine.session(payment.call_id)
+        if session is not None:
+            self._check_protected(payment, session)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def cancel(self, call_or_payment: str, by: str = "api") -> bool:
         """Cancel the payment (by its id or its call's id); False when none is running."""
@@ -164,7 +185,15 @@ class PaymentDesk:
         return payment.capture if payment else None
 
     async def aclose(self, timeout: float = 30.0) -> None:
-        """Let connector calls in flight finish (a charge is never abandoned half-way), then close it."""
+        """The listener stops: end each capture still collecting (the caller is told, the agent's leg
+        released), let connector calls in flight finish (a charge is never abandoned half-way), close it."""
+        now = self.engine.pbx_now()
+        for payment in list(self.payments.values()):
+            if payment.capture.phase in (cap.Phase.ARMING, cap.Phase.COLLECTING):
+                self._handle(payment, cap.Cancel(now, "listener-stop"))
+        drain = getattr(self.driver, "drain", None)
+        if drain is not None:
+            await drain(min(timeout, 5.0))  # the release and the prompt leave before the PBX link closes
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         close = getattr(self.connector, "aclose", None)
@@ -198,6 +227,25 @@ class PaymentDesk:
         if payment is not None:
             self._handle(payment, cap.PromptFailed(self.engine.pbx_now(), reason))
 
+    def check_orphans(self) -> None:
+        """Once per process, at the first PBX login: end the captures an earlier process left unfinished.
+
+        See :mod:`callguard.payments.orphans`; needs a ledger that can be read
+        (``engine``/``chain_id``) and a driver with ``payment_orphan``.
+        """
+        if self._orphans_checked:
+            return
+        self._orphans_checked = True
+        from callguard.payments.orphans import end_orphans, readable_ledger
+
+        ledger = readable_ledger(self.engine.ledger)
+        if ledger is None or not hasattr(self.driver, "payment_orphan"):
+            return
+        self._spawn(end_orphans(ledger.engine, ledger.chain_id, self.driver,  # type: ignore[attr-defined]
+                                self.engine.ledger.append, now=self.clock, pbx_now=self.engine.pbx_now,
+                                ours=lambda pid: pid in self.payments or pid in self.results),
+                    "callguard-payment-orphans")
+
     def link_restored(self, call_id: str) -> None:
         """The PBX link came back: keys may have been lost meanwhile; re-guard and ask again."""
         payment = self._find(call_id)
@@ -225,7 +273,7 @@ class PaymentDesk:
         self._check_protected(payment, session)
 
     def _check_protected(self, payment: _Payment, session: CallSession) -> None:
-        if payment.protected_sent or not payment.guarded or not session.audio_protected:
+        if payment.protected_sent or not payment.guarded or not payment.durable or not session.audio_protected:
             return
         if payment.capture.phase is not cap.Phase.ARMING:
             return
@@ -257,11 +305,7 @@ class PaymentDesk:
         elif isinstance(command, CancelTimer):
             self._cancel_timer(payment, command.name)
         elif isinstance(command, cap.Submit):
-            task = asyncio.get_running_loop().create_task(self._submit(payment, command),
-                                                          name=f"callguard-payment-{capture.payment_id}")
-            payment.task = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._submit(payment, command), f"callguard-payment-{capture.payment_id}")
         elif isinstance(command, cap.Finish):
             self._finish(payment, command.result)
 

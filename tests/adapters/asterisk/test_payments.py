@@ -242,3 +242,20 @@ async def test_leak_search_finds_the_card_nowhere(rig: Rig, gateway: PaymentGate
     found = summary(classify(tones, window), window)
     assert found["leaked_digits"] == "5" and found["mute_failures"] == 0
     assert not [t for t in found["tones"] if t["in_payment_segment"]]
+
+
+async def test_a_listener_stopping_mid_capture_ends_it_and_releases_the_agent(pay_rig: Rig) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    await key(call, "4111")
+    half = call.agent_far
+    assert "in" in half.muted_audio
+    running, rig.running = rig.running, None
+    await running.stop()  # graceful: SIGTERM
+    assert "in" not in half.muted_audio and half.variables["FRAME_DROP(RX)"] == ""
+    await rig.wait_for(lambda: call.player is None, what="the prompt player to finish")
+    assert call.caller_heard[-1].endswith("pay-cancelled")
+    ended = rig.entry(call.linkedid, "payment-ended").data
+    assert ended["outcome"] == "cancelled" and ended["reason"] == "cancelled by listener-stop"

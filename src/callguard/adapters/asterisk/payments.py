@@ -54,6 +54,7 @@ from callguard.core.commands import PromptRef
 if TYPE_CHECKING:
     from callguard.adapters.asterisk.listener import AsteriskListener, _Call
     from callguard.payments.desk import PaymentDesk
+    from callguard.payments.orphans import Orphan
 
 log = logging.getLogger("callguard.asterisk")
 
@@ -92,6 +93,7 @@ class AsteriskPayments:
         self._by_exten: dict[str, str] = {}  #: player exten -> call id
         self._guarded: dict[str, str] = {}  #: call id -> the Local ;2 half guarded
         self._unguard_later: set[str] = set()  #: calls whose guard could not be lifted (link down)
+        self._inflight: set[asyncio.Future] = set()  #: guard actions and originates awaiting Asterisk
         listener.payments = self
         listener.manager.register_event("DTMFEnd", listener._guard(self._on_dtmf_end))
         listener.manager.register_event("AsyncAGIStart", listener._guard(self._on_agi_start))
@@ -121,7 +123,7 @@ class AsteriskPayments:
             self.listener._send({"Action": "MuteAudio", "Channel": half, "Direction": "in",
                                  "State": "on" if on else "off"}),
         ]
-        gathered = asyncio.gather(*futures, return_exceptions=True)
+        gathered = self._track(asyncio.gather(*futures, return_exceptions=True))
         gathered.add_done_callback(lambda f: self._guard_answered(call_id, on, f))
 
     def payment_prompt(self, call_id: str, payment_id: str, prompt: PromptRef) -> None:
@@ -135,28 +137,27 @@ class AsteriskPayments:
             return
         player = self._players.get(call_id)
         if player is None or player.payment_id != payment_id or player.done:
-            player = self._start_player(call, payment_id)
-            if player is None:
-                return
+            player = self._start_player(call.call_id, call.controlled, payment_id)
         self._queue(call_id, player, text)
 
     # -- the prompt player -----------------------------------------------------------------------
 
-    def _start_player(self, call: "_Call", payment_id: str) -> _Player | None:
+    def _start_player(self, call_id: str, target: str, payment_id: str) -> _Player:
+        """Originate the player that joins ``target``'s bridge (the caller's channel)."""
         exten = f"pay-{payment_id[:16]}"
         player = _Player(payment_id, exten)
-        self._players[call.call_id] = player
-        self._by_exten[exten] = call.call_id
-        future = self.listener._send({
+        self._players[call_id] = player
+        self._by_exten[exten] = call_id
+        future = self._track(self.listener._send({
             "Action": "Originate", "Channel": f"Local/{exten}@{PAYMENT_CONTEXT}/n", "Context": PAYMENT_CONTEXT,
             "Exten": "join", "Priority": "1", "Async": "true", "CallerID": '"callguard payment" <>',
-            "Variable": f"CALLGUARD_PAY_TARGET={call.controlled}"})
+            "Variable": f"CALLGUARD_PAY_TARGET={target}"}))
 
         def answered(f: asyncio.Future) -> None:
             exc = f.exception()
             if exc is not None or not f.result().ok:
                 reason = str(exc) if exc else (f.result().message or "Originate refused")
-                self._report_prompt_failure(call.call_id, f"payment prompt player not started: {reason}")
+                self._report_prompt_failure(call_id, f"payment prompt player not started: {reason}")
         future.add_done_callback(answered)
         return player
 
@@ -222,6 +223,40 @@ class AsteriskPayments:
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    # -- a capture an earlier listener process left unfinished (callguard.payments.orphans) -----------
+
+    async def payment_orphan(self, orphan: "Orphan") -> bool:
+        """Release the agent's Local half and tell the caller; False when the caller's channel is gone."""
+        if not orphan.channel:
+            return False
+        answer = await self.listener.manager.send_action({"Action": "Getvar", "Channel": orphan.channel,
+                                                          "Variable": "CHANNEL(state)"})
+        if not answer.ok:
+            return False  # "No such channel": the call ended while no listener was there
+        half = guard_half(orphan.staff_leg)
+        if half is not None:
+            await asyncio.gather(
+                self.listener._send({"Action": "Setvar", "Channel": half, "Variable": "FRAME_DROP(RX)", "Value": ""}),
+                self.listener._send({"Action": "MuteAudio", "Channel": half, "Direction": "in", "State": "off"}),
+                return_exceptions=True)
+        engine = self.listener.engine
+        if engine is not None:
+            language = orphan.language or engine.policy.default_language
+            text = agi.stream_file(self.listener.prompt_file(engine.prompts.resolve("pay-failed", language)))
+            self._queue(orphan.call_id, self._start_player(orphan.call_id, orphan.channel, orphan.payment_id), text)
+            self._end_player(orphan.call_id)
+        return True
+
+    def _track(self, future: asyncio.Future) -> asyncio.Future:
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
+        return future
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the guard actions and originates Asterisk has not answered yet."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout)
+
     def _agent_half(self, call: "_Call") -> str | None:
         agents = [c.name for c in call.channels.values() if c.role == "agent"]
         return guard_half(agents[0]) if agents else None
@@ -250,6 +285,7 @@ class AsteriskPayments:
         """After a reconnect: keys pressed meanwhile were lost; each capture re-guards and asks again."""
         if self.desk is None:
             return
+        self.desk.check_orphans()  # the first login of this process: what an earlier one left unfinished
         for call_id in list(self.listener.calls):
             if self.desk.active(call_id) is not None:
                 self.desk.link_restored(call_id)

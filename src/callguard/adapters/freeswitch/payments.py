@@ -65,6 +65,7 @@ from .wire import ESLEvent, Frame, api, sendmsg_execute
 
 if TYPE_CHECKING:
     from callguard.payments.desk import PaymentDesk
+    from callguard.payments.orphans import Orphan
 
     from .listener import CallState, FreeSwitchListener, _Api
 
@@ -236,9 +237,44 @@ class FreeSwitchPayments:
         """After a reconnect: keys pressed meanwhile were lost; each capture re-guards and asks again."""
         if self.desk is None:
             return
+        self.desk.check_orphans()  # the first login of this process: what an earlier one left unfinished
         for call_id in list(self.listener.calls):
             if self.desk.active(call_id) is not None:
                 self.desk.link_restored(call_id)
+
+    # -- a capture an earlier listener process left unfinished (callguard.payments.orphans) -----------
+
+    async def payment_orphan(self, orphan: "Orphan") -> bool:
+        """Release the legs that may still be guarded and tell the caller; False when the caller's leg is gone."""
+        channel = safe_uuid(orphan.channel)
+        if channel is None or await self._ask_api(f"uuid_exists {channel}") != "true":
+            return False
+        partner = safe_uuid(await self._ask_api(f"uuid_getvar {channel} bridge_to"))
+        for leg in sorted({leg for leg in (safe_uuid(orphan.staff_leg), partner) if leg}):
+            await self._request(sendmsg_execute("unblock_dtmf", uuid=leg))
+            await self._request(api(f"uuid_audio {leg} stop"))
+        engine, wire = self.listener.engine, self.listener.wire
+        if engine is not None and wire is not None:
+            ref = engine.prompts.resolve("pay-failed", orphan.language or engine.policy.default_language)
+            await self._request(sendmsg_execute("playback", wire.prompt_path(ref, 8000), uuid=channel))
+        return True
+
+    async def _request(self, data: bytes) -> Frame:
+        proto = self.listener.inbound
+        if proto is None or not proto.connected:
+            raise ConnectionError("not connected to FreeSWITCH")
+        return await asyncio.wait_for(proto.send(data, "payment"), max(1.0, self.listener.fs.action_timeout_ms / 1000))
+
+    async def _ask_api(self, command: str) -> str:
+        return (await self._request(api(command))).text.strip()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until the guard and prompt commands queued for FreeSWITCH are answered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and any(i.kind in ("guard", "prompt") for s in self.listener.calls.values()
+                                               for i in (*s.inflight, *s.pending) if s.inflight or s.pending):
+            await asyncio.sleep(0.01)
 
     def call_ended(self, call_id: str) -> None:
         self._guards.pop(call_id, None)
