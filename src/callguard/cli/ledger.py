@@ -7,7 +7,6 @@ ledger tables is an error, never a reason to create one.  The database is
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -348,9 +347,7 @@ def show_cmd(ctx: click.Context, call_id: str, db_url: str | None) -> None:
                 raise click.ClickException(
                     f"no ledger entries for call {_clean(call_id)!r} in {describe_url(engine.url)}; "
                     "`callguard ledger calls` lists recent calls")
-            revealer = Revealer(session.connection())
-            data = revealer.data([e.data for e in entries])
-            entries = [dataclasses.replace(e, data=d) for e, d in zip(entries, data)]
+            revealer = Revealer(session.connection())  # timeline() opened the entries; this is for the index
             answered = _answered_at(call, entries)
             _print_call_header(call_id, call, entries, answered, revealer)
     click.echo("")

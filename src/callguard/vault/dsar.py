@@ -22,7 +22,6 @@ consent were handled lawfully), the access log and the request record
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -34,7 +33,6 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import func, select
 
-from callguard.ledger.sealed import Revealer
 from callguard.ledger.erasure import purge_freed, shred_subject
 from callguard.ledger.models import LedgerEntryRecord
 from callguard.ledger.projection import number_key
@@ -206,11 +204,8 @@ def export_bundle(vault: Vault, user: str | None, request_id: int, out_dir: Path
         os.chmod(part, 0o700)
         calls = []
         with vault.session() as session:
+            # timeline() opens sealed numbers and names while their keys exist ("[erased]" after)
             timelines = {call_id: timeline(session, call_id) for call_id in found.call_ids}
-            revealer = Revealer(session.connection())  # sealed numbers and names, opened while their keys exist
-            timelines = {call_id: [dataclasses.replace(e, data=d) for e, d in
-                                   zip(entries, revealer.data([e.data for e in entries]))]
-                         for call_id, entries in timelines.items()}
         for call_id, entries in timelines.items():
             exported = []
             for entry in entries:
