@@ -38,23 +38,9 @@ from callguard.evidence.note import Signer
 from callguard.ledger import Ledger
 from callguard.ledger.tree import STRIDE, consistency, inclusion, stored_level
 from callguard.ledger.verify import Anchor, verify
+from ledger_write import KINDS  # noqa: E402 - bench/ is on sys.path when run as a script
 
-CALL = [
-    ("call-offered", {"channel": "PJSIP/trunk-0001", "language": "en", "parties": [
-        {"channel": "PJSIP/trunk-0001", "number": "+14155550123", "name": "Alice", "role": "caller",
-         "jurisdiction": "US-CA", "regime": "all-party", "reason": "California requires all-party consent"}]}),
-    ("rule-applied", {"regime": "all-party", "recording_allowed": True, "explicit_consent": True,
-                      "reasons": ["+14155550123: California requires all-party consent"],
-                      "parties": [{"number": "+14155550123", "jurisdiction": "US-CA"}]}),
-    ("notice-started", {"prompt_id": "notice", "language": "en", "sha256": "ab" * 32, "offset_s": 0.41}),
-    ("notice-ended", {"offset_s": 6.2, "digits": "1"}),
-    ("consent", {"decision": "granted", "digits": "1", "attempt": 1}),
-    ("recording-requested", {"file": "callguard-x.wav"}),
-    ("recording-started", {"file": "callguard-x.wav", "confirmed_by": "pbx", "latency_s": 0.12}),
-    ("recording-muted", {"reasons": ["payment"], "confirmed_by": "pbx", "latency_s": 0.011}),
-    ("recording-unmuted", {"confirmed_by": "pbx", "latency_s": 0.009}),
-    ("hangup", {"cause": "16", "state": "recording", "offset_s": 120.0}),
-]
+CALL = KINDS  # the same realistic call as bench/ledger_write.py
 
 
 def entries(n: int, offset: int = 0) -> list[LedgerEntry]:

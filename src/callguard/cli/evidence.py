@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from callguard.cli.common import get_config
-from callguard.cli.ledger import _reading, db_option
+from callguard.cli.ledger import _reading, db_option, sign_now
 from callguard.evidence import bundle
 from callguard.evidence.export import ExportError, NotCheckpointed, collect
 
@@ -21,30 +21,6 @@ from callguard.evidence.export import ExportError, NotCheckpointed, collect
 @click.group("evidence")
 def evidence_group() -> None:
     """Per-call evidence bundles: export one, verify one offline."""
-
-
-def _sign_now(ctx: click.Context, db_url: str | None) -> None:
-    from callguard.evidence.signing import SigningKeyError
-    from callguard.ledger import LedgerError
-    from callguard.ledger.db import open_for_writing
-    from callguard.wiring import build_checkpointer
-
-    config = get_config(ctx)
-    try:
-        engine = open_for_writing(db_url or config.ledger.url)
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        checkpointer = build_checkpointer(config, engine, required=True)
-        assert checkpointer is not None
-        try:
-            checkpointer.checkpoint_now()
-        finally:
-            checkpointer.close()
-    except SigningKeyError as exc:
-        raise click.ClickException(f"cannot sign a checkpoint covering the call: {exc}") from None
-    finally:
-        engine.dispose()
 
 
 def _recordings(ctx: click.Context, contents: bundle.Contents, user: str | None, reason: str) -> None:
@@ -89,7 +65,7 @@ def export_cmd(ctx: click.Context, call_id: str, output: Path, reveal: bool, wit
         except NotCheckpointed:
             if attempt:
                 raise
-            _sign_now(ctx, db_url)
+            sign_now(ctx, db_url)
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
     if with_recording:

@@ -38,6 +38,7 @@ from callguard.ledger.verify import Anchor
 
 if TYPE_CHECKING:
     from callguard.ledger.sealed import Revealer
+    from callguard.evidence.checkpointer import Signed
     from callguard.evidence.note import Checkpoint, Verifier
 from callguard.ledger.models import Call
 from callguard.timeline import describe
@@ -207,11 +208,8 @@ def verify_cmd(ctx: click.Context, chain_id: str | None, witness_dirs: tuple[Pat
     click.echo(f"all {len(report.chains)} chain(s) verified{signatures}")
 
 
-@ledger_group.command("checkpoint")
-@db_option
-@click.pass_context
-def checkpoint_cmd(ctx: click.Context, db_url: str | None) -> None:
-    """Sign and publish a checkpoint of every chain that grew, now (the listener does it on a timer)."""
+def sign_now(ctx: click.Context, db_url: str | None) -> "list[Signed]":
+    """Sign (and publish) a checkpoint of every chain that grew; errors become ClickExceptions."""
     from callguard.evidence.signing import SigningKeyError
     from callguard.ledger.db import open_for_writing
     from callguard.wiring import build_checkpointer
@@ -225,13 +223,21 @@ def checkpoint_cmd(ctx: click.Context, db_url: str | None) -> None:
         checkpointer = build_checkpointer(config, engine, required=True)
         assert checkpointer is not None
         try:
-            signed = checkpointer.checkpoint_now()
+            return checkpointer.checkpoint_now()
         finally:
             checkpointer.close()
     except SigningKeyError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"cannot sign a checkpoint: {exc}") from None
     finally:
         engine.dispose()
+
+
+@ledger_group.command("checkpoint")
+@db_option
+@click.pass_context
+def checkpoint_cmd(ctx: click.Context, db_url: str | None) -> None:
+    """Sign and publish a checkpoint of every chain that grew, now (the listener does it on a timer)."""
+    signed = sign_now(ctx, db_url)
     if not signed:
         click.echo("no chain grew since its last checkpoint; nothing signed")
     failed = False
