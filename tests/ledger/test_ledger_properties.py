@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from callguard.ledger import Ledger, verify
-from callguard.ledger.chain import encode_data, entry_hash
+from callguard.ledger.chain import encode_data, entry_hash, stored_entry_hash
 from tests.ledger.support import drop_append_only, sample_call
 
 CALLS = 3
@@ -86,3 +86,15 @@ def test_stored_data_hashes_the_same_after_a_round_trip(value):
 
 def test_clean_chain_has_no_problems(connection):
     assert verify(connection).ok and verify(connection).chains[0].entries == N
+
+
+@given(json_values, st.text(max_size=12), st.text(max_size=12))
+def test_verify_shortcut_hashes_stored_text_exactly_like_the_canonical_rule(value, call_id, kind):
+    """``stored_entry_hash`` (no parsing) agrees with ``entry_hash`` whenever it answers."""
+    stored = encode_data({"v": value})
+    fields = {"chain_id": "c\u00e9", "seq": 7, "call_id": call_id, "kind": kind, "pbx_time_us": 1,
+              "received_at_us": 2, "prev_hash": "0" * 64}
+    quick = stored_entry_hash(data_text=stored, **fields)
+    assert quick is None or quick == entry_hash(data=json.loads(stored), **fields)
+    if stored.isascii():
+        assert quick is not None

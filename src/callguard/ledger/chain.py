@@ -98,4 +98,23 @@ def entry_hash(*, chain_id: str, seq: int, call_id: str, kind: str, pbx_time_us:
     )).hexdigest()
 
 
-__all__ = ["GENESIS_HASH", "canonical_bytes", "encode_data", "entry_hash", "to_us"]
+def stored_entry_hash(*, chain_id: str, seq: int, call_id: str, kind: str, pbx_time_us: int,
+                      received_at_us: int, data_text: str, prev_hash: str) -> str | None:
+    """The hash straight from the stored ``data`` text, when that text is canonical ASCII JSON.
+
+    The writer stores data sorted and compact (:func:`encode_data`), so for
+    ASCII text the canonical document is a concatenation and ``ledger verify``
+    skips parsing and re-serialising it.  None when the text is not ASCII;
+    a result that differs from the stored hash must be re-checked with
+    :func:`entry_hash` on the parsed data (the text may be valid but not canonical).
+    """
+    if not data_text.isascii():
+        return None
+    dumps = json.dumps
+    document = (f'{{"call_id":{dumps(call_id)},"chain_id":{dumps(chain_id)},"data":{data_text},'
+                f'"kind":{dumps(kind)},"pbx_time_us":{int(pbx_time_us)},"prev_hash":{dumps(prev_hash)},'
+                f'"received_at_us":{int(received_at_us)},"seq":{int(seq)}}}')
+    return hashlib.sha256(document.encode("ascii")).hexdigest()
+
+
+__all__ = ["GENESIS_HASH", "canonical_bytes", "encode_data", "entry_hash", "stored_entry_hash", "to_us"]

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.orm import Session
 
 from callguard.evidence.merkle import CompactRange
-from callguard.ledger.chain import GENESIS_HASH, entry_hash
+from callguard.ledger.chain import GENESIS_HASH, entry_hash, stored_entry_hash
 from callguard.ledger.models import ChainHead, LedgerEntryRecord, MerkleNode
 from callguard.ledger.tree import entry_leaf, stored_level
 
@@ -129,6 +129,16 @@ class _Row:
 
 
 def _computed_hash(chain_id: str, row: object, seq: int | None = None) -> tuple[str | None, str | None]:
+    if seq is None and isinstance(row.data, str):  # type: ignore[attr-defined]
+        try:
+            quick = stored_entry_hash(
+                chain_id=chain_id, seq=row.seq, call_id=row.call_id, kind=row.kind,  # type: ignore[attr-defined]
+                pbx_time_us=row.pbx_time_us, received_at_us=row.received_at_us,  # type: ignore[attr-defined]
+                data_text=row.data, prev_hash=row.prev_hash)  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            quick = None
+        if quick is not None and quick == row.hash:  # type: ignore[attr-defined]
+            return quick, None
     try:
         data = json.loads(row.data)  # type: ignore[attr-defined]
     except (TypeError, ValueError) as exc:
