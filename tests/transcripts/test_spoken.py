@@ -119,3 +119,12 @@ def test_after_a_card_keyword_one_stray_digit_at_the_edge_is_forgiven():
     # "my card number is ..." with "is" heard as "eight": 17 digits, no pause after the stray one
     assert kinds("my card number eight four one one one one one one one one one one one one one one one") == [CARD]
     assert kinds("my order number eight four one one one one one one one one one one one one one one one") == []
+
+
+def test_after_a_card_keyword_many_digits_are_redacted_even_when_misheard():
+    # the recogniser dropped and garbled digits: no Luhn-valid stretch, but it followed "the long number on the card"
+    script = ("the long number on the card please | four one one | i'd | one one one | um one one | call | "
+              "one one one one one two")
+    assert kinds(script) == [CARD]
+    # the same digits after "order number": a decoy, left alone
+    assert kinds(script.replace("the long number on the card", "your order number")) == []

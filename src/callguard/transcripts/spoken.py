@@ -15,6 +15,11 @@ four").  The boundary rule is what keeps decoys out: a 16-digit order number
 that fails Luhn contains many 13-15 digit stretches, one in ten of which
 would pass Luhn by chance, but people do not pause in the middle of them.
 
+Recognisers get digits wrong, and Luhn needs all of them right, so there
+is a second, recall-oriented rule (:func:`find_card_context`): after a card
+keyword ("card", "visa", "the long number"), 12 or more digits said within
+15 seconds are redacted as a card number whether or not they pass Luhn.
+
 Near a card number (``near_card_s``): digits after "expiry"/"expires"/
 "valid until" or a month name are an expiry date, digits after "security
 code"/"CVV"/"on the back" are a security code, and 3-4 digits left over in
@@ -38,6 +43,8 @@ MAX_GAP_S = 3.0  #: a longer silence between two digits ends the run
 GROUP_GAP_S = 0.25  #: a silence at least this long between two digits is a group boundary
 CARD_LENGTHS = range(13, 20)
 CARD_FIRST_DIGITS = frozenset("23456")
+CONTEXT_WINDOW_S = 15.0  #: after a card keyword, digits said within this many seconds ...
+CONTEXT_MIN_DIGITS = 12  #: ... at least this many of them, are taken as a card number (see find_card_context)
 
 CARD = "card-number"
 EXPIRY = "expiry-date"
@@ -52,7 +59,7 @@ _TENS = {w: str(20 + 10 * i)[0] for i, w in enumerate("twenty thirty forty fifty
 _REPEAT = {"double": 2, "triple": 3}
 FILLERS = frozenset("um uh er erm ah eh hmm mm so and then okay ok right yeah yes it's its is that's".split())
 _EXPIRY_WORDS = frozenset("expiry expires expiration expire valid until exp".split())
-_CARD_WORDS = frozenset("card visa mastercard amex debit credit".split())
+_CARD_WORDS = frozenset("card visa mastercard amex debit credit long".split())  # "the long number"
 _CODE_WORDS = frozenset("security code cvv cvc cv2 verification back".split())
 _MONTHS = {w: f"{i + 1:02d}" for i, w in enumerate(
     "january february march april may june july august september october november december".split())}
@@ -281,6 +288,30 @@ def find_patterns(words: Sequence[Word], patterns: Mapping[str, str]) -> list[Fi
     return out
 
 
+def find_card_context(words: Sequence[Word], runs: Sequence[Sequence[Digit]],
+                      already: Sequence[Finding]) -> list[Finding]:
+    """Card numbers the recogniser got partly wrong: many digits said soon after a card keyword.
+
+    Luhn needs every digit right, and a recogniser that gets 97% of digits
+    right gets a whole 16-digit number right only 60% of the time.  So after
+    "card" / "visa" / ... (usually the agent asking for it), any stretch of
+    at least ``CONTEXT_MIN_DIGITS`` digits within ``CONTEXT_WINDOW_S`` -
+    runs joined across a few misheard words - is redacted as a card number
+    whether or not it passes Luhn.  Over-redaction is the safe direction
+    here; decoys without a card keyword before them are untouched.
+    """
+    out: list[Finding] = []
+    keyword_times = [w.end for w in words if w.text in _CARD_WORDS]
+    for t in keyword_times:
+        near = [d for run in runs for d in run if t <= d.start <= t + CONTEXT_WINDOW_S]
+        if len(near) < CONTEXT_MIN_DIGITS:
+            continue
+        if any(f.kind == CARD and f.start <= near[-1].end and f.end >= near[0].start for f in [*already, *out]):
+            continue
+        out.append(_finding(CARD, near))
+    return out
+
+
 def find_sensitive(words: Sequence[Word], *, near_card_s: float = 20.0,
                    patterns: Mapping[str, str] | None = None) -> list[Finding]:
     """Every finding in ``words``, in time order, overlapping findings kept (redaction merges spans)."""
@@ -289,6 +320,9 @@ def find_sensitive(words: Sequence[Word], *, near_card_s: float = 20.0,
     for card, leftover in find_cards(runs, words):
         findings.append(card)
         findings.extend(_near_card_details(words, runs, card, leftover, near_card_s))
+    for card in find_card_context(words, runs, findings):
+        findings.append(card)
+        findings.extend(_near_card_details(words, runs, card, [], near_card_s))
     findings.extend(find_patterns(words, patterns or {}))
     return sorted(set(findings), key=lambda f: (f.start, f.end, f.kind))
 
