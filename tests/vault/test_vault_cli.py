@@ -212,3 +212,21 @@ def test_real_subprocess(tmp_path, small_wav, monkeypatch):
     assert out.read_bytes() == small_wav.read_bytes() and "verified; logged" in done.stdout
     check = CliRunner().invoke(main, ["--config", str(cfg), "vault", "verify", "--deep", "--as", "dave"])
     assert check.exit_code == 0 and "1 decrypted" in check.output and "chain intact" in check.output
+
+
+def test_recordings_by_number_on_a_sealed_ledger_and_the_access_log_never_holds_the_number(cli, tmp_path, small_wav):
+    """The ledger seals numbers (issue 16): a lookup by number still finds the call's recordings, formatted any
+    way, and the append-only access log names the request by the subject hash, never the number itself."""
+    cli("keys", "generate")
+    _seed(cli.config, "c9", T0, number="+442079460999")
+    cli("vault", "ingest", str(_spool(tmp_path, small_wav, "c9")), "--call", "c9", "--as", "svc")
+    for written in ("+442079460999", "+44 20 7946 0999"):
+        listed = cli("recordings", "list", "--number", written, "--as", "bob").output
+        assert "c9" in listed, listed
+    assert "c9" not in cli("recordings", "list", "--number", "+442079460998", "--as", "bob").output
+    log = cli("vault", "log", "--as", "alice").output
+    assert "subject:" in log
+    for form in ("442079460999", "+442079460999", "7946 0999"):
+        assert form not in log
+    raw = (tmp_path / "callguard.sqlite").read_bytes()
+    assert b"442079460999" not in raw and b"7946 0999" not in raw

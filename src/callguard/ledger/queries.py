@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import Connection, Engine, Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from callguard.evidence.pii import subject_of
@@ -140,8 +140,8 @@ def recent_calls(session: Session, limit: int = 20) -> list[Call]:
     ))
 
 
-def calls_by_number(session: Session, number: str) -> list[Call]:
-    """Calls in which ``number`` took part, latest first (for access requests).
+def calls_of_number(number: str) -> Select[tuple[str]]:
+    """The ids of the calls ``number`` took part in, as a subquery (for every lookup by number).
 
     Matches by the subject hash of its digits (sealed ledgers), by its
     digits, or exactly as given, so that "+1 415-555-0123" finds "+14155550123".
@@ -150,11 +150,16 @@ def calls_by_number(session: Session, number: str) -> list[Call]:
     match = CallParty.number == number  # ledgers written before sealing keep the number as given
     if keys:
         match = or_(match, CallParty.number_key.in_(keys))
-    ids = select(CallParty.call_id).where(match)
+    return select(CallParty.call_id).where(match)
+
+
+def calls_by_number(session: Session, number: str) -> list[Call]:
+    """Calls in which ``number`` took part, latest first (for access requests)."""
+    ids = calls_of_number(number)
     return list(session.scalars(
         select(Call).where(Call.call_id.in_(ids)).order_by(Call.first_seen.desc(), Call.call_id)
         .options(selectinload(Call.parties))
     ))
 
 
-__all__ = ["StoredEntry", "calls_by_number", "export_entries", "get_call", "recent_calls", "timeline"]
+__all__ = ["StoredEntry", "calls_by_number", "calls_of_number", "export_entries", "get_call", "recent_calls", "timeline"]

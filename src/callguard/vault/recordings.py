@@ -19,8 +19,8 @@ from typing import Any, BinaryIO, Iterable
 
 from sqlalchemy import select
 
-from callguard.ledger.models import CallParty
-from callguard.ledger.projection import number_key
+from callguard.evidence.pii import subject_of
+from callguard.ledger.queries import calls_of_number
 from callguard.vault.deletion import Destroyed, destroy
 from callguard.vault.envelope import ChunkReader, VaultError, decrypt_to_file, scan_structure
 from callguard.vault.holds import HoldView, active_holds
@@ -87,14 +87,15 @@ def data_key(vault: Vault, recording: Recording) -> bytes:
 def list_recordings(vault: Vault, user: str | None, *, call_id: str | None = None, number: str | None = None,
                     purpose: str | None = None, include_deleted: bool = False, limit: int = 200,
                     reason: str = "") -> list[RecordingView]:
-    target = call_id or (f"number:{number_key(number) or ''}" if number else "*")
+    # The access log is append-only: it names a number by its subject hash, never the number itself,
+    # so an erasure request leaves nothing readable behind (the hash is what the ledger index uses).
+    target = call_id or (f"subject:{subject_of(number) or '-'}" if number else "*")
     vault.authorize(user, "list", target, reason)
     stmt = select(Recording).order_by(Recording.recorded_at.desc()).limit(limit)
     if call_id:
         stmt = stmt.where(Recording.call_id == call_id)
     if number:
-        key = number_key(number)
-        stmt = stmt.where(Recording.call_id.in_(select(CallParty.call_id).where(CallParty.number_key == key)))
+        stmt = stmt.where(Recording.call_id.in_(calls_of_number(number)))
     if purpose:
         stmt = stmt.where(Recording.purpose == purpose)
     if not include_deleted:
