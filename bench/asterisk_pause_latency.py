@@ -393,7 +393,13 @@ async def listener_main(calls: int, flood: int, rate: float, ledger_kind: str = 
                            "consent": {"timeout_ms": 60000},
                            "recording": {"confirm_timeout_ms": 10000, "start_timeout_ms": 30000},
                            "policy": {"home": "US-NY"}}, "<bench>", environ={})
-    ledger = Ledger.open(f"sqlite:///{tmp}/ledger.sqlite", "bench") if ledger_kind == "sqlite" else _MemoryLedger()
+    if ledger_kind == "sqlite":
+        ledger = Ledger.open(f"sqlite:///{tmp}/ledger.sqlite", "bench")
+    elif ledger_kind == "process":
+        from callguard.ledger.process import LedgerProcess
+        ledger = LedgerProcess.open(f"sqlite:///{tmp}/ledger.sqlite", "bench")
+    else:
+        ledger = _MemoryLedger()
     tune_interpreter()  # as `callguard run asterisk` does
     running = await start_listener(config, ledger, prompts=StaticPrompts(durations={"notice": 0.05}))
 
@@ -507,6 +513,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--flood", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=400.0, help="hotkey presses per second")
-    parser.add_argument("--ledger", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--ledger", choices=("sqlite", "process", "memory"), default="sqlite")
     args = parser.parse_args()
     sys.exit(asyncio.run(listener_main(args.calls, args.flood, args.rate, args.ledger)))

@@ -210,6 +210,9 @@ class LedgerConfig:
     url: str = "sqlite:///callguard.sqlite"
     batch_max: int = 256
     batch_wait_ms: float = 2.0
+    #: "process": encoding, hashing and SQL in a child process, off the listener's GIL (pause p99
+    #: under load); "thread": in the listener's own interpreter (one process, for constrained hosts).
+    writer: Literal["process", "thread"] = "process"
 
     @field_validator("url")
     @classmethod

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from callguard.evidence.checkpointer import Checkpointer
     from callguard.ledger import Ledger
+    from callguard.ledger.process import LedgerProcess
 
 log = logging.getLogger("callguard")
 
@@ -83,16 +84,26 @@ def build_prompts(config: Config) -> PromptResolver:
     return PromptCatalog.from_config(config)
 
 
-def build_ledger(config: Config, chain_id: str | None = None, *, checkpoints: bool = True) -> "Ledger":
+def build_ledger(config: Config, chain_id: str | None = None, *, checkpoints: bool = True,
+                 writer: str | None = None) -> "Ledger | LedgerProcess":
     """The listener's ledger writer on ``[ledger] url``, resuming its chain.
 
     With ``checkpoints`` and a signing key, a :class:`Checkpointer` signs the
     chains' tree heads every ``[evidence] checkpoint_interval_s`` and once
-    more when the ledger closes.
+    more when the ledger closes.  ``[ledger] writer = "process"`` (or
+    ``writer=``) runs this very function with the thread writer in a child
+    process (:mod:`callguard.ledger.process`): checkpointer included.
     """
     from callguard.ledger import Ledger
 
-    ledger = Ledger.open(config.ledger.url, chain_id or config.chain_id(),
+    chain = chain_id or config.chain_id()
+    if (writer or config.ledger.writer) == "process":
+        from callguard.ledger.db import describe_url
+        from callguard.ledger.process import LedgerProcess
+
+        return LedgerProcess(build_ledger, config, chain, checkpoints=checkpoints, writer="thread",
+                             chain_id=chain, url=describe_url(config.ledger.url))
+    ledger = Ledger.open(config.ledger.url, chain,
                          batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms,
                          seal=config.evidence.seal_personal_data)
     if checkpoints:

@@ -119,6 +119,20 @@ class _Attempt:
     tree: CompactRange | None
 
 
+def check_entry(entry: LedgerEntry, received_at: float) -> None:
+    """Raise ``TypeError`` / ``ValueError`` for an entry the schema cannot hold.
+
+    Called where the entry is appended, so one bad entry fails at its
+    caller and can never block the queue behind it.
+    """
+    if not isinstance(entry, LedgerEntry):
+        raise TypeError(f"expected a LedgerEntry, got {type(entry).__name__}")
+    if not (0 < len(entry.call_id) <= ID_LEN and 0 < len(entry.kind) <= KIND_LEN):
+        raise ValueError(f"ledger entry call id / kind too long or empty: {entry.call_id!r} {entry.kind!r}")
+    if not (math.isfinite(entry.at) and math.isfinite(received_at)):
+        raise ValueError(f"ledger entry time is not a finite number: at={entry.at!r} received_at={received_at!r}")
+
+
 class _ChainMoved(Exception):
     """The stored chain head is not the one we built on (another writer?)."""
 
@@ -158,6 +172,7 @@ class Ledger:
         self.sealer = Sealer() if seal else None
         self._tree: CompactRange | None = None
         self._close_hooks: list[Callable[[], None]] = []
+        self._batch_hooks: list[Callable[[list[Committed]], None]] = []
         self._queue: queue.SimpleQueue[_Item | _Marker] = queue.SimpleQueue()
         self._pending: deque[_Item | _Marker] = deque()
         self._head: tuple[int, str] | None = None
@@ -211,12 +226,7 @@ class Ledger:
         """
         if self._closed:
             raise LedgerError(f"ledger {self.chain_id!r} is closed; entry {entry!r} not written")
-        if not isinstance(entry, LedgerEntry):
-            raise TypeError(f"expected a LedgerEntry, got {type(entry).__name__}")
-        if not (0 < len(entry.call_id) <= ID_LEN and 0 < len(entry.kind) <= KIND_LEN):
-            raise ValueError(f"ledger entry call id / kind too long or empty: {entry.call_id!r} {entry.kind!r}")
-        if not (math.isfinite(entry.at) and math.isfinite(received_at)):
-            raise ValueError(f"ledger entry time is not a finite number: at={entry.at!r} received_at={received_at!r}")
+        check_entry(entry, received_at)
         self._queue.put(_Item(entry, received_at, on_commit))
         self._appended = next(self._append_counter)
 
@@ -268,6 +278,15 @@ class Ledger:
         always leaves a checkpoint covering every entry.
         """
         self._close_hooks.append(hook)
+
+    def on_batch(self, hook: Callable[[list[Committed]], None]) -> None:
+        """Run ``hook(committed)`` on the writer thread after each transaction's COMMIT.
+
+        After the entries' own ``on_commit`` callbacks.  The writer process
+        (:mod:`callguard.ledger.process`) sends its acknowledgements this way,
+        one message per transaction instead of one per entry.
+        """
+        self._batch_hooks.append(hook)
 
     def __enter__(self) -> Self:
         return self
@@ -388,6 +407,11 @@ class Ledger:
             for _ in committed:
                 self._pending.popleft()
             self._acknowledge(batch, committed)
+            for hook in self._batch_hooks:
+                try:
+                    hook(committed)
+                except Exception:
+                    log.exception("ledger %s: a batch hook failed", self.chain_id)
 
     def _gather(self) -> None:
         """Move everything queued into ``_pending``; wait briefly for a fuller batch."""
@@ -547,4 +571,4 @@ class Ledger:
             self.close(timeout=5.0)
 
 
-__all__ = ["Committed", "Ledger", "OnCommit", "WriterStats"]
+__all__ = ["Committed", "Ledger", "OnCommit", "WriterStats", "check_entry"]
