@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -103,47 +101,6 @@ def test_bad_appends_fail_at_the_caller_and_open_errors_are_clear(sqlite_url, op
         ledger.append(LedgerEntry("c", "consent", T0), time.time())
     with pytest.raises(LedgerError, match="does not exist"):
         LedgerProcess.open(f"sqlite:///{tmp_path}/missing-dir/ledger.sqlite", CHAIN)
-
-
-def test_locked_database_is_reported_here_and_nothing_is_lost(sqlite_url, tmp_path, open_process, caplog):
-    caplog.set_level(logging.WARNING, logger="callguard.ledger")
-    ledger = open_process(sqlite_url, busy_timeout_ms=20, retry_min_s=0.02, retry_max_s=0.1)
-    blocker = sqlite3.connect(tmp_path / "ledger.sqlite", isolation_level=None)
-    try:
-        blocker.execute("BEGIN EXCLUSIVE")
-        slowest = 0.0
-        for entry in entries(40):
-            started = time.perf_counter()
-            ledger.append(entry, time.time())
-            slowest = max(slowest, time.perf_counter() - started)
-        assert slowest < 0.01, "append() must not wait for the database"
-        assert wait_until(lambda: not ledger.healthy)
-        assert "locked" in (ledger.last_error or "")
-        assert not ledger.flush(timeout=0.2)
-        assert ledger.backlog == 40
-        # The child's log records reach this process's logging, under the writer's own logger.
-        assert wait_until(lambda: "keeping them queued" in caplog.text)
-        blocker.execute("ROLLBACK")
-        assert ledger.flush(timeout=10)
-        assert wait_until(lambda: ledger.healthy) and ledger.committed_seq == 40
-    finally:
-        blocker.close()
-    assert ledger.close(timeout=10)
-    assert stored_count(sqlite_url) == 40
-
-
-def test_close_with_database_down_reports_unwritten_entries(sqlite_url, tmp_path, open_process, caplog):
-    ledger = open_process(sqlite_url, busy_timeout_ms=10, retry_min_s=0.02)
-    blocker = sqlite3.connect(tmp_path / "ledger.sqlite", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
-        for entry in entries(3):
-            ledger.append(entry, time.time())
-        assert ledger.close(timeout=0.3) is False
-        assert "closed with 3 entries NOT written" in caplog.text
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
 
 
 def test_a_killed_writer_process_is_replaced_and_loses_nothing(db_url, open_process, raw_engine, caplog):

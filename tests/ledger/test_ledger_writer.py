@@ -25,6 +25,7 @@ from callguard.ledger import (
     verify,
 )
 from callguard.ledger.models import LedgerEntryRecord
+from callguard.ledger.process import LedgerProcess
 from tests.ledger.support import T0, execute, sample_call, scalar
 
 
@@ -225,13 +226,19 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
     return True
 
 
-def test_locked_database_keeps_entries_queued_and_recovers(sqlite_url, tmp_path, caplog):
+@pytest.fixture(params=["thread", "process"])
+def opener(request):
+    """``Ledger.open`` or its child-process twin: both make the same promises."""
+    return Ledger.open if request.param == "thread" else LedgerProcess.open
+
+
+def test_locked_database_keeps_entries_queued_and_recovers(sqlite_url, tmp_path, caplog, opener):
     """SQLite locked by someone else: nothing lost, nothing blocks, the error is visible."""
-    ledger = Ledger.open(sqlite_url, "asterisk@pbx1", busy_timeout_ms=20, retry_min_s=0.02, retry_max_s=0.1)
+    caplog.set_level(logging.WARNING, logger="callguard.ledger")
+    ledger = opener(sqlite_url, "asterisk@pbx1", busy_timeout_ms=20, retry_min_s=0.02, retry_max_s=0.1)
     blocker = sqlite3.connect(tmp_path / "ledger.sqlite", isolation_level=None)
     try:
         blocker.execute("BEGIN EXCLUSIVE")
-        caplog.set_level(logging.WARNING, logger="callguard.ledger")
         slowest = 0.0
         for entry in entries(40):
             started = time.perf_counter()
@@ -242,11 +249,11 @@ def test_locked_database_keeps_entries_queued_and_recovers(sqlite_url, tmp_path,
         assert "locked" in (ledger.last_error or "")
         assert not ledger.flush(timeout=0.2)
         assert ledger.committed_seq == 0 and ledger.backlog == 40
-        assert "keeping them queued" in caplog.text
+        assert wait_until(lambda: "keeping them queued" in caplog.text)  # (from the child: a moment later)
         blocker.execute("ROLLBACK")
         assert ledger.flush(timeout=10)
         assert ledger.healthy and ledger.committed_seq == 40
-        assert "again after" in caplog.text
+        assert wait_until(lambda: "again after" in caplog.text)
     finally:
         blocker.close()
         ledger.close(timeout=10)
@@ -257,8 +264,8 @@ def test_locked_database_keeps_entries_queued_and_recovers(sqlite_url, tmp_path,
     engine.dispose()
 
 
-def test_close_with_database_down_reports_unwritten_entries(sqlite_url, tmp_path, caplog):
-    ledger = Ledger.open(sqlite_url, "asterisk@pbx1", busy_timeout_ms=10, retry_min_s=0.02)
+def test_close_with_database_down_reports_unwritten_entries(sqlite_url, tmp_path, caplog, opener):
+    ledger = opener(sqlite_url, "asterisk@pbx1", busy_timeout_ms=10, retry_min_s=0.02)
     blocker = sqlite3.connect(tmp_path / "ledger.sqlite", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:

@@ -46,11 +46,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from callguard.core.commands import LedgerEntry
 from callguard.ledger.db import LedgerError
-from callguard.ledger.writer import Committed, OnCommit, WriterStats, check_entry
+from callguard.ledger.writer import Committed, LedgerHandle, OnCommit, WriterStats, check_entry
 
 log = logging.getLogger("callguard.ledger")
 
@@ -124,7 +124,7 @@ def _widen(fd: int) -> None:
         pass
 
 
-class LedgerProcess:
+class LedgerProcess(LedgerHandle):
     """A :class:`~callguard.ledger.writer.Ledger` run by a child process; same API.
 
     ``factory(*args, **kwargs)`` is called in the child and must return a
@@ -134,6 +134,7 @@ class LedgerProcess:
 
     def __init__(self, factory: Callable[..., Any], *args: Any, chain_id: str, url: str,
                  start_timeout_s: float = START_TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__()
         self.chain_id = chain_id
         self.url = url
         self.stats = WriterStats()
@@ -148,11 +149,7 @@ class LedgerProcess:
         self._flushes: dict[int, list[Any]] = {}  #: token -> [event, result]
         self._tokens = itertools.count(1)
         self._stats_base = WriterStats()
-        self._committed_seq = 0
         self._tree_head: tuple[int, bytes] | None = None
-        self._healthy = True
-        self._last_error: str | None = None
-        self._close_hooks: list[Callable[[], None]] = []
         self._closed = False  #: close() was called (appends refused from then on)
         self._close_timeout: float | None = None
         self._finished = threading.Event()
@@ -224,36 +221,8 @@ class LedgerProcess:
         if lost and not self._close_ok:
             log.error("ledger %s: closed with %d entries NOT written to %s (last error: %s)",
                       self.chain_id, lost, self.url, self._last_error)
-        for hook in self._close_hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("ledger %s: a close hook failed", self.chain_id)
+        self._run_close_hooks(self.chain_id)
         return lost == 0
-
-    def on_close(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` in :meth:`close` after the child has written everything and exited."""
-        self._close_hooks.append(hook)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def committed_seq(self) -> int:
-        """Seq of the last committed entry of this chain, as last acknowledged."""
-        return self._committed_seq
-
-    @property
-    def healthy(self) -> bool:
-        """False while the database rejects writes or the writer process is being restarted."""
-        return self._healthy
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
 
     @property
     def tree_head(self) -> tuple[int, bytes] | None:
@@ -370,7 +339,6 @@ class LedgerProcess:
 
     def _receive(self) -> None:
         """The receiver thread: acknowledgements, status and log records from the child."""
-        delay = RESTART_MIN_S
         while True:
             assert self._reader is not None
             messages = self._reader.read()

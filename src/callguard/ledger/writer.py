@@ -137,7 +137,62 @@ class _ChainMoved(Exception):
     """The stored chain head is not the one we built on (another writer?)."""
 
 
-class Ledger:
+class LedgerHandle:
+    """What the listener holds of a ledger writer, wherever the writing happens.
+
+    Shared by :class:`Ledger` (a thread) and
+    :class:`~callguard.ledger.process.LedgerProcess` (a child process):
+    the state monitoring reads, close hooks, and ``with`` support.
+    """
+
+    _committed_seq: int = 0
+    _healthy: bool = True
+    _last_error: str | None = None
+
+    def __init__(self) -> None:
+        self._close_hooks: list[Callable[[], None]] = []
+
+    def close(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` in :meth:`close` after the last entry is written, before the engine goes.
+
+        The checkpointer signs its final checkpoint here, so a clean stop
+        always leaves a checkpoint covering every entry.
+        """
+        self._close_hooks.append(hook)
+
+    def _run_close_hooks(self, chain_id: str) -> None:
+        for hook in self._close_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("ledger %s: a close hook failed", chain_id)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def committed_seq(self) -> int:
+        """Seq of the last committed entry of this chain (0 for an empty chain)."""
+        return self._committed_seq
+
+    @property
+    def healthy(self) -> bool:
+        """False while the database rejects writes (entries are kept queued)."""
+        return self._healthy
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent database error, worded for a log or a status page."""
+        return self._last_error
+
+
+class Ledger(LedgerHandle):
     """A hash-chained ledger writer for one chain (one listener).
 
     Use :meth:`open`; it implements the runtime's ``LedgerSink`` protocol.
@@ -160,6 +215,7 @@ class Ledger:
             raise LedgerError(f"chain id must be 1..{ID_LEN} characters, got {chain_id!r}")
         if batch_max < 1:
             raise LedgerError(f"batch_max must be at least 1, got {batch_max}")
+        super().__init__()
         self.engine = engine
         self.chain_id = chain_id
         self.url = url or describe_url(engine.url)
@@ -171,7 +227,6 @@ class Ledger:
         self.merkle = merkle
         self.sealer = Sealer() if seal else None
         self._tree: CompactRange | None = None
-        self._close_hooks: list[Callable[[], None]] = []
         self._batch_hooks: list[Callable[[list[Committed]], None]] = []
         self._queue: queue.SimpleQueue[_Item | _Marker] = queue.SimpleQueue()
         self._pending: deque[_Item | _Marker] = deque()
@@ -263,21 +318,9 @@ class Ledger:
         if lost:
             log.error("ledger %s: closed with %d entries NOT written to %s (last error: %s)",
                       self.chain_id, lost, self.url, self._last_error)
-        for hook in self._close_hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("ledger %s: a close hook failed", self.chain_id)
+        self._run_close_hooks(self.chain_id)
         self.engine.dispose()
         return lost == 0
-
-    def on_close(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` in :meth:`close` after the last entry is written, before the engine goes.
-
-        The checkpointer signs its final checkpoint here, so a clean stop
-        always leaves a checkpoint covering every entry.
-        """
-        self._close_hooks.append(hook)
 
     def on_batch(self, hook: Callable[[list[Committed]], None]) -> None:
         """Run ``hook(committed)`` on the writer thread after each transaction's COMMIT.
@@ -287,27 +330,6 @@ class Ledger:
         one message per transaction instead of one per entry.
         """
         self._batch_hooks.append(hook)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def committed_seq(self) -> int:
-        """Seq of the last committed entry of this chain (0 for an empty chain)."""
-        return self._committed_seq
-
-    @property
-    def healthy(self) -> bool:
-        """False while the database rejects writes (entries are kept queued)."""
-        return self._healthy
-
-    @property
-    def last_error(self) -> str | None:
-        """The most recent database error, worded for a log or a status page."""
-        return self._last_error
 
     @property
     def tree_head(self) -> tuple[int, bytes] | None:
@@ -571,4 +593,4 @@ class Ledger:
             self.close(timeout=5.0)
 
 
-__all__ = ["Committed", "Ledger", "OnCommit", "WriterStats", "check_entry"]
+__all__ = ["Committed", "Ledger", "LedgerHandle", "OnCommit", "WriterStats", "check_entry"]
