@@ -135,6 +135,7 @@ class LedgerProcess(LedgerHandle):
     def __init__(self, factory: Callable[..., Any], *args: Any, chain_id: str, url: str,
                  start_timeout_s: float = START_TIMEOUT_S, **kwargs: Any) -> None:
         super().__init__()
+        self._owner = os.getpid()
         self.chain_id = chain_id
         self.url = url
         self.stats = WriterStats()
@@ -203,7 +204,7 @@ class LedgerProcess(LedgerHandle):
 
     def close(self, timeout: float | None = None) -> bool:
         """Commit what is queued, stop the child and run the close hooks; True if nothing was lost."""
-        if self._closed:
+        if self._closed or os.getpid() != self._owner:  # a forked copy must not stop its parent's writer
             return self.backlog == 0
         self._closed = True
         atexit.unregister(self._at_exit)
@@ -275,7 +276,10 @@ class LedgerProcess(LedgerHandle):
                     else:
                         self._overflow[0] = chunk[written:]
                 if written < len(chunk):
-                    select.select([], [fd], [], 0.5)
+                    try:
+                        select.select([], [fd], [], 0.5)
+                    except (OSError, ValueError):  # closed under us: the child is being replaced
+                        pass
 
     # -- the child --------------------------------------------------------------------------
 
