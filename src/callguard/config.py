@@ -76,6 +76,21 @@ class AsteriskConfig:
     heartbeat_interval_s: float = 2.0
     heartbeat_variable: str = "CALLGUARD_HEARTBEAT"
     recording_dir: str = "/var/spool/asterisk/monitor/callguard"
+    #: seconds the dialplan's TIMEOUT(absolute) guard is pushed back on parked channels (fallback when we die)
+    agi_guard_s: float = 3.0
+    #: regex on channel names (without the -sequence suffix) that are staff legs, e.g. "PJSIP/agent-.*";
+    #: channels the dialplan marked with CALLGUARD_STAFF=1 ([callguard-staff]) are staff too
+    staff_channels: str = ""
+
+    @field_validator("staff_channels")
+    @classmethod
+    def _staff_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc}); e.g. 'PJSIP/agent-.*' for "
+                             "PJSIP/agent-101, PJSIP/agent-102, ...") from None
+        return value
 
 
 @section

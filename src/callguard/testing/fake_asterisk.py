@@ -225,24 +225,33 @@ class FakeChannel:
         self.hangup_future: asyncio.Future | None = None
         self.agi_done = asyncio.Event()
         self.created = time.time()
+        self.timeout_timer: asyncio.Future | None = None  #: TIMEOUT(absolute), when armed
+        self.timed_out = False  #: the absolute timeout fired (the dialplan went to "T")
 
     @property
     def in_agi(self) -> bool:
         return self.agi_queue is not None
 
-    def snapshot(self) -> list[tuple[str, Value]]:
-        """The channel-state headers every channel event carries, in Asterisk's order."""
-        return [
+    def snapshot(self, prefix: str = "") -> list[tuple[str, Value]]:
+        """The channel-state headers every channel event carries, in Asterisk's order.
+
+        Like Asterisk 22 (main/manager_channels.c, fixture
+        asterisk22_crlf_callerid.ami): the caller-ID and connected-line
+        *numbers* go out raw, so a number holding CR/LF cuts the frame and
+        starts an attacker-shaped one; the *names* are C-escaped.  ``prefix``
+        gives the ``Dest``/``Transferee``... form of the same block.
+        """
+        return [(prefix + key, value) for key, value in (
             ("Channel", self.name), ("ChannelState", self.state),
             ("ChannelStateDesc", _STATE_DESC.get(self.state, "Unknown")),
-            ("CallerIDNum", c_escape(self.number) or b"<unknown>"),
+            ("CallerIDNum", self.number or b"<unknown>"),
             ("CallerIDName", c_escape(self.caller_name) or b"<unknown>"),
-            ("ConnectedLineNum", c_escape(self.connected[0]) or b"<unknown>"),
+            ("ConnectedLineNum", self.connected[0] or b"<unknown>"),
             ("ConnectedLineName", c_escape(self.connected[1]) or b"<unknown>"),
             ("Language", self.language), ("AccountCode", ""), ("Context", self.context),
             ("Exten", self.exten), ("Priority", self.priority), ("Uniqueid", self.uniqueid),
             ("Linkedid", self.linkedid),
-        ]
+        )]
 
 
 class FakeCall:
@@ -369,16 +378,34 @@ class FakeCall:
         await self._wait_until(lambda: self._gathering(party), timeout)
         await self.press(digits, party)
 
-    async def hotkey(self, action: str, at: float | None = None) -> None:
-        """The agent presses *6 / *7: the feature Gosub sends ``UserEvent(CallGuard)``."""
+    async def hotkey(self, action: str, at: float | None = None, party: str = "agent") -> None:
+        """``party`` presses *6 / *7: the feature Gosub (``callguard-feature``) runs on its channel.
+
+        Like the shipped Gosub it writes ``CALLGUARD_HOTKEY=<action>:<seq>``
+        on the pressing channel, ``CALLGUARD_PAUSED`` on the caller's, then
+        sends ``UserEvent(CallGuard)`` from the pressing channel.  ``party=
+        "caller"`` models a site that enabled the features on the customer's
+        channel with its own Gosub (fixture asterisk22_customer_hotkey.ami:
+        the UserEvent's ``Channel`` is then the customer).
+        """
         await self._at(at)
-        source = self.agent if self.agent is not None and not self.agent.hung_up else self.channel
-        self.pbx._user_event(self, source, action, "agent-hotkey", context=FEATURE_CONTEXT)
+        if party == "agent":
+            source = self.agent if self.agent is not None and not self.agent.hung_up else None
+        else:
+            source = self._party(party)
+        if source is None or source.hung_up:
+            return
+        self.pbx._feature(self, source, action)
 
     async def ivr(self, action: str, at: float | None = None) -> None:
-        """The IVR / dialplan signals pause, resume, payment-start or payment-end."""
+        """The IVR runs ``Gosub(callguard-signal,<action>,1)`` on the caller's channel.
+
+        ``payment-start`` returns (and the payment audio may flow) only once
+        the listener confirmed the mute (``CALLGUARD_MUTED=1``), or after
+        ``payment_wait_s`` with the recording stopped by the dialplan.
+        """
         await self._at(at)
-        self.pbx._user_event(self, self.channel, action, "ivr")
+        await self.pbx._signal(self, action)
 
     async def join(self, number: str, name: str = "", announceable: bool = True, at: float | None = None) -> None:
         """A third party is dialled into the call (via ``U()`` when announceable)."""
@@ -560,6 +587,10 @@ class FakeAsterisk:
         self.default_agent = agent
         self.crashed = ""  #: why the fake "crashed" (see crash())
         self.mute_works = True
+        self.pickup_s = 2.0  #: CALLGUARD_PICKUP_S: TIMEOUT(absolute) set before AGI(agi:async)
+        self.payment_wait_s = 1.0  #: CALLGUARD_PAYMENT_WAIT_S: the payment guard's wait for the mute
+        self.customer_features = False  #: a site's own hotkey Gosub that also runs on the customer
+        self.astdb: dict[str, str] = {}  #: AstDB, "/family/key" -> value
         self.dtmf_grace_s = 0.0  #: see FakeCall.press
         self.write_recordings = False  #: MixMonitor writes a real WAV at its File path
         self.splitter: Splitter | None = None
@@ -707,7 +738,7 @@ class FakeAsterisk:
             return
         channel.application, channel.app_data = app, data
         self._channel_event("Newexten", channel, [("Extension", channel.exten), ("Application", app),
-                                                  ("AppData", c_escape(data))], "dialplan,all")
+                                                  ("AppData", data)], "dialplan,all")  # raw, like Asterisk
         for i in range(variables):
             self._channel_event("VarSet", channel, [("Variable", f"__CG_NOISE_{i}"), ("Value", app)],
                                 "dialplan,all")
@@ -790,7 +821,10 @@ class FakeAsterisk:
             channel = self.channels.get(channel_name)
             if channel is None:
                 return self._error(session, action, "No such channel")
-            channel.variables[variable] = value
+            if variable.upper() == "TIMEOUT(ABSOLUTE)":
+                self._arm_timeout(channel, float(value or 0))
+            else:
+                channel.variables[variable] = value
         else:
             self.globals[variable] = value
             if variable == self.heartbeat_variable:
@@ -810,10 +844,46 @@ class FakeAsterisk:
             channel = self.channels.get(channel_name)
             if channel is None:
                 return self._error(session, action, "No such channel")
-            value = channel.variables.get(variable, "")
+            value = self._read(channel, variable)
         else:
             value = self.globals.get(variable, "")
         self._respond(session, action, [("Variable", variable), ("Value", value)])
+
+    def _read(self, channel: FakeChannel, variable: str) -> str:
+        """A variable or one of the functions the listener reads (value raw, like Asterisk)."""
+        function = re.fullmatch(r"(\w+)\((.*)\)", variable)
+        if function is None:
+            return channel.variables.get(variable, "")
+        name, args = function.group(1).upper(), function.group(2).split(",")
+        if name == "CHANNEL":
+            return {"linkedid": channel.linkedid, "uniqueid": channel.uniqueid, "context": channel.context,
+                    "exten": channel.exten, "appname": channel.application, "name": channel.name,
+                    "channeltype": channel.name.split("/", 1)[0]}.get(args[0].strip().lower(), "")
+        if name == "CALLERID":
+            return str({"num": channel.number, "name": channel.caller_name}.get(args[0].strip().lower(), ""))
+        if name == "MIXMONITOR":  # MIXMONITOR(<id>,filename): empty once that MixMonitor ended
+            running = channel.recording
+            return running.file if running is not None and running.mixmonitor_id == args[0] else ""
+        return ""
+
+    def _action_dbgettree(self, session: _Session, action: dict[str, str]) -> None:
+        prefix = "/" + "/".join(p for p in (action.get("family", ""), action.get("key", "")) if p)
+        items = [(k, v) for k, v in sorted(self.astdb.items()) if k == prefix or k.startswith(prefix + "/")]
+        self._respond(session, action, [("EventList", "start"), ("Message", "Result will follow")])
+        aid = action.get("actionid", "")
+        head = [("ActionID", aid)] if aid else []
+        for key, value in items:
+            session.write(message([("Event", "DBGetTreeResponse")] + head + [("Key", key), ("Val", value)]),
+                          "response", "DBGetTreeResponse")
+        session.write(message([("Event", "DBGetTreeComplete")] + head + [("EventList", "Complete"),
+                                                                           ("ListItems", len(items))]),
+                      "response", "DBGetTreeComplete")
+
+    def _action_dbdel(self, session: _Session, action: dict[str, str]) -> None:
+        key = f"/{action.get('family', '')}/{action.get('key', '')}"
+        if self.astdb.pop(key, None) is None:
+            return self._error(session, action, "Database entry not found")
+        self._respond(session, action, [("Message", "Key deleted successfully")])
 
     def _action_coreshowchannels(self, session: _Session, action: dict[str, str]) -> None:
         self._respond(session, action, [("EventList", "start"), ("Message", "Channels will follow")])
@@ -1047,20 +1117,24 @@ class FakeAsterisk:
             if self.noise:
                 self._channel_event("Newstate", channel)
         self._noise(call.channel, "Answer")
-        self._noise(call.channel, "Set", "__DYNAMIC_FEATURES=callguard_pause#callguard_resume", variables=1)
-        call.channel.variables["DYNAMIC_FEATURES"] = "callguard_pause#callguard_resume"
+        for variable, value in (("CALLGUARD_ROLE", "caller"), ("CALLGUARD_PAYMENT", "0"), ("CALLGUARD_PAUSED", "0")):
+            call.channel.variables[variable] = value
         call.channel.priority = 3
         if self.heartbeat_fresh():
             call.path = "asyncagi"
+            self._arm_timeout(call.channel, self.pickup_s)
             await self._async_agi(call.channel, call)
+            if call.channel.timed_out and not call.channel.hung_up:
+                call.path = "timeout-fallback"
+                await self._fallback(call, "listener-timeout")
+            else:
+                self._arm_timeout(call.channel, 0)  # Set(TIMEOUT(absolute)=0) after AGI returned
         else:
             call.path = "fallback"
             call.answered_at = self.now()
             call._answered_pbx = self.clock.elapsed()
             call.answered.set()
-            self._noise(call.channel, "Playback", "callguard/en/fallback-notice")
-            await self._play_wait(call.channel, "callguard/en/fallback-notice")
-            call.channel.variables["CALLGUARD_CONSENT"] = "not-recorded"
+            await self._fallback(call, "heartbeat-stale")
         if call.channel.hung_up:
             return await self._finish(call)
         call.channel.priority = 4
@@ -1069,6 +1143,44 @@ class FakeAsterisk:
         elif call.agent_spec is not None:
             await self._dial_agent(call)
         await call.ended.wait()
+
+    async def _fallback(self, call: FakeCall, reason: str) -> None:
+        """``[callguard-fallback]``: notice, no recording, a line in AstDB."""
+        channel = call.channel
+        channel.timed_out = False
+        self._arm_timeout(channel, 0)
+        channel.variables["CALLGUARD_FALLBACK"] = reason
+        channel.variables["CALLGUARD_CONSENT"] = "not-recorded"
+        self._dialplan_stop_mixmonitor(channel)
+        self._astdb_fallback(channel, reason)
+        self._noise(channel, "Playback", "callguard/fallback-notice")
+        await self._play_wait(channel, "callguard/en/fallback-notice")
+
+    def _arm_timeout(self, channel: FakeChannel, seconds: float) -> None:
+        """``TIMEOUT(absolute)``: 0 disarms; when it fires in AGI the channel leaves AGI for "T"."""
+        if channel.timeout_timer is not None:
+            channel.timeout_timer.cancel()
+            channel.timeout_timer = None
+        if seconds <= 0 or channel.hung_up:
+            return
+        # Real seconds even under time_scale: the guard watches the listener,
+        # which runs in real time (a scaled guard would fire between two beats).
+        loop = asyncio.get_running_loop()
+        timer = channel.timeout_timer = loop.create_future()
+        handle = loop.call_later(seconds, lambda: timer.done() or timer.set_result(None))
+        timer.add_done_callback(lambda _: handle.cancel())
+
+        def fire(future: asyncio.Future) -> None:
+            if future.cancelled() or channel.hung_up or channel.timeout_timer is not timer:
+                return
+            channel.timeout_timer = None
+            channel.timed_out = True
+            # Like a soft hangup (AST_SOFTHANGUP_TIMEOUT): playback and GET DATA end
+            # with result=-1 and AsyncAGI returns; the dialplan goes on at "T".
+            if channel.hangup_future is not None and not channel.hangup_future.done():
+                channel.hangup_future.set_result(None)
+
+        timer.add_done_callback(fire)
 
     async def _async_agi(self, channel: FakeChannel, call: FakeCall, args: tuple[str, ...] = ()) -> None:
         """``AGI(agi:async)``: announce the channel, run queued commands until BREAK or hangup."""
@@ -1100,7 +1212,7 @@ class FakeAsterisk:
         queue = channel.agi_queue
         hangup = channel.hangup_future = asyncio.get_running_loop().create_future()
         try:
-            while not channel.hung_up:
+            while not channel.hung_up and not channel.timed_out:
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait({getter, hangup}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
@@ -1117,7 +1229,7 @@ class FakeAsterisk:
                                         "agi,all")
                 self._channel_event("AsyncAGIExec", channel, [("Result", uri_encode(result)),
                                                               ("CommandId", command_id)], "agi,all")
-                if leave or channel.hung_up:
+                if leave or channel.hung_up or channel.timed_out:
                     break
         finally:
             channel.agi_queue = None
@@ -1195,7 +1307,7 @@ class FakeAsterisk:
             channel.gather = None
             if call is not None:
                 call._notify()
-        if hangup in done or channel.hung_up:
+        if hangup in done or channel.hung_up or channel.timed_out:
             return "200 result=-1\n"
         if gather.future.done() and not gather.future.cancelled():
             return f"200 result={gather.digits}\n"
@@ -1258,26 +1370,72 @@ class FakeAsterisk:
         for session in list(self._sessions):
             session.close(abort=True)
 
+    def _set(self, channel: FakeChannel, variable: str, value: str) -> None:
+        """``Set(variable=value)`` in the dialplan (a VarSet, value escaped like Asterisk)."""
+        channel.variables[variable] = value
+        self._channel_event("VarSet", channel, [("Variable", variable), ("Value", c_escape(value))],
+                            "dialplan,all")
+
+    def _next_seq(self, channel: FakeChannel) -> str:
+        """``Set(CALLGUARD_SEQ=$[0${CALLGUARD_SEQ} + 1])``."""
+        seq = str(int(channel.variables.get("CALLGUARD_SEQ") or 0) + 1)
+        self._set(channel, "CALLGUARD_SEQ", seq)
+        return seq
+
+    def _feature(self, call: FakeCall, channel: FakeChannel, action: str) -> None:
+        """``[callguard-feature]``: the hotkey Gosub on the channel that pressed the keys."""
+        if channel.variables.get("CALLGUARD_ROLE") == "caller" and channel is call.channel and \
+                not self.customer_features:
+            return  # the shipped Gosub ignores the caller's own channel
+        self._set(channel, "CALLGUARD_HOTKEY", f"{action}:{self._next_seq(channel)}")
+        self._set(call.channel, "CALLGUARD_PAUSED", "1" if action == "pause" else "0")  # MASTER_CHANNEL()
+        self._user_event(call, channel, action, "agent-hotkey", context=FEATURE_CONTEXT)
+
+    async def _signal(self, call: FakeCall, action: str) -> None:
+        """``[callguard-signal]`` on the caller's channel, payment guard included."""
+        channel = call.channel
+        if channel.hung_up:
+            return
+        if action.startswith("payment"):
+            self._set(channel, "CALLGUARD_PAYMENT", "1" if action == "payment-start" else "0")
+        else:
+            self._set(channel, "CALLGUARD_PAUSED", "1" if action == "pause" else "0")
+        self._set(channel, "CALLGUARD_SIGNAL", f"{action}:{self._next_seq(channel)}")
+        self._user_event(call, channel, action, "ivr", context="callguard-signal")
+        if action == "payment-start" and channel.variables.get("CALLGUARD_MIXMON_ID"):
+            deadline = self.clock.elapsed() + self.payment_wait_s
+            while channel.variables.get("CALLGUARD_MUTED") != "1" and not channel.hung_up:
+                if self.clock.elapsed() >= deadline:
+                    self._dialplan_stop_mixmonitor(channel)
+                    self._astdb_fallback(channel, "payment-not-confirmed")
+                    break
+                await self.clock.sleep(0.05)
+        call.signals.append((self.now(), action, "ivr"))  # the segment's audio starts now
+
     def _user_event(self, call: FakeCall, channel: FakeChannel, action: str, source: str,
                     context: str | None = None) -> None:
-        """What the shipped dialplan does for a signal: a state variable on the call, then the event.
-
-        ``callguard-feature`` sets ``MASTER_CHANNEL(CALLGUARD_PAUSED)`` (the
-        caller's channel, which dialled the agent) and the IVR snippets set
-        ``CALLGUARD_PAYMENT`` / ``CALLGUARD_PAUSED`` on the caller's channel,
-        so a listener that missed the event still finds the state.
-        """
-        call.signals.append((self.now(), action, source))
-        variable = "CALLGUARD_PAYMENT" if action.startswith("payment") else "CALLGUARD_PAUSED"
-        value = "1" if action in ("pause", "payment-start") else "0"
-        call.channel.variables[variable] = value
-        self._channel_event("VarSet", call.channel, [("Variable", variable), ("Value", value)], "dialplan,all")
+        """``UserEvent(CallGuard,Action: ...,Source: ...)`` from ``channel``."""
+        if source != "ivr":
+            call.signals.append((self.now(), action, source))
         saved = channel.context, channel.exten, channel.priority
         if context is not None:
             channel.context, channel.exten, channel.priority = context, action, 1
         self._channel_event("UserEvent", channel, [("UserEvent", "CallGuard"), ("Action", action),
                                                    ("Source", source)], "user,all")
         channel.context, channel.exten, channel.priority = saved
+
+    def _dialplan_stop_mixmonitor(self, channel: FakeChannel) -> None:
+        """``StopMixMonitor(${CALLGUARD_MIXMON_ID})`` run by the dialplan (no-op if none runs)."""
+        recording = channel.recording
+        if recording is None or recording.mixmonitor_id != channel.variables.get("CALLGUARD_MIXMON_ID"):
+            return
+        recording.stop(self.now())
+        channel.recording = None
+        self._later(self.confirm_delay_s, self._channel_event, "MixMonitorStop", channel)
+
+    def _astdb_fallback(self, channel: FakeChannel, reason: str) -> None:
+        """``Set(DB(callguard-fallback/${UNIQUEID})=${EPOCH}:${CHANNEL(linkedid)}:<reason>)``."""
+        self.astdb[f"/callguard-fallback/{channel.uniqueid}"] = f"{int(self.now())}:{channel.linkedid}:{reason}"
 
     async def _dial_agent(self, call: FakeCall) -> None:
         assert call.agent_spec is not None
@@ -1293,13 +1451,28 @@ class FakeAsterisk:
             self._channel_event("Newchannel", channel)
         self._noise(other, "Answer")
         if call.agent_via_join:
-            agent.context, agent.exten = JOIN_CONTEXT, "s"
-            await self._async_agi(agent, call)
-            agent.context, agent.exten = "agent-sim", ""
+            await self._join_gosub(agent, call, "agent-sim")
+        else:  # Dial(...,U(callguard-staff^s^1)): the shipped way to reach staff
+            agent.variables["CALLGUARD_STAFF"] = "1"
+            agent.variables["DYNAMIC_FEATURES"] = "callguard_pause#callguard_resume"
         if agent.hung_up or call.channel.hung_up:
             return
         self._bridge(call, agent)
         self._bridge(call, call.channel)
+
+    async def _join_gosub(self, channel: FakeChannel, call: FakeCall, home: str) -> None:
+        """``U(callguard-join^s^1)`` on an answered party: AGI under the pickup guard, "T" on timeout."""
+        channel.context, channel.exten = JOIN_CONTEXT, "s"
+        if self.heartbeat_fresh():
+            self._arm_timeout(channel, self.pickup_s)
+            await self._async_agi(channel, call)
+            self._arm_timeout(channel, 0)
+        else:
+            channel.timed_out = True  # the stale path plays the same notice
+        if channel.timed_out and not channel.hung_up:
+            channel.timed_out = False
+            await self._play_wait(channel, "callguard/en/fallback-notice")
+        channel.context, channel.exten = home, ""
 
     def _bridge(self, call: FakeCall, channel: FakeChannel) -> None:
         if call.bridge_id is None:
@@ -1325,15 +1498,14 @@ class FakeAsterisk:
         call._notify()
         self._channel_event("Newchannel", channel)
         if announceable:
-            channel.context, channel.exten = JOIN_CONTEXT, "s"
-            await self._async_agi(channel, call)
-            channel.context, channel.exten = "join-sim", ""
+            await self._join_gosub(channel, call, "join-sim")
         if not channel.hung_up and not call.channel.hung_up:
             self._bridge(call, channel)
 
     async def _hangup_channel(self, channel: FakeChannel, cause: int = 16) -> None:
         if channel.hung_up:
             return
+        self._arm_timeout(channel, 0)
         channel.hung_up = True
         if channel.hangup_future is not None and not channel.hangup_future.done():
             channel.hangup_future.set_result(None)

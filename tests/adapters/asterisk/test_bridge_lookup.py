@@ -9,6 +9,8 @@ once our channel left (or hung up), that bridge is no longer ours.
 
 from __future__ import annotations
 
+import asyncio
+
 from callguard.adapters.asterisk.listener import AsteriskListener, _Call
 from callguard.adapters.asterisk.wire import AmiMessage, parse_block
 from callguard.core import events as ev
@@ -81,9 +83,11 @@ def test_after_our_channel_left_the_bridge_it_is_not_ours():
     assert joined(engine) == []
 
 
-def test_a_call_that_ended_frees_its_bridge():
+async def test_a_call_that_ended_frees_its_bridge():
     listener, engine, call = controlled_call()
     listener._on_hangup(event("Hangup", CALLER, call.linkedid))
+    # A Hangup is believed once Asterisk no longer knows the channel (here: no AMI link at all).
+    await asyncio.gather(*listener._checks)
     listener._on_bridge_enter(event("BridgeEnter", "PJSIP/late-00000005", "1700000555.10"))
     assert joined(engine) == []
     assert listener._by_bridge == {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from callguard.adapters.asterisk import listener
+from callguard.adapters.asterisk import listener, trust
 from callguard.core.events import Source
 
 DIALPLAN = Path(__file__).parents[3] / "dialplan" / "asterisk"
@@ -72,6 +72,7 @@ def test_user_events_match_what_the_listener_understands():
 
 def test_state_variables_are_the_ones_resync_reads():
     text = (DIALPLAN / "extensions_callguard.conf").read_text()
+    assert "CALLGUARD_HEARTBEAT" in text
     for variable in (listener.PAYMENT_VARIABLE, listener.PAUSE_VARIABLE, listener.CONSENT_VARIABLE):
         assert re.search(rf"Set\((MASTER_CHANNEL\()?{variable}\)?=", text), variable
     assert "AGI(agi:async)" in "".join(EXT["callguard-inbound"])
@@ -86,16 +87,61 @@ def test_the_heartbeat_is_checked_before_every_agi():
         assert checks and max(checks) < first_agi, context
 
 
-def test_hotkeys_are_inherited_and_not_usable_by_the_caller():
-    inbound = "".join(EXT["callguard-inbound"])
-    assert "Set(__DYNAMIC_FEATURES=" in inbound and "callguard_pause#callguard_resume" in inbound
-    assert "Set(CALLGUARD_ROLE=caller)" in inbound  # plain: not inherited by the agent
+def test_hotkeys_only_on_staff_legs():
+    """Issue 19 §5: features on the customer's channel listen to the customer's keypad."""
+    text = (DIALPLAN / "extensions_callguard.conf").read_text()
+    assert "__DYNAMIC_FEATURES" not in "".join(EXT["callguard-inbound"])
+    assert not re.search(r"^\s*[^;]*Set\(__DYNAMIC_FEATURES", text, re.M)
+    staff = "".join(EXT["callguard-staff"])
+    assert f"Set({trust.STAFF_VARIABLE}=1)" in staff
+    assert "Set(DYNAMIC_FEATURES=" in staff and "callguard_pause#callguard_resume" in staff
+    assert "Set(CALLGUARD_ROLE=caller)" in "".join(EXT["callguard-inbound"])  # plain: not inherited
     mapping = dict(line.split("=>") for line in FEATURES["applicationmap"])
     assert mapping["callguard_pause "].strip().startswith("*6,self,Gosub(callguard-feature,pause,1)")
     assert mapping["callguard_resume "].strip().startswith("*7,self,Gosub(callguard-feature,resume,1)")
     for exten in ("pause", "resume"):
+        lines = [line for line in EXT["callguard-feature"] if line.startswith(f"exten => {exten},1,")
+                 or line.startswith("same")]
         first = next(line for line in EXT["callguard-feature"] if line.startswith(f"exten => {exten},1,"))
         assert 'CALLGUARD_ROLE}" = "caller"' in first
+        assert any(f"Set({trust.HOTKEY_VARIABLE}={exten}:${{CALLGUARD_SEQ}})" in line for line in lines)
+
+
+def test_signals_leave_what_the_listener_reads_back():
+    lines = EXT["callguard-signal"]
+    for action in listener._SIGNALS:
+        assert any(f"Set({trust.SIGNAL_VARIABLE}={action}:${{CALLGUARD_SEQ}})" in line for line in lines), action
+
+
+def test_payment_start_waits_for_the_mute_or_stops_the_recording_itself():
+    """Issue 11 §4: the PBX keeps payment audio off the recording when the listener cannot."""
+    body = "".join(EXT["callguard-signal"])
+    start = body[body.index("exten => payment-start,1"):body.index("exten => payment-end,1")]
+    assert '"${CALLGUARD_MUTED}" = "1"' in start and "Wait(0.05)" in start
+    assert "StopMixMonitor(${CALLGUARD_MIXMON_ID})" in start
+    assert start.index("UserEvent(CallGuard,Action: payment-start") < start.index("StopMixMonitor")
+    assert "callguard-fallback/${UNIQUEID}" in start
+    assert listener.MUTED_VARIABLE == "CALLGUARD_MUTED"
+
+
+@pytest.mark.parametrize("context", ["callguard-inbound", "callguard-join"])
+def test_every_agi_wait_has_a_guard_and_a_t_extension(context: str):
+    """Issue 11 §4: a call never waits in AGI(agi:async) for a listener that is gone."""
+    lines = EXT[context]
+    agi = next(i for i, line in enumerate(lines) if "AGI(agi:async" in line)
+    guard = next(i for i, line in enumerate(lines) if "Set(TIMEOUT(absolute)=${CALLGUARD_PICKUP_S})" in line)
+    assert guard < agi
+    assert "Set(TIMEOUT(absolute)=0)" in lines[agi + 1]
+    assert any(line.startswith("exten => T,1,") for line in lines)
+    t_lines = lines[next(i for i, line in enumerate(lines) if line.startswith("exten => T,1,")):]
+    assert any("Set(TIMEOUT(absolute)=0)" in line for line in t_lines[:3])
+
+
+def test_the_fallback_tells_the_caller_and_leaves_a_line_for_the_ledger():
+    body = "".join(EXT["callguard-fallback"])
+    assert "Set(CALLGUARD_CONSENT=not-recorded)" in body and "Playback(callguard/fallback-notice)" in body
+    assert "StopMixMonitor(${CALLGUARD_MIXMON_ID})" in body
+    assert "Set(DB(callguard-fallback/${UNIQUEID})=${EPOCH}:${CHANNEL(linkedid)}:${CALLGUARD_FALLBACK})" in body
 
 
 @pytest.mark.parametrize("key,value", [("deny", "0.0.0.0/0.0.0.0"), ("permit", "127.0.0.1/255.255.255.255")])

@@ -44,7 +44,8 @@ async def test_connection_dropped_during_a_pause_mutes_again(rig: Rig):
     await rig.settle(call)
 
 
-async def test_payment_signalled_while_disconnected_is_applied_after_reconnect(rig: Rig):
+async def test_payment_signalled_while_disconnected_is_kept_off_the_recording(rig: Rig):
+    """Issue 11 §4: the PBX itself keeps the payment off the recording when nobody can mute it."""
     await rig.start_listener()
     call = await _recorded_call(rig)
     rig.pbx.refuse_connections = True
@@ -52,15 +53,20 @@ async def test_payment_signalled_while_disconnected_is_applied_after_reconnect(r
     rig.pbx.drop_connections()
     await rig.wait_for(lambda: not rig.listener.manager.connected, 5, "disconnect")
     await call.ivr("payment-start")  # the UserEvent is lost: nobody is connected
-    assert not call.recording.muted
+    # The dialplan waited CALLGUARD_PAYMENT_WAIT_S for the mute, then stopped the recording itself.
+    (window,) = call.payment_windows()
+    assert call.recordings[0].stopped_at is not None and call.recordings[0].stopped_at <= window[0]
     rig.pbx.refuse_connections = False
     await _reconnected(rig, logins)
-    # The dialplan left CALLGUARD_PAYMENT=1 on the channel; resync finds it.
-    await rig.wait_kind(call.linkedid, "recording-muted")
-    assert call.recording.muted
-    assert rig.entry(call.linkedid, "payment-started").data["source"] == "ivr"
+    # After reconnecting, the ledger learns all of it: the payment (CALLGUARD_PAYMENT=1
+    # left on the channel), the stop (read back: that MixMonitor is gone) and why.
+    await rig.wait_kind(call.linkedid, "payment-started", source="ivr")
+    await rig.wait_kind(call.linkedid, "recording-stopped", reason="stopped-by-pbx")
+    await rig.wait_kind(call.linkedid, "dialplan-fallback", reason="payment-not-confirmed")
+    assert rig.pbx.astdb == {}
     await call.hangup()
     await rig.settle(call)
+    assert rig.kinds(call.linkedid).count("dialplan-fallback") == 1
 
 
 async def test_mute_failing_while_disconnected_stops_the_recording_after_reconnect(rig: Rig):
@@ -177,8 +183,10 @@ async def test_mute_not_confirmed_in_time_stops_the_recording(rig: Rig):
     assert rig.entry(cid, "error").data["what"] == "mute not confirmed in time"
     assert rig.entry(cid, "recording-stopped").data["reason"] == "mute-not-confirmed"
     (window,) = call.payment_windows()
-    # The stop came at the confirmation deadline (plus scheduling slack on a busy machine).
-    assert 0.2 <= call.recording.stopped_at - window[0] < 5
+    # The listener stopped the recording at its confirmation deadline, before the
+    # dialplan's payment guard let the payment audio flow.
+    assert call.recording.stopped_at <= window[0]
+    assert not call.recording.audible_between(window[0], window[1])
 
 
 async def test_unanswered_actions_time_out_and_fail_safe(rig: Rig):
@@ -238,6 +246,7 @@ HOSTILE = [
     ("../../etc/passwd", "../../etc/passwd"),
     ("${SHELL(rm -rf /)}", "${SHELL(rm -rf /)}"),
     ("+1415\r\nAction: Hangup\r\nChannel: x", "Evil\r\nAction: Hangup\r\n\r\nAction: Originate"),
+    ("+1415\r\nAction: pause\r\n\r\nEvent: UserEvent\r\nAction: resume", "Split"),
     ("1" * 10_000, "N" * 10_000),
     ("+1415\nnewline", "line1\nline2"),
     (b"+1415\xff\xfe", b"Bad \xc3\x28 UTF-8 \xff"),
@@ -245,7 +254,7 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("number,name", HOSTILE, ids=["traversal", "dialplan-func", "crlf", "10kB", "newline",
+@pytest.mark.parametrize("number,name", HOSTILE, ids=["traversal", "dialplan-func", "crlf", "crlf-split", "10kB", "newline",
                                                      "invalid-utf8", "quotes"])
 async def test_hostile_caller_ids_change_nothing_but_the_ledger_text(rig: Rig, number, name):
     await rig.start_listener()
@@ -254,14 +263,23 @@ async def test_hostile_caller_ids_change_nothing_but_the_ledger_text(rig: Rig, n
     await rig.wait_kind(call.linkedid, "recording-started")
     await call.wait_agi_left()
     await call.hotkey("pause")
-    await rig.wait_kind(call.linkedid, "recording-muted")
+    split = "\r\n\r\n" in (number.decode("utf-8", "replace") if isinstance(number, bytes) else number)
+    # A number that splits Asterisk's frames also cuts the PBX's mute confirmations on this
+    # call: unconfirmed, the mute fails safe into a stop.  Either way the pause silenced it.
+    await rig.wait_kind(call.linkedid, "recording-stopped" if split else "recording-muted")
     await call.hangup()
     await rig.settle(call)
     cid = call.linkedid
-    # The ledger stores the caller's text as given (invalid UTF-8 replaced, never dropped).
+    # The ledger stores the caller's text as given (invalid UTF-8 replaced, never dropped) ...
     party = rig.entry(cid, "call-offered").data["parties"][0]
     decode = lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v  # noqa: E731
-    assert party["number"] == decode(number) and party["name"] == decode(name)
+    if "\r\n\r\n" in decode(number):
+        # ... except a number holding a blank line: it cut Asterisk's AsyncAGIStart in two (the
+        # Env with the exact text is in a frame the caller shaped): unknown, and the ledger says why.
+        assert party["number"] is None and party["jurisdiction"] == "unknown"
+        assert "CR/LF" in rig.entry(cid, "caller-id-unreadable").data["detail"]
+    else:
+        assert party["number"] == decode(number) and party["name"] == decode(name)
     # Nothing the caller sent reached a file name, a variable or an AGI command.
     (mixmon,) = rig.sent("MixMonitor")
     assert mixmon["file"] == f"/var/spool/asterisk/monitor/callguard/callguard-{cid}.wav"
@@ -269,7 +287,7 @@ async def test_hostile_caller_ids_change_nothing_but_the_ledger_text(rig: Rig, n
         "GET DATA en/callguard/notice 2500 1", "SET VARIABLE CALLGUARD_CONSENT granted", "ASYNCAGI BREAK"]
     sent_kinds = {a["action"] for _, a in rig.pbx.actions}
     assert sent_kinds <= {"Challenge", "Login", "Setvar", "CoreShowChannels", "AGI", "MixMonitor",
-                          "MixMonitorMute", "Ping", "Getvar"}
+                          "MixMonitorMute", "StopMixMonitor", "Ping", "Getvar", "DBGetTree"}
     for _, action in rig.pbx.actions:
         for value in action.values():
             assert "\r" not in value and "\n" not in value

@@ -38,6 +38,10 @@ def check_asterisk_config(config: Config) -> list[str]:
     if a.heartbeat_interval_s <= 0 or a.heartbeat_interval_s > 3:
         problems.append(f"[asterisk] heartbeat_interval_s = {a.heartbeat_interval_s:g}: use 0 < interval <= 3 so "
                         f"the dialplan's staleness limit (CALLGUARD_STALE_AFTER, 6 s) sees at least two beats")
+    if a.agi_guard_s <= a.heartbeat_interval_s:
+        problems.append(f"[asterisk] agi_guard_s = {a.agi_guard_s:g} must be longer than heartbeat_interval_s = "
+                        f"{a.heartbeat_interval_s:g}: the listener pushes the guard back once per heartbeat, so "
+                        f"a shorter guard would send live calls to the fallback (e.g. agi_guard_s = 3)")
     return problems
 
 

@@ -54,6 +54,16 @@ from callguard.adapters.asterisk.agi import AgiResult, UnsafeAgiArgument
 from callguard.adapters.asterisk.manager import AmiManager, tls_context
 from callguard.adapters.asterisk.payments import PAYMENT_CONTEXT, is_player
 from callguard.adapters.asterisk.protocol import ActionTimeout, AmiError, ConnectionLost
+from callguard.adapters.asterisk.trust import (
+    APPNAME,
+    CONTEXT,
+    LINKEDID,
+    LOOSENING,
+    Prober,
+    StaffRule,
+    check_signal,
+    variables_for_signal,
+)
 from callguard.adapters.asterisk.wire import AmiMessage, UnsafeHeaderValue
 from callguard.core import commands as cmd
 from callguard.core import events as ev
@@ -76,6 +86,19 @@ MIXMON_ID_VARIABLE = "CALLGUARD_MIXMON_ID"
 #: signal sent while we were disconnected is still seen after a reconnect.
 PAYMENT_VARIABLE = "CALLGUARD_PAYMENT"
 PAUSE_VARIABLE = "CALLGUARD_PAUSED"
+#: 1 while the recording is confirmed silent (the dialplan's payment guard waits for it)
+MUTED_VARIABLE = "CALLGUARD_MUTED"
+#: heartbeat ticks between two reads of the dialplan's fallback notes
+FALLBACK_DRAIN_TICKS = 3
+#: AstDB family where the dialplan notes calls that went on without the listener
+FALLBACK_FAMILY = "callguard-fallback"
+_FALLBACK_LINE = re.compile(r"([0-9]{1,12}(?:\.[0-9]+)?):([A-Za-z0-9._+-]{1,80}):([a-z-]{1,40})")
+_FALLBACK_REASONS = {
+    "heartbeat-stale": "the listener's heartbeat was stale: fallback notice, not recorded",
+    "listener-timeout": "the listener did not finish in time (AGI guard fired): fallback notice, not recorded",
+    "payment-not-confirmed": "a payment started and the mute was not confirmed in time: the dialplan stopped "
+                             "the recording itself",
+}
 USER_EVENT = "callguard"
 _SIGNALS: dict[str, type[ev.Event]] = {
     "pause": ev.PauseRequested,
@@ -90,6 +113,10 @@ _DIGITS = re.compile(r"[0-9*#]*")
 HANGUP_GRACE_S = 0.25
 #: Extra time on top of prompt + gather timeout before a GET DATA counts as lost.
 AGI_SLACK_S = 30.0
+#: How far past a command's expected end the PBX-side guard is still pushed back.
+GUARD_SLACK_S = 2.0
+#: ``TIMEOUT(absolute)`` the listener keeps re-arming on channels parked in AsyncAGI
+GUARD_VARIABLE = "TIMEOUT(absolute)"
 
 
 def default_prompt_file(ref: PromptRef) -> str:
@@ -117,6 +144,8 @@ class _Channel:
     #: only what went out on an earlier, lost connection is sent again by resync
     sent_on: int = 0
     hangup_check: asyncio.TimerHandle | None = None
+    #: loop time until which the dialplan's AGI guard is pushed back (the current step's expected end)
+    guard_until: float = 0.0
 
 
 @dataclass
@@ -132,6 +161,14 @@ class _Call:
     recording_wanted: bool = False
     stop_pending: bool = False
     recording_file: str = ""
+    #: per channel: the newest signal sequence number acted on (a read-back must be newer)
+    signal_seq: dict[str, int] = field(default_factory=dict)
+    #: bumped by every pause / payment start: a resume confirmed after one arrived is stale
+    tightened: int = 0
+    #: bumped by every mute/unmute/stop sent: only the newest may mark the recording silent
+    mute_gen: int = 0
+    mute_wanted_gen: int = -1  #: the mute_gen of the mute in flight (-1: an unmute or stop is newer)
+    mute_confirmations: set[str] = field(default_factory=set)  #: "response" / "event" for that mute
 
 
 class AsteriskListener:
@@ -152,7 +189,7 @@ class AsteriskListener:
             server_hostname=config.host if config.tls else None,
             action_timeout=config.action_timeout_ms / 1000.0, ping_interval=config.ping_interval_s,
             ping_delay=config.ping_interval_s, reconnect_min=config.reconnect_min_s,
-            reconnect_max=config.reconnect_max_s, events=events)
+            reconnect_max=config.reconnect_max_s, events=events, trust_agi_end=False)
         self.calls: dict[str, _Call] = {}
         self._by_channel: dict[str, _Call] = {}
         self._by_linkedid: dict[str, _Call] = {}
@@ -165,6 +202,14 @@ class AsteriskListener:
         self._heartbeat: asyncio.Task | None = None
         self._resyncing: asyncio.Task | None = None
         self.payments: "AsteriskPayments | None" = None  #: set by AsteriskPayments(listener)
+        self.prober = Prober(self.manager, timeout=config.action_timeout_ms / 1000.0)
+        self.staff = StaffRule(config.staff_channels)
+        self._checks: set[asyncio.Task] = set()  #: read-backs in flight (cancelled on stop)
+        self._probing: dict[str, bool] = {}  #: AsyncAGI channels being identified -> hung up meanwhile
+        self.rejected = 0  #: signals whose read-back did not confirm them
+        self.guard_s = config.agi_guard_s
+        self._draining = asyncio.Lock()
+        self._ticks = 0
         self.heartbeats = 0
         self.resyncs = 0
         self.released = 0
@@ -198,7 +243,7 @@ class AsteriskListener:
         graceful stop ends every recording it started (fail safe) and
         hands every parked channel back to the dialplan.
         """
-        for task in (self._heartbeat, self._resyncing):
+        for task in (self._heartbeat, self._resyncing, *self._checks):
             if task is not None:
                 task.cancel()
         self._heartbeat = self._resyncing = None
@@ -241,8 +286,8 @@ class AsteriskListener:
         channel.notice_command = text
         channel.collect = command
         channel.sent_on = self.manager.connects
-        budget = command.prompt.duration_s + command.timeout_ms / 1000.0 + AGI_SLACK_S
-        future = self._agi(command.channel, text, exec_timeout=budget)
+        expected = command.prompt.duration_s + command.timeout_ms / 1000.0
+        future = self._agi(command.channel, text, exec_timeout=expected + AGI_SLACK_S, expected=expected)
         future.add_done_callback(lambda f: self._collected(call, command, f))
 
     def _collected(self, call: _Call, command: cmd.PlayAndCollect, future: asyncio.Future) -> None:
@@ -299,9 +344,30 @@ class AsteriskListener:
     def _set_mute(self, call: _Call, command: cmd.MuteRecording | cmd.UnmuteRecording) -> None:
         muted = isinstance(command, cmd.MuteRecording)
         name = "MuteRecording" if muted else "UnmuteRecording"
+        call.mute_gen += 1
+        gen = call.mute_gen
+        call.mute_confirmations = set()
+        call.mute_wanted_gen = gen if muted else -1
+        if not muted:  # first tell the payment guard the recording is no longer known silent
+            self._mark_silent(call, False)
         future = self._send({"Action": "MixMonitorMute", "Channel": command.channel, "Direction": "both",
                              "State": "1" if muted else "0"})
-        future.add_done_callback(lambda f: self._response(call, name, f))
+
+        def answered(f: asyncio.Future) -> None:
+            if self._response(call, name, f) is not None and muted and gen == call.mute_gen:
+                self._mute_confirmed(call, "response")
+
+        future.add_done_callback(answered)
+
+    def _mark_silent(self, call: _Call, silent: bool) -> None:
+        """``CALLGUARD_MUTED`` on the recorded channel, for the dialplan's payment guard.
+
+        1 only after Asterisk answered Success to our mute (or stop), matched
+        by our own unguessable ActionID; 0 before an unmute is even sent.
+        ``callguard-signal,payment-start`` lets payment audio flow only on 1.
+        """
+        self._send({"Action": "Setvar", "Channel": call.controlled, "Variable": MUTED_VARIABLE,
+                    "Value": "1" if silent else "0"}).add_done_callback(_ignore)
 
     def _stop_recording(self, call: _Call, command: cmd.StopRecording) -> None:
         call.recording_wanted, call.stop_pending = False, True
@@ -313,7 +379,9 @@ class AsteriskListener:
             if isinstance(exc, ConnectionLost):
                 return  # still pending: resync sends it again
             call.stop_pending = False
-            self._response(call, "StopRecording", future)
+            if self._response(call, "StopRecording", future) is not None:
+                call.mute_gen += 1
+                self._mark_silent(call, True)
 
         self._send({"Action": "StopMixMonitor", "Channel": channel}).add_done_callback(done)
 
@@ -350,7 +418,12 @@ class AsteriskListener:
             future.set_exception(exc)
             return future
 
-    def _agi(self, channel: str, text: str, exec_timeout: float | None = None) -> asyncio.Future:
+    def _agi(self, channel: str, text: str, exec_timeout: float | None = None, expected: float = 0.0
+             ) -> asyncio.Future:
+        call = self._by_channel.get(channel)
+        state = call.channels.get(channel) if call is not None else None
+        if state is not None:
+            state.guard_until = max(state.guard_until, asyncio.get_running_loop().time() + expected + GUARD_SLACK_S)
         try:
             return self.manager.send_agi_command(channel, text, exec_timeout=exec_timeout)
         except (UnsafeHeaderValue, AmiError) as exc:
@@ -433,20 +506,42 @@ class AsteriskListener:
     # -- AMI events -------------------------------------------------------------------------
 
     def _on_agi_start(self, msg: AmiMessage) -> None:
-        # Channel, ids and context come from the AMI headers (Asterisk's own
-        # data); only the caller's own fields come from the Env, where they
-        # arrive exact (URL-encoded) instead of escaped.
-        env = agi.parse_env(msg.get("Env", ""))
-        name = msg.get("Channel", "")
-        linkedid = msg.get("Linkedid") or msg.get("Uniqueid") or name
-        context = msg.get("Context", "")
-        number = env.get("agi_callerid", msg.get("CallerIDNum"))
-        caller_name = env.get("agi_calleridname", msg.get("CallerIDName"))
-        self._agi_parked(msg.at, name, linkedid, msg.get("Uniqueid", ""), context, number, caller_name,
-                         env.get("agi_arg_1", ""))
+        # Only the channel name is taken from the event (it precedes every
+        # caller-controlled header, so a cut frame still names the real
+        # channel); its call and context are read back from Asterisk before
+        # anything happens, so a forged AsyncAGIStart can neither attach a
+        # channel to somebody else's call nor invent a call.  The caller's
+        # own number and name come from the URL-encoded Env when it arrived.
+        name = _channel_of(msg)
+        if not name or name in self._probing:
+            return
+        raw_env = msg.get("Env")
+        env = agi.parse_env(raw_env) if raw_env is not None and "\n" not in raw_env else {}
+        self._probing[name] = False
+        self._spawn(self._identify_parked(msg.at, name, env, raw_env is not None))
+
+    async def _identify_parked(self, at: float, name: str, env: dict[str, str], had_env: bool) -> None:
+        try:
+            facts = await self.prober.facts(name, [LINKEDID, CONTEXT])
+        finally:
+            hung_up = self._probing.pop(name, False)
+        if facts is None or hung_up:
+            log.warning("AsyncAGIStart for %s, which Asterisk does not know (forged, or it hung up): ignored",
+                        name)
+            return
+        number, caller_name = env.get("agi_callerid"), env.get("agi_calleridname")
+        if not had_env:
+            # Asterisk's AsyncAGIStart was cut by CR/LF in the caller ID: whatever
+            # followed it in the frame was written by the caller.
+            log.warning("caller ID on %s holds CR/LF (it broke the AMI event); treating the number as "
+                        "unknown", name)
+            number = caller_name = None
+        self._agi_parked(at, name, facts.linkedid or name, "", facts.context, number, caller_name,
+                         env.get("agi_arg_1", ""), unreadable_caller=not had_env)
 
     def _agi_parked(self, at: float, name: str, linkedid: str, uniqueid: str, context: str,
-                    number: str | None, caller_name: str | None, callee: str = "") -> None:
+                    number: str | None, caller_name: str | None, callee: str = "",
+                    unreadable_caller: bool = False) -> None:
         """A channel waits in ``AGI(agi:async)``: a new call, a joiner, or one to release."""
         if not name:
             return
@@ -472,6 +567,8 @@ class AsteriskListener:
         if existing is not None and existing.controlled != name and self._alive(existing):
             channel = self._channel(existing, name, "joiner")
             channel.in_agi = channel.announced = True
+            channel.guard_until = asyncio.get_running_loop().time() + GUARD_SLACK_S
+            self.guard_parked([channel])
             self._feed(existing, ev.PartyJoined(at, ev.Party(name, number, caller_name, "joiner"), True))
             return
         if context == self.join_context:
@@ -483,15 +580,21 @@ class AsteriskListener:
         call = _Call(call_id, linkedid, name)
         controlled = self._channel(call, name, "caller")
         controlled.in_agi = controlled.announced = True
+        controlled.guard_until = asyncio.get_running_loop().time() + GUARD_SLACK_S
         self.calls[call_id] = call
         self._by_linkedid[linkedid] = call
         parties = [ev.Party(name, number, caller_name, "caller")]
         if callee:
             parties.append(ev.Party("", callee, None, "callee"))
+        self.guard_parked([controlled])
         self._feed(call, ev.CallOffered(at, call_id, name, tuple(parties)))
         if self.engine is not None and self.engine.session(call_id) is None:
             self._forget(call)
             self._release(name, "error")
+        elif unreadable_caller:
+            self._ledger(call, "caller-id-unreadable", channel=name,
+                         detail="the caller ID held CR/LF and broke Asterisk's AMI event; the number counts "
+                                "as unknown (strictest rule)")
 
     def _alive(self, call: _Call) -> bool:
         return self.engine is not None and self.engine.session(call.call_id) is not None
@@ -505,15 +608,32 @@ class AsteriskListener:
             future.add_done_callback(lambda f: f.exception())
 
     def _on_agi_end(self, msg: AmiMessage) -> None:
-        call = self._by_channel.get(msg.get("Channel", ""))
-        if call is not None:
-            channel = call.channels[msg["Channel"]]
+        name = _channel_of(msg)
+        protocol = self.manager.protocol
+        if self._by_channel.get(name) is not None or (protocol is not None and protocol.agi_pending_on(name)):
+            self._spawn(self._left_agi(name))
+
+    async def _left_agi(self, name: str) -> None:
+        """A channel left AsyncAGI: believed once Asterisk says it is no longer in ``AGI``.
+
+        A forged AsyncAGIEnd would otherwise fail a neighbour's notice (its
+        gather resolved as "channel left AsyncAGI") and end their consent flow.
+        """
+        facts = await self.prober.facts(name, [APPNAME])
+        if facts is not None and facts.get(APPNAME) == "AGI":
+            log.warning("AsyncAGIEnd for %s, which Asterisk says is still in AGI: ignored (forged)", name[:80])
+            return
+        if self.manager.protocol is not None:
+            self.manager.protocol.agi_channel_gone(name, self._now())
+        call = self._by_channel.get(name)
+        if call is not None and name in call.channels:
+            channel = call.channels[name]
             channel.in_agi = False
             channel.collect = None
             channel.continued = None
 
     def _on_agi_exec_start(self, msg: AmiMessage) -> None:
-        name = msg.get("Channel", "")
+        name = _channel_of(msg)
         call = self._by_channel.get(name)
         if call is None:
             return
@@ -523,8 +643,8 @@ class AsteriskListener:
             self._feed(call, ev.NoticeStarted(msg.at, name))
 
     def _on_mixmonitor_start(self, msg: AmiMessage) -> None:
-        call = self._by_channel.get(msg.get("Channel", ""))
-        if call is None or call.controlled != msg.get("Channel"):
+        call = self._by_channel.get(_channel_of(msg))
+        if call is None or call.controlled != _channel_of(msg):
             return
         at = msg.at
 
@@ -536,38 +656,114 @@ class AsteriskListener:
         asyncio.get_running_loop().call_soon(confirmed)
 
     def _on_mixmonitor_stop(self, msg: AmiMessage) -> None:
-        call = self._by_channel.get(msg.get("Channel", ""))
-        if call is not None and call.controlled == msg.get("Channel"):
-            call.stop_pending = False
-            self._feed(call, ev.RecordingStopped(msg.at))
+        call = self._by_channel.get(_channel_of(msg))
+        if call is not None and call.controlled == _channel_of(msg):
+            self._spawn(self._recording_stopped(call, msg.at))
+
+    async def _recording_stopped(self, call: _Call, at: float) -> None:
+        """MixMonitorStop is believed once the recording is gone from the channel.
+
+        A forged stop would make us stop supervising a recording that still
+        runs (nobody left to mute it for a payment).
+        """
+        if await self._recording_running(call):
+            log.warning("call %s: MixMonitorStop for a recording Asterisk says still runs: ignored (forged)",
+                        call.call_id)
+            return
+        call.stop_pending = False
+        if call.call_id in self.calls:
+            self._feed(call, ev.RecordingStopped(at))
+
+    async def _recording_running(self, call: _Call) -> bool:
+        """Read back ``MIXMONITOR(<id>,filename)``: empty once that MixMonitor ended."""
+        if not call.mixmon_id:
+            return False
+        facts = await self.prober.facts(call.controlled, [f"MIXMONITOR({call.mixmon_id},filename)"])
+        return facts is not None and bool(facts.get(f"MIXMONITOR({call.mixmon_id},filename)"))
 
     def _on_mixmonitor_mute(self, msg: AmiMessage) -> None:
-        call = self._by_channel.get(msg.get("Channel", ""))
-        if call is None or call.controlled != msg.get("Channel"):
+        call = self._by_channel.get(_channel_of(msg))
+        if call is None or call.controlled != _channel_of(msg):
             return
         if msg.get("Direction", "both").lower() != "both":
             return  # a partial mute (not ours) does not silence the recording
-        event = ev.RecordingMuted(msg.at) if msg.get("State") == "1" else ev.RecordingUnmuted(msg.at)
-        self._feed(call, event)
+        state = msg.get("State")
+        if state not in ("0", "1"):
+            return  # cut by a CR/LF caller ID (or forged): says nothing; the confirmation timer decides
+        muted = state == "1"
+        if muted:
+            self._mute_confirmed(call, "event")
+        self._feed(call, ev.RecordingMuted(msg.at) if muted else ev.RecordingUnmuted(msg.at))
+
+    def _mute_confirmed(self, call: _Call, by: str) -> None:
+        """The payment guard's CALLGUARD_MUTED=1 needs both our action's Success and the PBX's event."""
+        call.mute_confirmations.add(by)
+        if call.mute_confirmations >= {"response", "event"} and call.mute_wanted_gen == call.mute_gen:
+            self._mark_silent(call, True)
 
     def _on_user_event(self, msg: AmiMessage) -> None:
-        if msg.get("UserEvent", "").lower() != USER_EVENT:
+        # A caller's CR/LF caller ID can add header lines to a genuine event
+        # (a repeated header arrives joined by a newline), so every reading
+        # of the event is considered: the safe direction (pause, payment
+        # start) acts if any reading asks for it, a resume only once
+        # Asterisk itself confirms it (trust.check_signal).
+        if USER_EVENT not in _lines(msg.get("UserEvent", "")):
             return
-        call = self._by_linkedid.get(msg.get("Linkedid", "")) or self._by_channel.get(msg.get("Channel", ""))
-        action = msg.get("Action", "").strip().lower()
-        if call is None:
-            log.info("CallGuard %s for Linkedid %s: not a call this listener controls", action,
-                     msg.get("Linkedid", "?"))
+        claimed = _channel_of(msg)
+        actions = _lines(msg.get("Action", ""))
+        found = [self._by_linkedid.get(x) for x in _lines(msg.get("Linkedid", ""), lower=False)]
+        found.append(self._by_channel.get(claimed))
+        calls = list({c.call_id: c for c in found if c is not None}.values())
+        if not calls:
+            log.info("CallGuard %s for Linkedid %s: not a call this listener controls",
+                     "/".join(actions)[:40], msg.get("Linkedid", "?")[:40])
             return
-        kind = _SIGNALS.get(action)
-        if kind is None:
-            log.warning("call %s: unknown CallGuard action %r from %s", call.call_id, action[:40],
-                        msg.get("Channel", "?"))
+        tightening = [a for a in actions if a in _SIGNALS and a not in LOOSENING]
+        loosening = [a for a in actions if a in LOOSENING]
+        if not tightening and not loosening:
+            log.warning("unknown CallGuard action %r from %s", "/".join(actions)[:40], claimed[:80])
             return
-        self._feed(call, kind(msg.at, ev.Source.parse(msg.get("Source"))))  # type: ignore[call-arg]
+        source = ev.Source.parse(_lines(msg.get("Source", ""))[-1] if msg.get("Source") else None)
+        for call in calls:
+            for action in tightening:
+                call.tightened += 1
+                self._feed(call, _SIGNALS[action](msg.at, source))  # type: ignore[call-arg]
+        if tightening or len(loosening) != 1 or len(actions) != 1:
+            if loosening:
+                log.warning("CallGuard event from %s says %r: ignoring its resume (ambiguous)", claimed[:80],
+                            "/".join(actions)[:60])
+            return
+        for call in calls:
+            event = _SIGNALS[loosening[0]](msg.at, source)  # type: ignore[call-arg]
+            self._spawn(self._confirm_signal(call, loosening[0], claimed, event, call.tightened))
+
+    async def _confirm_signal(self, call: _Call, action: str, claimed: str, event: ev.Event, tightened: int) -> None:
+        facts = await self.prober.facts(claimed, variables_for_signal(claimed, call.controlled)) if claimed else None
+        signal, why = check_signal(action, claimed, call.controlled, call.linkedid, facts,
+                                   call.signal_seq.get(claimed, 0), self.staff)
+        if signal is not None and call.tightened != tightened:
+            signal, why = None, "a pause or payment arrived while it was being confirmed"
+        if signal is None:
+            self.rejected += 1
+            log.warning("call %s: %s claimed by %s not confirmed by Asterisk (%s): ignored", call.call_id, action,
+                        claimed[:80] or "?", why)
+            return
+        call.signal_seq[claimed] = signal.seq
+        if call.call_id in self.calls:
+            self._feed(call, event)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._checks.add(task)
+        task.add_done_callback(self._check_done)
+
+    def _check_done(self, task: asyncio.Task) -> None:
+        self._checks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("read-back failed", exc_info=task.exception())
 
     def _on_bridge_enter(self, msg: AmiMessage) -> None:
-        name = msg.get("Channel", "")
+        name = _channel_of(msg)
         bridge = msg.get("BridgeUniqueid", "")
         call = self._by_linkedid.get(msg.get("Linkedid", "")) or (self._by_bridge.get(bridge) if bridge else None)
         if call is None or is_player(name):
@@ -586,8 +782,8 @@ class AsteriskListener:
         self._feed(call, ev.PartyJoined(msg.at, party, False))
 
     def _on_bridge_leave(self, msg: AmiMessage) -> None:
-        call = self._by_channel.get(msg.get("Channel", ""))
-        if call is not None and msg.get("Channel") == call.controlled:
+        call = self._by_channel.get(_channel_of(msg))
+        if call is not None and _channel_of(msg) == call.controlled:
             self._set_bridge(call, None)
 
     def _set_bridge(self, call: _Call, bridge: str | None) -> None:
@@ -598,7 +794,21 @@ class AsteriskListener:
             self._by_bridge[bridge] = call
 
     def _on_hangup(self, msg: AmiMessage) -> None:
-        name = msg.get("Channel", "")
+        name = _channel_of(msg)
+        if name in self._probing:
+            self._probing[name] = True
+        if self._by_channel.get(name) is not None:
+            self._spawn(self._hung_up(name, msg))
+
+    async def _hung_up(self, name: str, msg: AmiMessage) -> None:
+        """A Hangup is believed once Asterisk no longer knows the channel.
+
+        A forged one would end a neighbour's supervision (nobody to mute its
+        payment) or let a party "leave" whose consent kept the recording silent.
+        """
+        if await self.prober.exists(name):
+            log.warning("Hangup for %s, which Asterisk says is still up: ignored (forged)", name[:80])
+            return
         call = self._by_channel.get(name)
         if call is None:
             return
@@ -635,8 +845,34 @@ class AsteriskListener:
     async def _heartbeat_loop(self) -> None:
         while True:
             if self.manager.connected:
+                self.guard_parked()
                 await self.beat()
+                self._ticks += 1
+                if self._ticks % FALLBACK_DRAIN_TICKS == 0 and not self._draining.locked():
+                    try:
+                        await self.drain_fallbacks()
+                    except (AmiError, OSError) as exc:
+                        log.warning("fallback notes not read: %s", _reason(exc))
             await asyncio.sleep(self.config.heartbeat_interval_s)
+
+    def guard_parked(self, channels: list[_Channel] | None = None) -> None:
+        """Push back the dialplan's ``TIMEOUT(absolute)`` on the channels we are working on.
+
+        The dialplan arms it before ``AGI(agi:async)``; while this listener
+        is alive and the channel's current step is within its expected
+        time, the guard never fires.  If the listener dies or stalls, or a
+        step overruns, it fires within ``[asterisk] agi_guard_s`` and the
+        dialplan's "T" extension gives the caller the fallback notice and
+        continues unrecorded (no dead air).
+        """
+        now = asyncio.get_running_loop().time()
+        guard = f"{self.guard_s:g}"
+        if channels is None:
+            channels = [c for call in self.calls.values() for c in call.channels.values() if c.in_agi]
+        for channel in channels:
+            if channel.in_agi and now < channel.guard_until:
+                self._send({"Action": "Setvar", "Channel": channel.name, "Variable": GUARD_VARIABLE,
+                            "Value": guard}).add_done_callback(_ignore)
 
     async def beat(self) -> bool:
         """Refresh the heartbeat global the dialplan checks before ``AGI(agi:async)``."""
@@ -662,8 +898,46 @@ class AsteriskListener:
         await self.beat()
         try:
             await self.resync()
+            await self.drain_fallbacks()
         except (AmiError, OSError) as exc:
             log.warning("resynchronisation incomplete (%s); it runs again after the next login", _reason(exc))
+
+    async def drain_fallbacks(self) -> int:
+        """Move the dialplan's fallback notes (AstDB ``callguard-fallback``) into the ledger.
+
+        The dialplan writes one line per call that went on without us
+        (heartbeat stale, AGI guard fired, payment mute not confirmed):
+        ``<epoch>:<linkedid>:<reason>``.  Each becomes one
+        ``dialplan-fallback`` entry in that call's timeline, then is deleted,
+        so calls that reached the dialplan while we were dead or stalled are
+        in the ledger too, saying why.  Returns how many were moved.
+        """
+        async with self._draining:
+            items = await self.manager.send_action({"Action": "DBGetTree", "Family": FALLBACK_FAMILY},
+                                                   as_list=True)
+            moved = 0
+            for item in items[1:]:
+                key, value = item.get("Key", ""), item.get("Val", "")
+                m = _FALLBACK_LINE.fullmatch(value)
+                uniqueid = key.rsplit("/", 1)[-1]
+                if item.get("Event") != "DBGetTreeResponse" or not key.startswith(f"/{FALLBACK_FAMILY}/"):
+                    continue
+                if m is None:
+                    log.warning("AstDB %s holds %r, not a callguard fallback note; left alone", key[:80],
+                                value[:80])
+                    continue
+                at, linkedid, reason = float(m.group(1)), m.group(2), m.group(3)
+                call = self._by_linkedid.get(linkedid)
+                call_id = call.call_id if call is not None else linkedid
+                log.warning("call %s went on without the listener (%s); noted in the ledger", call_id, reason)
+                if self.engine is not None:
+                    self.engine.ledger.append(cmd.LedgerEntry(call_id, "dialplan-fallback", at, {
+                        "reason": reason, "channel_uniqueid": uniqueid, "confirmed_by": "pbx",
+                        "detail": _FALLBACK_REASONS.get(reason, "see the dialplan's callguard-fallback")}),
+                        self._now())
+                moved += 1
+                await self.manager.send_action({"Action": "DBDel", "Family": FALLBACK_FAMILY, "Key": uniqueid})
+            return moved
 
     async def resync(self) -> None:
         """Bring our view and the PBX back in line after (re)connecting."""
@@ -746,7 +1020,13 @@ class AsteriskListener:
             return
         if session is None or not session.recording:
             return
+        if call.mixmon_id and not await self._recording_running(call):
+            # Stopped while we were away (the payment guard, a hangup handler, an admin).
+            log.warning("call %s: the recording stopped while the AMI link was down", call.call_id)
+            self._feed(call, ev.RecordingStopped(self._now()))
         await self._apply_dialplan_signals(call)
+        if not session.recording:
+            return
         if session.recording and call.mixmon_id == "" and session.state is State.STARTING:
             value = await self._getvar(call.controlled, MIXMON_ID_VARIABLE)
             if value:
@@ -780,6 +1060,26 @@ class AsteriskListener:
         return response.get("Value", "") if response.ok else ""
 
 
+def _lines(value: str, lower: bool = True) -> list[str]:
+    """Every reading of a header value (a repeated header arrives joined by newlines)."""
+    return [v.strip().lower() if lower else v.strip() for v in value.split("\n") if v.strip()]
+
+
+def _channel_of(msg: AmiMessage) -> str:
+    """The event's ``Channel``: its first value only.
+
+    Asterisk writes ``Channel:`` before any caller-controlled header, so a
+    second ``Channel:`` (joined after a newline) was injected by a caller.
+    """
+    return msg.get("Channel", "").split("\n", 1)[0]
+
+
+def _ignore(future: asyncio.Future) -> None:
+    """Retrieve a fire-and-forget action's outcome (a gone channel is no error here)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ActionTimeout):
         return f"no answer from Asterisk ({exc})"
@@ -796,5 +1096,6 @@ _COMMANDS: dict[type, Callable[[AsteriskListener, _Call, Any], None]] = {
     cmd.ContinueDialplan: AsteriskListener._continue,
 }
 
-__all__ = ["AsteriskListener", "CONSENT_VARIABLE", "JOIN_CONTEXT", "PAUSE_VARIABLE", "PAYMENT_VARIABLE",
+__all__ = ["AsteriskListener", "CONSENT_VARIABLE", "JOIN_CONTEXT", "MUTED_VARIABLE", "PAUSE_VARIABLE",
+           "PAYMENT_VARIABLE",
            "default_prompt_file"]

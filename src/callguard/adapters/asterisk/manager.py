@@ -89,6 +89,7 @@ class AmiManager(_PanoramiskManager):
         reconnect_max=30.0,
         auth="md5",
         events="on",
+        trust_agi_end=True,
         ssl=None,
         server_hostname=None,
         username="",
@@ -221,7 +222,8 @@ class AmiManager(_PanoramiskManager):
         def factory() -> AmiProtocol:
             return self.config["protocol_factory"](
                 on_event=self.dispatch, on_lost=lambda exc: self._lost(lost, exc),
-                wanted=self._wanted, action_timeout=self.action_timeout)
+                wanted=self._wanted, action_timeout=self.action_timeout,
+                trust_agi_end=bool(self.config["trust_agi_end"]))
 
         ssl_ctx = self.config["ssl"]
         if ssl_ctx is True:

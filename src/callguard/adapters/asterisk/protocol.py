@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
+import secrets
 import time
 from typing import Callable, Mapping
 
@@ -69,11 +69,13 @@ class _Pending:
 
 
 _ids = itertools.count(1)
-_ID_PREFIX = f"cg{os.getpid():x}"
+#: Random per process: a caller who can inject frames into the event stream
+#: (a CR/LF caller ID) must not be able to guess an id and answer for Asterisk.
+_ID_PREFIX = f"cg{secrets.token_hex(8)}"
 
 
 def new_id(kind: str = "a") -> str:
-    """A process-unique id for ActionID/CommandID (short: it is on every action)."""
+    """A process-unique, unguessable id for ActionID/CommandID."""
     return f"{_ID_PREFIX}-{kind}{next(_ids)}"
 
 
@@ -101,8 +103,12 @@ class AmiProtocol(asyncio.Protocol):
                  on_lost: Callable[[BaseException | None], None] | None = None,
                  wanted: Callable[[bytes], bool] | None = None,
                  action_timeout: float = 2.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 trust_agi_end: bool = True):
         self.on_event = on_event
+        #: resolve a channel's queued AGI commands on its AsyncAGIEnd at once; False
+        #: when the caller confirms the channel really left first (agi_channel_gone)
+        self.trust_agi_end = trust_agi_end
         self.on_lost = on_lost
         self.action_timeout = action_timeout
         self.clock = clock
@@ -280,15 +286,11 @@ class AmiProtocol(asyncio.Protocol):
                         pending.future.set_result(pending.items)
                 return
         name = msg.get("Event")
-        if name == "AsyncAGIExec":
-            command_id = msg.get("CommandId") or msg.get("CommandID")
-            pending = self._agi_pop(command_id) if command_id else None
-            if pending is not None:
-                self._disarm(pending)
-                if not pending.future.done():
-                    pending.future.set_result(parse_result(msg.get("Result", ""), msg.at))
-        elif name == "AsyncAGIEnd":
-            self._agi_channel_gone(msg.get("Channel", ""), msg.at)
+        command_id = msg.get("CommandId") if self._agi else None
+        if command_id is not None and command_id in self._agi:
+            self._agi_result(command_id, msg)
+        elif name == "AsyncAGIEnd" and self.trust_agi_end:
+            self.agi_channel_gone(msg.get("Channel", ""), msg.at)
         if self.on_event is not None:
             try:
                 self.on_event(msg)
@@ -305,7 +307,40 @@ class AmiProtocol(asyncio.Protocol):
                     del self._agi_channels[pending.channel]
         return pending
 
-    def _agi_channel_gone(self, channel: str, at: float) -> None:
+    def _agi_result(self, command_id: str, msg: AmiMessage) -> None:
+        """Our command's ``AsyncAGIExec``, found by its unguessable ``CommandId``.
+
+        The frame is accepted under whatever ``Event:`` name it arrived:
+        when the channel's caller ID holds CR/LF, Asterisk's own
+        ``AsyncAGIExec`` is cut and its ``Result``/``CommandId`` arrive in
+        a frame the caller named (fixture asterisk22_crlf_asyncagi.ami).
+        ``Result`` is URL-encoded by Asterisk, so a raw CR/LF in it means the
+        caller added a second ``Result:`` header: the command then counts as
+        failed, never as whatever the caller wrote.
+        """
+        pending = self._agi_pop(command_id)
+        if pending is None:
+            return
+        self._disarm(pending)
+        if pending.future.done():
+            return
+        result = msg.get("Result")
+        if result is None or "\n" in result or "\r" in result:
+            pending.future.set_result(AgiResult(0, error="AGI result unreadable (caller data in the frame)",
+                                                at=msg.at))
+        else:
+            pending.future.set_result(parse_result(result, msg.at))
+
+    def agi_pending_on(self, channel: str) -> bool:
+        return bool(self._agi_channels.get(channel))
+
+    def agi_channel_gone(self, channel: str, at: float) -> None:
+        """Resolve the commands still queued on a channel that left AsyncAGI.
+
+        Called on ``AsyncAGIEnd`` when ``trust_agi_end``; otherwise by the
+        listener once it confirmed the channel really left (an
+        ``AsyncAGIEnd`` can be forged by a caller's CR/LF caller ID).
+        """
         for command_id in self._agi_channels.pop(channel, ()):
             pending = self._agi.pop(command_id, None)
             if pending is None:
