@@ -87,6 +87,59 @@ def default_ledger_url() -> str:
     return f"sqlite:///{directory / 'ledger.sqlite'}"
 
 
+#: The Visa test card the demo caller keys (Luhn-valid, published by every payment provider), its expiry and code.
+DEMO_CARD = ("4111111111111111", "1230", "123")
+
+
+@dataclass
+class CardDemo:
+    """A card payment the demo took end to end, as the agent and the evidence saw it (never a digit)."""
+
+    call_id: str
+    payment_id: str
+    progress: list[Any]  #: every masked view the agent's screen got (payments.capture.Progress)
+    result: dict[str, Any]  #: how it ended: outcome, brand, last four, token
+    agent_heard: list[tuple[str, str]]  #: keypad DTMF / tones that reached the agent's phone during it
+    recording: str = ""  #: the call's recording (a real WAV the fake PBX wrote)
+    entries: list[Any] = field(default_factory=list)  #: the call's ledger entries
+    verified: bool = False
+
+    @property
+    def ok(self) -> bool:
+        kinds = [e.kind for e in self.entries]
+        return (self.verified and self.result.get("outcome") == "approved" and not self.agent_heard
+                and "payment-ended" in kinds and "recording-unmuted" in kinds[kinds.index("payment-ended"):])
+
+
+#: A card payment backend plays one payment call into ``ledger`` with the demo's gateway behind ``connector``.
+CardBackend = Callable[[Config, Ledger, Any, str], Any]
+
+
+def run_card_demo(config: Config, backend: CardBackend, backend_name: str, ledger_url: str,
+                  recording_dir: str) -> CardDemo:
+    """One card payment through the real listener, the embedded fake PBX and the local HTTPS test gateway."""
+    from callguard.payments.connector import ConnectorSettings, HttpsConnector
+    from callguard.testing.payment_gateway import PaymentGateway
+
+    ledger = Ledger.open(ledger_url, chain_id=f"demo-{backend_name}@{os.uname().nodename}",
+                         batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms)
+    try:
+        with PaymentGateway() as gateway:
+            connector = HttpsConnector(ConnectorSettings(gateway.url, gateway.api_key, connect_timeout_s=20.0),
+                                       verify=gateway.client_context())
+            card: CardDemo = backend(config, ledger, connector, recording_dir)
+        ledger.flush(timeout=30)
+    finally:
+        ledger.close(timeout=30)
+    engine = open_for_reading(ledger_url)
+    try:
+        card.entries = timeline(engine, card.call_id)
+        card.verified = verify(engine).ok
+    finally:
+        engine.dispose()
+    return card
+
+
 def run_demo(config: Config, backend: Backend, backend_name: str, ledger_url: str | None = None) -> DemoReport:
     """Play the demo calls with ``backend`` into a real ledger, then verify it."""
     url = ledger_url or default_ledger_url()

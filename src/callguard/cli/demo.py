@@ -81,6 +81,8 @@ def demo_command(ctx: click.Context, db_url: str | None, backend: str, console: 
     for problem in report.verify.problems:
         console.print(f"  - {problem}")
     card_ok = _card_demo(console, report)
+    if backend in ("asterisk", "freeswitch") and report.ledger_url.startswith("sqlite:///"):
+        card_ok = _payment_demo(console, config, backend, report.ledger_url) and card_ok
     # Plain echo: rich would wrap a long command at the terminal width, breaking copy and paste.
     click.echo(f"see one call's evidence: {_this_program()} ledger show {report.calls[0].call_id} "
                f"--db {shlex.quote(report.ledger_url)}")
@@ -120,6 +122,63 @@ def _console_demo(config, port: int, open_browser: bool) -> None:  # type: ignor
     except KeyboardInterrupt:
         pass
     logging.shutdown()
+
+
+def _payment_demo(console: Console, config, backend: str, ledger_url: str) -> bool:  # type: ignore[no-untyped-def]
+    """A card payment the agent never hears, end to end (README: Taking payments)."""
+    from callguard.demo import run_card_demo
+
+    if backend == "asterisk":
+        from callguard.adapters.asterisk.demo import card_backend
+    else:
+        from callguard.adapters.freeswitch.demo import card_backend
+    recordings = Path(ledger_url[len("sqlite:///"):]).parent / "recordings"
+    card = run_card_demo(config, card_backend, backend, ledger_url, str(recordings))
+    result = card.result
+    console.print(f"card payment: {card.call_id} - the agent takes 49.90 GBP; the caller keys a Visa test card "
+                  f"(ending 1111) on the keypad. What the agent's screen showed:")
+    for view in _milestones(card.progress):
+        console.print(f"  {' | '.join(view.lines())}" + (f"  ({escape(view.message)})" if view.message else ""))
+    console.print(f"  gateway: {result['outcome']}, {result['brand']} ending {result['last4']}, token {result['token']}"
+                  f" (charge {result['reference']}, idempotency key {result['idempotency_key']})")
+    console.print("  agent's phone: " + ("no DTMF and no keypad tone while the card was keyed" if not card.agent_heard
+                                         else f"HEARD {len(card.agent_heard)} keypad signals"))
+    kinds = [e.kind for e in card.entries]
+    resumed = "payment-ended" in kinds and "recording-unmuted" in kinds[kinds.index("payment-ended"):]
+    console.print("  recording: muted while the card was taken, then " + ("resumed (PBX-confirmed)" if resumed
+                                                                         else "NOT RESUMED"))
+    scanned = _scan(card)
+    console.print(f"  {card.recording}: DTMF leak scan: {scanned}")
+    ended = next(e.data for e in card.entries if e.kind == "payment-ended")
+    console.print(f"  ledger: payment-ended {ended['outcome']}, {ended['brand']} ending {ended['last4']}, "
+                  f"token {ended['token']}; hash chains {'verified' if card.verified else 'FAILED'}")
+    return card.ok and scanned.startswith("no keypad tone")
+
+
+def _milestones(views: list) -> list:  # type: ignore[type-arg]
+    """The views worth a line: each new message, and every fourth digit of a field."""
+    out = []
+    for view in views:
+        entering = [f for f in view.fields if f.state == "entering"]
+        if view.message or any(f.entered % 4 == 0 for f in entering):
+            out.append(view)
+    return out
+
+
+def _scan(card) -> str:  # type: ignore[no-untyped-def]
+    """The vault's DTMF scan over the demo recording, judged against the ledger's payment span."""
+    from callguard.vault.dtmf import scan
+    from callguard.vault.leaks import classify, recording_window, summary
+
+    if not card.recording:
+        return "no recording written"
+    tones, _ = scan(card.recording)
+    window = recording_window(card.entries, card.recording)
+    found = summary(classify(tones, window), window)
+    in_payment = [t for t in found["tones"] if t["in_payment_segment"]]
+    if in_payment or found["leaks"]:
+        return f"FOUND {len(in_payment)} tone(s) in the payment span, {found['leaks']} leak(s)"
+    return f"no keypad tone in the payment span ({len(found['payment_segments'])} segment(s) checked)"
 
 
 def _card_demo(console: Console, report: DemoReport) -> bool:

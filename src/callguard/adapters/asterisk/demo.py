@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callguard.adapters.asterisk.runner import RunningListener, prompt_file_for, start_listener
 from callguard.config import Config
@@ -23,6 +23,9 @@ from callguard.core.prompts import PromptResolver, engine_prompts
 from callguard.runtime import LedgerSink
 from callguard.testing.fake_asterisk import FakeAsterisk, FakeCall
 from callguard.testing.scenario import Scenario
+
+if TYPE_CHECKING:
+    from callguard.demo import CardDemo
 
 #: Scenario seconds per real second is 1 / DEFAULT_TIME_SCALE.
 DEFAULT_TIME_SCALE = 0.05
@@ -91,6 +94,65 @@ async def _play(pbx: FakeAsterisk, running: RunningListener, scenario: Scenario,
     return await pbx.play(scenario, on_api=api, timeout=timeout)
 
 
+async def play_card_payment(config: Config, ledger: LedgerSink, connector: Any, recording_dir: str, *,
+                            prompts: PromptResolver | None = None, time_scale: float = DEFAULT_TIME_SCALE,
+                            timeout: float = 60.0) -> "CardDemo":
+    """One call in which the agent takes a card (README: Taking payments), through the real listener.
+
+    The caller agrees to recording, is bridged to an agent behind a Local
+    channel, the agent starts a 49.90 GBP payment and the caller keys the
+    demo test card; the fake writes the recording as a real WAV in
+    ``recording_dir`` and keeps what reached the agent's phone.
+    """
+    from callguard.demo import DEMO_CARD, CardDemo
+
+    if prompts is None:
+        from callguard.wiring import build_prompts
+        prompts = build_prompts(config)
+    number, expiry, cvv = DEMO_CARD
+    async with FakeAsterisk(secret=secrets.token_hex(16), timestamps=True, time_scale=time_scale,
+                            stall_cap_s=0.1) as pbx:
+        teach_prompt_lengths(pbx, prompts)
+        pbx.write_recordings = True
+        demo = embedded_config(config, pbx)
+        demo = dataclasses.replace(demo, asterisk=dataclasses.replace(demo.asterisk, recording_dir=recording_dir))
+        running = await start_listener(demo, ledger, prompts=prompts, connector=connector)
+        try:
+            desk = running.desk
+            assert desk is not None
+            views: list[Any] = []
+            desk.hub.subscribe(views.append)
+            await pbx.wait_for_client(timeout=10)
+            await _until(pbx.heartbeat_fresh, 10)
+            call = pbx.place_call("+442079460123", "Card Caller")
+            await call.answer_prompt("1", timeout=timeout)
+
+            def agent_joined() -> bool:
+                session = running.engine.session(call.linkedid)
+                return session is not None and any(p.role == "agent" for p in session.parties)
+            await _until(agent_joined, timeout)
+            payment_id = desk.start(call.linkedid, amount="49.90", currency="GBP", actor="demo")
+            await _until(lambda: any(v.payment_id == payment_id and v.phase == "collecting" for v in views), timeout)
+            heard_from = len(call.agent_heard)
+            for digit in number + "#" + expiry + cvv:
+                await call.press(digit)
+            await _until(lambda: payment_id in desk.results, timeout)
+            heard = [h[:2] for h in call.agent_heard[heard_from:]]
+            recording = call.recordings[0]
+            await _until(lambda: not recording.muted, timeout)  # resumed, PBX-confirmed
+            await call.hangup()
+            await _until(lambda: not running.engine.sessions, timeout)
+        finally:
+            await running.stop()
+    return CardDemo(call.linkedid, payment_id, views, desk.results[payment_id].as_dict(), heard,
+                    str(recording.audio.path) if recording.audio is not None else "")
+
+
+def card_backend(config: Config, ledger: LedgerSink, connector: Any, recording_dir: str) -> "CardDemo":
+    """:data:`callguard.demo.CardBackend` over AMI (synchronous: runs its own event loop)."""
+    return asyncio.run(play_card_payment(config, ledger, connector, recording_dir))
+
+
 def asterisk_backend(config: Config, scenarios: list[Scenario], ledger: LedgerSink) -> list[str]:
     """:data:`callguard.demo.Backend` over AMI (synchronous: runs its own event loop)."""
     return asyncio.run(play_scenarios(config, scenarios, ledger))
@@ -110,5 +172,5 @@ async def _until(predicate, timeout: float) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-__all__ = ["DEFAULT_TIME_SCALE", "asterisk_backend", "embedded_config", "play_scenarios", "run_demo_asterisk",
+__all__ = ["DEFAULT_TIME_SCALE", "asterisk_backend", "card_backend", "play_card_payment", "embedded_config", "play_scenarios", "run_demo_asterisk",
            "teach_prompt_lengths"]

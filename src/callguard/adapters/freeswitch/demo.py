@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callguard.config import Config
 from callguard.core import events as ev
@@ -23,6 +23,9 @@ from callguard.core.prompts import PromptResolver, engine_prompts
 from callguard.runtime import LedgerSink
 from callguard.testing.fake_freeswitch import CallRecord, FakeFreeSWITCH
 from callguard.testing.scenario import Scenario
+
+if TYPE_CHECKING:
+    from callguard.demo import CardDemo
 
 from .listener import FreeSwitchListener
 from .commands import PromptPath
@@ -99,9 +102,84 @@ async def play_scenarios(config: Config, scenarios: list[Scenario], ledger: Ledg
     return [record.call_id for record in records]
 
 
+async def play_card_payment(config: Config, ledger: LedgerSink, connector: Any, recording_dir: str, *,
+                            prompts: PromptResolver | None = None, timeout: float = 60.0) -> "CardDemo":
+    """One call in which the agent takes a card (README: Taking payments), through the real listener.
+
+    The caller agrees, is bridged to a staff agent, the agent starts a
+    49.90 GBP payment at 15 s and the caller keys the demo test card; the
+    fake writes the recording as a real WAV in ``recording_dir`` and keeps
+    what reached the agent's phone.
+    """
+    from callguard.demo import DEMO_CARD, CardDemo
+
+    if prompts is None:
+        from callguard.wiring import build_prompts
+        prompts = build_prompts(config)
+    path_for = getattr(prompts, "path_for")
+    prompt_path = lambda ref, rate: path_for(ref, "freeswitch", rate)  # noqa: E731
+    number, expiry, cvv = DEMO_CARD
+    seen: dict[str, Any] = {}
+    async with FakeFreeSWITCH(password=secrets.token_hex(16)) as fake:
+        teach_prompt_lengths(fake, prompts, prompt_path)
+        fake.write_recordings = True
+        demo = embedded_config(config, fake)
+        demo = dataclasses.replace(demo, freeswitch=dataclasses.replace(demo.freeswitch, recording_dir=recording_dir))
+        listener = FreeSwitchListener(demo, ledger, prompts=prompts, prompt_path=prompt_path, connector=connector)
+        await listener.start()
+        try:
+            desk = listener.desk
+            assert desk is not None and listener.engine is not None
+            views: list[Any] = []
+            desk.hub.subscribe(views.append)
+            fake.watch(listener.busy)
+            fake.socket_address = ("127.0.0.1", listener.outbound_port or 0)
+            await asyncio.wait_for(listener.connected.wait(), 10)
+
+            async def payment(record: CallRecord, step: Any) -> None:
+                agent = record.agent
+                assert agent is not None and listener.engine is not None
+                await _until(lambda: any(p.channel == agent.uuid for p in listener.engine.session(  # type: ignore[union-attr]
+                    record.call_id).parties), timeout)
+                payment_id = seen["payment_id"] = desk.start(record.call_id, amount="49.90", currency="GBP",
+                                                             actor="demo")
+                await _until(lambda: any(v.payment_id == payment_id and v.phase == "collecting" for v in views),
+                             timeout)
+                heard_from = len(agent.keypad.heard)
+                fake.press(record.caller, number + "#" + expiry + cvv)
+                await _until(lambda: payment_id in desk.results, timeout)
+                seen["heard"] = [h[:2] for h in agent.keypad.heard[heard_from:]]
+                await _until(lambda: not record.recordings[0].masked, timeout)  # resumed, PBX-confirmed
+
+            record = await asyncio.wait_for(fake.play(Scenario.from_dict({
+                "name": "card payment", "caller": {"number": "+442079460123", "name": "Card Caller"},
+                "agent": {"number": "100"}, "step": [{"at": 2.5, "press": "1"}, {"at": 15, "api": "payment-start"},
+                                                     {"at": 60, "hangup": "caller"}]}), on_api=payment), timeout)
+            await fake.settle()
+            await _until(lambda: not listener.engine.sessions, timeout)  # type: ignore[union-attr]
+        finally:
+            await listener.stop()
+    recording = record.recordings[0]
+    return CardDemo(record.call_id, seen["payment_id"], views, desk.results[seen["payment_id"]].as_dict(),
+                    seen["heard"], str(recording.audio.path) if recording.audio is not None else "")
+
+
+async def _until(predicate: Any, timeout: float) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(poll(), timeout)
+
+
+def card_backend(config: Config, ledger: LedgerSink, connector: Any, recording_dir: str) -> "CardDemo":
+    """:data:`callguard.demo.CardBackend` over ESL (synchronous: runs its own event loop)."""
+    return asyncio.run(play_card_payment(config, ledger, connector, recording_dir))
+
+
 def freeswitch_backend(config: Config, scenarios: list[Scenario], ledger: LedgerSink) -> list[str]:
     """:data:`callguard.demo.Backend` over ESL (synchronous: runs its own event loop)."""
     return asyncio.run(play_scenarios(config, scenarios, ledger))
 
 
-__all__ = ["embedded_config", "freeswitch_backend", "play_scenarios", "teach_prompt_lengths"]
+__all__ = ["card_backend", "embedded_config", "freeswitch_backend", "play_card_payment", "play_scenarios",
+           "teach_prompt_lengths"]
