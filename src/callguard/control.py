@@ -28,7 +28,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from callguard.core import events as ev
@@ -117,7 +117,13 @@ class CallView:
     version: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready (shallow copies: every field is already a plain value; asdict's deep copy
+        cost more than the rest of an API pause)."""
+        out = dict(self.__dict__)
+        out["parties"] = [dict(p.__dict__) for p in self.parties]
+        out["mute_reasons"] = list(self.mute_reasons)
+        out["confirmed"] = dict(self.confirmed)
+        return out
 
 
 @dataclass(frozen=True)
