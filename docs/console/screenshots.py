@@ -51,6 +51,8 @@ async def main() -> None:
             await rig.recorded_call("+33142685300")
             b = await asyncio.to_thread(open_browser, 1280, 720)
             try:
+                await b.get(f"{rig.url}/login")
+                await b.screenshot(OUT / "login.png")
                 await login(b, rig, "sup")
                 async with rig.client("sup") as sup:
                     await sup.post(f"/api/v1/calls/{live.linkedid}/pause")
