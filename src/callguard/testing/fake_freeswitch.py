@@ -1348,6 +1348,18 @@ class FakeFreeSWITCH:
         await runner
         return record
 
+    async def _loopback_far_leg(self, leg: FakeChannel) -> None:
+        """The far half of a loopback pair runs the same execute_on_answer (verified on 1.10.12:
+        loopback copies it, and the dial string's variables, to the far leg): its own socket session."""
+        far = self.new_channel(leg.number, leg.cid_name, direction="inbound", destination=leg.destination,
+                               variables=dict(leg.variables), tech="loopback")
+        far.name = leg.name[:-2] + "-b" if leg.name.endswith("-a") else leg.name + "-b"
+        far.variables.update({"uuid": far.uuid, "channel_name": far.name, "call_uuid": far.uuid,
+                              "other_loopback_leg_uuid": leg.uuid})
+        leg.variables["other_loopback_leg_uuid"] = far.uuid
+        self.bind_hotkeys(far)
+        await self.run_socket(far)
+
     async def answer_bleg(self, caller: FakeChannel, leg: FakeChannel, *, through_socket: bool = True,
                           order: str = "bridge-first", skew_s: float = 0.0) -> None:
         """A dialled leg answers: bridged to ``caller``; with ``through_socket`` its
@@ -1366,6 +1378,8 @@ class FakeFreeSWITCH:
             return
         leg.variables["execute_on_answer"] = "execute_extension callguard_agent XML callguard"
         self.bind_hotkeys(leg)
+        if leg.source == "mod_loopback":
+            self._spawn(self._loopback_far_leg(leg))
         if order == "bridge-first":
             bridge()
             if skew_s:

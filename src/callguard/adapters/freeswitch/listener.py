@@ -534,15 +534,15 @@ class FreeSwitchListener:
                 self._release(offer.channel, "error")
                 self._forget_if_finished(offer.call_id)
             return
+        if verdict.settled_arrival:
+            settled = self._arrivals.get(offer.channel)
+            if settled is not None:
+                settled.set()
         if verdict.kind == "release":
             # A leg of a call we do not control, or one already settled (its bridge came first).
             self._release(offer.channel, verdict.outcome)
             return
         assert verdict.party is not None
-        if verdict.settled_arrival:
-            settled = self._arrivals.get(offer.channel)
-            if settled is not None:
-                settled.set()
         self._leg_call[offer.channel] = verdict.call_id
         self._rates[offer.channel] = rate
         engine.feed(verdict.call_id, ev.PartyJoined(offer.at, verdict.party, announceable=True))

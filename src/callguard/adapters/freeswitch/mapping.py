@@ -84,9 +84,14 @@ class Legs:
     #: legs seen in the bridge or the conference whose identity is not settled yet
     arriving: dict[str, ev.Party] = field(default_factory=dict)
     conference: str | None = None
+    #: loopback halves not seen yet -> the half that is already a party (the same person)
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def knows(self, leg: str) -> bool:
         return leg == self.channel or leg in self.parties or leg in self.arriving
+
+    def knows_set(self) -> set[str]:
+        return {self.channel, *self.parties, *self.arriving}
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,16 @@ class LegMap:
         if legs is None:
             return OfferVerdict("release", outcome="not-recorded")  # a leg of a call we do not control
         leg = offer.channel
+        if offer.peer is not None and offer.peer in legs.parties or legs.aliases.get(leg) in legs.parties:
+            offer_peer = offer.peer if offer.peer in legs.parties else legs.aliases[leg]
+            # The far half of a loopback pair (loopback copies execute_on_answer and the dial
+            # string's variables to it): the party its other half already is.
+            arriving = legs.arriving.pop(leg, None) is not None
+            legs.parties.add(leg)
+            if offer_peer in legs.staff:
+                legs.staff.add(leg)
+            return OfferVerdict("release", legs.call_id, outcome="not-required" if leg in legs.staff
+                                else "not-recorded", settled_arrival=arriving)
         if leg in legs.arriving:
             del legs.arriving[leg]
             self._settle(legs, offer.party)
@@ -196,6 +211,8 @@ class LegMap:
             # Settled before its socket connected (the bridge came first): never leave it waiting.
             return OfferVerdict("release", legs.call_id, outcome="not-required" if leg in legs.staff
                                 else "not-recorded")
+        if offer.peer is not None and offer.peer not in legs.knows_set():
+            legs.aliases[offer.peer] = leg  # its other half, when it shows up, is this party
         self._settle(legs, offer.party)
         return OfferVerdict("join", legs.call_id, offer.party)
 
@@ -209,6 +226,13 @@ class LegMap:
     def entered(self, legs: Legs, party: ev.Party) -> bool:
         """A leg showed up in the call's bridge or conference.  True: identify it (it is new)."""
         if legs.knows(party.channel):
+            return False
+        alias = legs.aliases.get(party.channel)
+        if alias is not None and alias in legs.parties:
+            # The bridged half of a loopback pair whose far half already joined: the same party.
+            legs.parties.add(party.channel)
+            if alias in legs.staff:
+                legs.staff.add(party.channel)
             return False
         legs.arriving[party.channel] = party
         return True

@@ -88,6 +88,8 @@ class Offer:
     conference: str | None = None
     #: every UUID the b-leg headers tie this leg to (originator, other leg, bridge partner)
     ties: tuple[str, ...] = ()
+    #: the other half of a loopback pair (``other_loopback_leg_uuid``): the same party, not a new one
+    peer: str | None = None
 
     @property
     def is_join(self) -> bool:
@@ -164,7 +166,7 @@ def offer_from_channel_data(headers: Mapping[str, str], received_at: float,
         party = ev.Party(channel=channel, number=number, name=name, role="agent" if staff else "joiner",
                          staff=staff)
     return Offer(call_id, channel, party, answered, event_time(headers, received_at), conference=conference,
-                 ties=ties)
+                 ties=ties, peer=safe_uuid(headers.get("variable_other_loopback_leg_uuid")))
 
 
 @dataclass(frozen=True, slots=True)
