@@ -386,6 +386,10 @@ class _Server(OutboundESLServer):
                     break
                 raise
             gevent.spawn(self._accept_call, CallguardSession(address, sock))
+        # gevent closes a socket another greenlet waits on from a hub callback: let the hub
+        # run it before this thread (and its hub) ends, or the port stays bound (seen: a
+        # restarted listener could not bind it again).
+        gevent.idle()
         gevent.joinall(list(self._greenlets), timeout=5)
 
     def stop(self) -> None:
