@@ -340,6 +340,8 @@ class FreeSwitchListener:
             self.stats["ignored_events"] += 1
             return
         item = translated.event
+        if self._stopping and not isinstance(item, ev.RecordingStopped):
+            return  # shutting down: only the confirmations of our own stops still count
         if isinstance(item, ev.HungUp):
             if item.channel != state.channel:
                 self._leg_gone(state, legs, item)
