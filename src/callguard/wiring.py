@@ -94,15 +94,14 @@ def build_ledger(config: Config, chain_id: str | None = None, *, checkpoints: bo
     ``writer=``) runs this very function with the thread writer in a child
     process (:mod:`callguard.ledger.process`): checkpointer included.
     """
-    from callguard.ledger import Ledger
-
     chain = chain_id or config.chain_id()
     if (writer or config.ledger.writer) == "process":
-        from callguard.ledger.db import describe_url
         from callguard.ledger.process import LedgerProcess
 
-        return LedgerProcess(build_ledger, config, chain, checkpoints=checkpoints, writer="thread",
-                             chain_id=chain, url=describe_url(config.ledger.url))
+        return LedgerProcess(build_ledger, config, chain, checkpoints=checkpoints, writer="thread", chain_id=chain,
+                             read_url=config.ledger.url)
+    from callguard.ledger import Ledger
+
     ledger = Ledger.open(config.ledger.url, chain,
                          batch_max=config.ledger.batch_max, batch_wait_ms=config.ledger.batch_wait_ms,
                          seal=config.evidence.seal_personal_data)

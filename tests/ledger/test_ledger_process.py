@@ -184,3 +184,16 @@ def test_the_listener_ledger_runs_in_a_process_unless_configured_otherwise(sqlit
         ledger.close(timeout=10)
     with pytest.raises(Exception, match="writer"):
         parse_config({"ledger": {"url": sqlite_url, "writer": "fork"}}, "<test>", environ={})
+
+
+def test_readers_next_to_the_listener_can_read_the_chain(sqlite_url, open_process):
+    """The payments desk finds an earlier process's unfinished captures through the sink's engine."""
+    from callguard.ledger import timeline
+    from callguard.payments.orphans import readable_ledger
+
+    ledger = open_process(sqlite_url)
+    ledger.append(LedgerEntry("call-9", "call-offered", T0, {"channel": "PJSIP/a-1"}), time.time())
+    assert ledger.flush(timeout=10)
+    assert readable_ledger(ledger) is ledger
+    with ledger.engine.connect() as connection:
+        assert [e.kind for e in timeline(connection, "call-9")] == ["call-offered"]

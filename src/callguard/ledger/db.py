@@ -25,15 +25,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from callguard.ledger.append_only import install as install_append_only
+from callguard.ledger.handle import LedgerError
 from callguard.ledger.models import LedgerEntryRecord
 from callguard.ledger.schema import current_revision, head_revision
 from callguard.ledger.schema import upgrade as migrate
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
-
-
-class LedgerError(Exception):
-    """A ledger problem worded for the operator: what failed and what to do."""
 
 
 def describe_url(url: str | URL) -> str:

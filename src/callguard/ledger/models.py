@@ -26,11 +26,10 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinar
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from callguard.ledger.append_only import append_only
+from callguard.ledger.handle import ID_LEN  # generous bound for PBX identifiers (channel names, UUIDs, Linkedids)
 
 #: Length of a hex SHA-256 digest.
 HASH_LEN = 64
-#: Generous bound for PBX identifiers (channel names, UUIDs, Linkedids).
-ID_LEN = 255
 
 
 class Base(DeclarativeBase):

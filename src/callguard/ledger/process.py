@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from callguard.core.commands import LedgerEntry
-from callguard.ledger.db import LedgerError
-from callguard.ledger.writer import Committed, LedgerHandle, OnCommit, WriterStats, check_entry
+from callguard.ledger.handle import Committed, LedgerError, LedgerHandle, OnCommit, WriterStats, check_entry
 
 log = logging.getLogger("callguard.ledger")
 
@@ -132,12 +131,14 @@ class LedgerProcess(LedgerHandle):
     thread writer); factory and arguments are pickled to the child.
     """
 
-    def __init__(self, factory: Callable[..., Any], *args: Any, chain_id: str, url: str,
+    def __init__(self, factory: Callable[..., Any], *args: Any, chain_id: str, read_url: str | None = None,
                  start_timeout_s: float = START_TIMEOUT_S, **kwargs: Any) -> None:
         super().__init__()
         self._owner = os.getpid()
         self.chain_id = chain_id
-        self.url = url
+        self.url = f"the database of chain {chain_id!r}"  #: until the child names it (password hidden)
+        self._read_url = read_url
+        self._engine: Any = None
         self.stats = WriterStats()
         self._opener = ("open", factory, args, kwargs, logging.getLogger("callguard").getEffectiveLevel())
         self._start_timeout_s = start_timeout_s
@@ -168,10 +169,9 @@ class LedgerProcess(LedgerHandle):
     @classmethod
     def open(cls, url: str, chain_id: str, **ledger_options: Any) -> LedgerProcess:
         """``Ledger.open(url, chain_id, **ledger_options)`` in a child process."""
-        from callguard.ledger.db import describe_url
-        from callguard.ledger.writer import Ledger
+        from callguard.ledger.writer import Ledger  # only named here: the child imports it
 
-        return cls(Ledger.open, url, chain_id, chain_id=chain_id, url=describe_url(url), **ledger_options)
+        return cls(Ledger.open, url, chain_id, chain_id=chain_id, read_url=url, **ledger_options)
 
     # -- the Ledger API ------------------------------------------------------------------
 
@@ -223,6 +223,8 @@ class LedgerProcess(LedgerHandle):
             log.error("ledger %s: closed with %d entries NOT written to %s (last error: %s)",
                       self.chain_id, lost, self.url, self._last_error)
         self._run_close_hooks(self.chain_id)
+        if self._engine is not None:
+            self._engine.dispose()
         return lost == 0
 
     @property
@@ -233,6 +235,22 @@ class LedgerProcess(LedgerHandle):
     def backlog(self) -> int:
         """Entries appended but not acknowledged as committed yet."""
         return len(self._pending)
+
+    @property
+    def engine(self) -> Any:
+        """A read-only SQLAlchemy engine on the ledger's database, in this process (opened on first use).
+
+        For readers next to the listener (the payments desk looks for captures an
+        earlier process left unfinished); writing stays with the child.  Importing
+        SQLAlchemy costs the listener ~30 MiB, so nothing opens it unless needed.
+        """
+        if self._engine is None:
+            if self._read_url is None:
+                raise AttributeError(f"ledger {self.chain_id!r}: no database URL to read from")
+            from callguard.ledger.db import open_for_reading
+
+            self._engine = open_for_reading(self._read_url)
+        return self._engine
 
     @property
     def pid(self) -> int | None:
@@ -308,7 +326,7 @@ class LedgerProcess(LedgerHandle):
             os.close(from_child_r)
             raise
         os.set_blocking(to_child_w, False)
-        _, self._committed_seq, self._tree_head = answer
+        _, self._committed_seq, self._tree_head, self.url = answer
         return proc, reader, to_child_w
 
     def _handshake(self, reader: _FrameReader) -> tuple[Any, ...]:
@@ -317,10 +335,10 @@ class LedgerProcess(LedgerHandle):
             try:
                 messages = reader.read(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise LedgerError(f"the ledger writer process for {self.url} did not start within "
+                raise LedgerError(f"the ledger writer process for chain {self.chain_id!r} did not start within "
                                   f"{self._start_timeout_s:.0f} s") from None
             if messages is None:
-                raise LedgerError(f"the ledger writer process for {self.url} exited while starting "
+                raise LedgerError(f"the ledger writer process for chain {self.chain_id!r} exited while starting "
                                   "(its error is above)")
             for message in messages:
                 if message[0] == "log":
@@ -557,7 +575,7 @@ def _child_main(fd_in: int, fd_out: int) -> int:
         return 1
     acks = _Acks(ledger, outbox)
     ledger.on_batch(acks.after_batch)
-    outbox.send(("ready", ledger.committed_seq, ledger.tree_head))
+    outbox.send(("ready", ledger.committed_seq, ledger.tree_head, ledger.url))
     stop = threading.Event()
 
     def ticker() -> None:

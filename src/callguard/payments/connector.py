@@ -59,10 +59,11 @@ import re
 import ssl
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from callguard.payments.secret import CardData
 
@@ -121,6 +122,10 @@ class HttpsConnector:
         self.settings = settings
         self._base = settings.url.rstrip("/")
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        # Imported here, not at the top: httpx (with the CLI packages it pulls in) costs every
+        # listener ~20 MiB of RSS, and only a site with [payments] url needs it.
+        import httpx
+
         timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
         self._client = httpx.AsyncClient(verify=verify, timeout=timeout, headers=headers, transport=transport,
                                          follow_redirects=False)
@@ -137,6 +142,8 @@ class HttpsConnector:
 
     async def _send(self, path: str, body: dict[str, Any], key: str, card: CardData) -> GatewayAnswer:
         """POST with retries under one key; ``body`` is dropped before returning."""
+        import httpx
+
         maybe_arrived = False
         last = ""
         delay = self.settings.backoff_s
