@@ -6,6 +6,7 @@ the one place that knows how config sections map onto them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from callguard.evidence.checkpointer import Checkpointer
     from callguard.ledger import Ledger
     from callguard.ledger.process import LedgerProcess
+    from callguard.vault.autoingest import AutoIngest
 
 log = logging.getLogger("callguard")
 
@@ -85,21 +87,24 @@ def build_prompts(config: Config) -> PromptResolver:
 
 
 def build_ledger(config: Config, chain_id: str | None = None, *, checkpoints: bool = True,
-                 writer: str | None = None) -> "Ledger | LedgerProcess":
+                 writer: str | None = None, recordings: tuple[str, str] | None = None) -> "Ledger | LedgerProcess":
     """The listener's ledger writer on ``[ledger] url``, resuming its chain.
 
     With ``checkpoints`` and a signing key, a :class:`Checkpointer` signs the
     chains' tree heads every ``[evidence] checkpoint_interval_s`` and once
     more when the ledger closes.  ``[ledger] writer = "process"`` (or
     ``writer=``) runs this very function with the thread writer in a child
-    process (:mod:`callguard.ledger.process`): checkpointer included.
+    process (:mod:`callguard.ledger.process`): checkpointer included, and,
+    with ``recordings`` (the PBX's recording directory and the setting it came
+    from), the vault's ingest of finished recordings (``[vault] ingest_on_stop``).
     """
     chain = chain_id or config.chain_id()
     if (writer or config.ledger.writer) == "process":
         from callguard.ledger.process import LedgerProcess
 
+        ingest = None if recordings is None else functools.partial(_ingest_in_writer, config, *recordings)
         return LedgerProcess(build_ledger, config, chain, checkpoints=checkpoints, writer="thread", chain_id=chain,
-                             read_url=config.ledger.url)
+                             read_url=config.ledger.url, ingest=ingest)
     from callguard.ledger import Ledger
 
     ledger = Ledger.open(config.ledger.url, chain,
@@ -111,6 +116,27 @@ def build_ledger(config: Config, chain_id: str | None = None, *, checkpoints: bo
             checkpointer.start()
             ledger.on_close(checkpointer.stop)
     return ledger
+
+
+def build_ingest(config: Config, ledger: LedgerSink, recording_dir: str, where: str) -> "AutoIngest | None":
+    """The vault's ingest of finished recordings, in front of ``ledger`` in this process.
+
+    None when ``ledger``'s writer process was given the job (:func:`build_ledger`
+    with ``recordings``: it ingests there, or logged why not), or when the
+    vault does not ingest (logged).
+    """
+    if getattr(ledger, "ingests", None) is not None:
+        return None
+    from callguard.vault.autoingest import open_auto_ingest
+
+    return open_auto_ingest(config, ledger, recording_dir, where)
+
+
+def _ingest_in_writer(config: Config, recording_dir: str, where: str, ledger: "Ledger") -> object | None:
+    """In the writer process: the vault's AutoIngest in front of its ledger (None: logged why not)."""
+    from callguard.vault.autoingest import open_auto_ingest
+
+    return open_auto_ingest(config, ledger, recording_dir, where)
 
 
 def build_checkpointer(config: Config, engine: "SAEngine", *, required: bool = False) -> "Checkpointer | None":

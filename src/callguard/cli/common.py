@@ -69,19 +69,21 @@ def _start_up(config: Config, pbx: str, problems: list[str], log_level: str) -> 
         raise click.ClickException(f"cannot load the prompt catalogue: {exc}") from None
 
 
-def open_listener(config: Config, pbx: str, problems: list[str],
-                  log_level: str) -> tuple["PromptResolver", "Ledger"]:
+def open_listener(config: Config, pbx: str, problems: list[str], log_level: str,
+                  recordings: tuple[str, str] | None = None) -> tuple["PromptResolver", "Ledger"]:
     """Refuse a config with ``problems``; set up logging, load the prompts, open the ledger.
 
     Each failure a site can hit at start-up becomes one ClickException that
     names what is wrong, so a service manager shows the reason, not a traceback.
+    ``recordings``: the PBX's recording directory and the setting naming it,
+    for the vault ingest the ledger's writer process runs.
     """
     from callguard.ledger import LedgerError
     from callguard.wiring import build_ledger
 
     prompts = _start_up(config, pbx, problems, log_level)
     try:
-        ledger = build_ledger(config)
+        ledger = build_ledger(config, recordings=recordings)
     except LedgerError as exc:
         raise click.ClickException(f"cannot open the ledger: {exc}") from None
     return prompts, ledger

@@ -129,10 +129,18 @@ class LedgerProcess(LedgerHandle):
     ``factory(*args, **kwargs)`` is called in the child and must return a
     :class:`Ledger` (``Ledger.open``, or ``wiring.build_ledger`` with the
     thread writer); factory and arguments are pickled to the child.
+
+    ``ingest(ledger)``, also called in the child, may return a sink to put in
+    front of that ledger there: the vault's
+    :class:`~callguard.vault.autoingest.AutoIngest`, so recordings are
+    encrypted in the writer process too, off the listener's GIL (None: it
+    logged why not).  :attr:`ingests` then says which it was, and the
+    listener does not ingest itself.
     """
 
     def __init__(self, factory: Callable[..., Any], *args: Any, chain_id: str, read_url: str | None = None,
-                 start_timeout_s: float = START_TIMEOUT_S, **kwargs: Any) -> None:
+                 ingest: Callable[[Any], Any] | None = None, start_timeout_s: float = START_TIMEOUT_S,
+                 **kwargs: Any) -> None:
         super().__init__()
         self._owner = os.getpid()
         self.chain_id = chain_id
@@ -140,7 +148,9 @@ class LedgerProcess(LedgerHandle):
         self._read_url = read_url
         self._engine: Any = None
         self.stats = WriterStats()
-        self._opener = ("open", factory, args, kwargs, logging.getLogger("callguard").getEffectiveLevel())
+        self._opener = ("open", factory, args, kwargs, ingest, logging.getLogger("callguard").getEffectiveLevel())
+        #: None: no ingest was asked of the child; else whether it ingests recordings
+        self.ingests: bool | None = None
         self._start_timeout_s = start_timeout_s
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
@@ -326,7 +336,9 @@ class LedgerProcess(LedgerHandle):
             os.close(from_child_r)
             raise
         os.set_blocking(to_child_w, False)
-        _, self._committed_seq, self._tree_head, self.url = answer
+        _, self._committed_seq, self._tree_head, self.url, ingests = answer
+        if self._opener[4] is not None:
+            self.ingests = ingests
         return proc, reader, to_child_w
 
     def _handshake(self, reader: _FrameReader) -> tuple[Any, ...]:
@@ -561,7 +573,7 @@ def _child_main(fd_in: int, fd_out: int) -> int:
     messages = reader.read()
     if not messages or messages[0][0] != "open":
         return 2
-    _, factory, args, kwargs, level = messages.pop(0)
+    _, factory, args, kwargs, make_front, level = messages.pop(0)
     root = logging.getLogger()
     root.setLevel(level)
     root.addHandler(_LogForwarder(outbox, level))
@@ -573,9 +585,16 @@ def _child_main(fd_in: int, fd_out: int) -> int:
     except Exception as exc:  # noqa: BLE001 - whatever it was, the listener must hear it, not hang
         outbox.send(("failed", f"cannot open the ledger: {type(exc).__name__}: {exc}"))
         return 1
+    front = make_front(ledger) if make_front is not None else None
+    sink = front if front is not None else ledger
     acks = _Acks(ledger, outbox)
     ledger.on_batch(acks.after_batch)
-    outbox.send(("ready", ledger.committed_seq, ledger.tree_head, ledger.url))
+    outbox.send(("ready", ledger.committed_seq, ledger.tree_head, ledger.url, front is not None))
+
+    def close(timeout: float | None) -> bool:
+        if front is not None:  # commits, then finishes the ingests of the calls that ended
+            front.close(30.0 if timeout is None else timeout)
+        return ledger.close(timeout)
     stop = threading.Event()
 
     def ticker() -> None:
@@ -592,19 +611,19 @@ def _child_main(fd_in: int, fd_out: int) -> int:
         for message in messages:
             if type(message[0]) is int:
                 n, call_id, kind, at, data, received_at, want = message
-                ledger.append(LedgerEntry(call_id, kind, at, data), received_at,
-                              on_commit=functools.partial(acks.on_commit, n, want))
+                sink.append(LedgerEntry(call_id, kind, at, data), received_at,
+                            on_commit=functools.partial(acks.on_commit, n, want))
             elif message[0] == "flush":
                 threading.Thread(target=flusher, args=(message[1],), daemon=True).start()
             elif message[0] == "close":
-                ok = ledger.close(message[1])
+                ok = close(message[1])
                 stop.set()
                 acks.send()
                 outbox.send(("closed", ok))
                 return 0
         messages = reader.read()
         if messages is None:  # the listener is gone without closing: keep what it sent
-            ledger.close(ORPHAN_CLOSE_S)
+            close(ORPHAN_CLOSE_S)
             return 0
 
 

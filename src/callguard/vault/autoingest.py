@@ -44,6 +44,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from callguard.config import Config
 from callguard.core.commands import LedgerEntry
@@ -166,7 +167,8 @@ class AutoIngest:
         self._lock = threading.Lock()
         self._on_commit = _takes_on_commit(ledger)
 
-    def append(self, entry: LedgerEntry, received_at: float) -> None:
+    def append(self, entry: LedgerEntry, received_at: float, on_commit: Callable[[Any], None] | None = None) -> None:
+        """Pass ``entry`` on (with the caller's ``on_commit``, when the ledger takes one)."""
         kind = entry.kind
         if kind == "recording-started":
             name = entry.data.get("file")
@@ -177,13 +179,20 @@ class AutoIngest:
         elif kind == "hangup" and entry.call_id in self._files:
             call_id, files = entry.call_id, self._files.pop(entry.call_id)
             if self._on_commit:
-                self.ledger.append(entry, received_at,  # type: ignore[call-arg]
-                                   on_commit=lambda _committed: self._submit(call_id, files))
+                def committed(done: Any) -> None:
+                    self._submit(call_id, files)
+                    if on_commit is not None:
+                        on_commit(done)
+
+                self.ledger.append(entry, received_at, on_commit=committed)  # type: ignore[call-arg]
             else:  # a sink without commit hooks: the ingestor retries until the ledger shows the stop
                 self.ledger.append(entry, received_at)
                 self._submit(call_id, files)
             return
-        self.ledger.append(entry, received_at)
+        if on_commit is not None and self._on_commit:
+            self.ledger.append(entry, received_at, on_commit=on_commit)  # type: ignore[call-arg]
+        else:
+            self.ledger.append(entry, received_at)
 
     def _submit(self, call_id: str, files: list[str]) -> None:
         """Hand the call's files to the ingestor (on the ledger writer thread: never blocks)."""

@@ -265,3 +265,44 @@ async def test_recording_is_encrypted_verified_and_removed_when_the_call_ends(pb
     assert (stored["recording_id"], stored["file"], stored["sha256"]) == (row.id, plaintext.name, written)
     assert stored["ciphertext_sha256"] == hashlib.sha256(ciphertext).hexdigest()
     assert f"stored as {row.id}" in caplog.text
+
+
+async def test_callguard_run_ingests_in_the_ledger_writer_process(pbx, base):
+    """The service as installed: `callguard run asterisk`; the writer process encrypts, the listener never does."""
+    import signal
+    import subprocess
+    import sys
+
+    config_path = write_config(base, pbx.port)
+    kid = generate_keys(config_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGUARD_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callguard", "run", "asterisk", "--config", str(config_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    try:
+        await pbx.wait_for_client(timeout=90)
+        await until(pbx.heartbeat_fresh, "the listener's heartbeat", timeout=60)
+        call = pbx.place_call("+14155550123", "José Cust")
+        await call.answer_prompt("1", timeout=60)
+        await until(lambda: call.recording is not None, "the recording", timeout=60)
+        await call.wait_agi_left()
+        await pbx.sleep(0.6)
+        await call.hangup()
+        plaintext = Path(call.recordings[0].file)
+        await until(lambda: not plaintext.exists(), "the writer process to ingest the recording", timeout=60)
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        writers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert writers, "the listener runs its ledger writer as a child process"
+        assert "cryptography" not in maps, "the listener process itself loaded the vault's crypto"
+        assert any("cryptography" in Path(f"/proc/{pid}/maps").read_text() for pid in writers)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    assert b"recordings are encrypted into" in stderr and b"Traceback" not in stderr
+    config = load_config(config_path, environ={})
+    reader_config = dataclasses.replace(config, vault=dataclasses.replace(config.vault, bind_os_user=False))
+    with Vault.open(reader_config) as vault:
+        with vault.session() as s:
+            (row,) = s.query(Recording).filter(Recording.call_id == call.linkedid).all()
+        assert row.key_id == kid and row.sha256 == call.recordings[0].audio.sha256

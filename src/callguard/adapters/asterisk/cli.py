@@ -100,7 +100,8 @@ def asterisk(ctx: click.Context, config_path: str | None, host: str | None, port
         if warning:
             click.echo(warning)
         return
-    prompts, ledger = open_listener(config, "Asterisk", check_asterisk_config(config), log_level)
+    prompts, ledger = open_listener(config, "Asterisk", check_asterisk_config(config), log_level,
+                                    (config.asterisk.recording_dir, "[asterisk] recording_dir"))
     serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (AuthenticationFailed, ConsoleError), log)
 
 

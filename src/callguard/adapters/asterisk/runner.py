@@ -83,12 +83,11 @@ class RunningListener:
 async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
                          connector: "Connector | None" = None, **listener_options: Any) -> RunningListener:
     """Build the engine and listener for ``config`` and connect (first login must succeed)."""
-    from callguard.vault.autoingest import open_auto_ingest
-    from callguard.wiring import build_engine, build_prompts
+    from callguard.wiring import build_engine, build_ingest, build_prompts
 
     prompts = prompts if prompts is not None else build_prompts(config)
     listener = AsteriskListener(config.asterisk, prompt_file=prompt_file_for(prompts), **listener_options)
-    ingest = open_auto_ingest(config, ledger, config.asterisk.recording_dir, "[asterisk] recording_dir")
+    ingest = build_ingest(config, ledger, config.asterisk.recording_dir, "[asterisk] recording_dir")
     engine = build_engine(config, listener, ingest or ledger, asyncio.get_running_loop(), prompts=prompts)
     listener.attach(engine)
     payments = AsteriskPayments(listener)

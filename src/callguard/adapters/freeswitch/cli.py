@@ -80,7 +80,8 @@ def freeswitch(ctx: click.Context, config_path: str | None, host: str | None, po
         click.echo(f"    the dialplan's socket will be served on {config.freeswitch.listen_host}:"
                    f"{config.freeswitch.listen_port}")
         return
-    prompts, ledger = open_listener(config, "FreeSWITCH", check_freeswitch_config(config), log_level)
+    prompts, ledger = open_listener(config, "FreeSWITCH", check_freeswitch_config(config), log_level,
+                                    (config.freeswitch.recording_dir, "[freeswitch] recording_dir"))
     # RuntimeError: e.g. the outbound port is taken
     serve_until_stopped(serve(config, ledger, prompts=prompts), ledger, (InboundRefused, RuntimeError), log)
 

@@ -169,8 +169,7 @@ class FreeSwitchListener:
 
     async def start(self) -> None:
         """Build the engine, listen for the dialplan's sockets, connect inbound."""
-        from callguard.vault.autoingest import open_auto_ingest
-        from callguard.wiring import build_engine, build_prompts
+        from callguard.wiring import build_engine, build_ingest, build_prompts
 
         self.loop = asyncio.get_running_loop()
         self.refused = self.loop.create_future()
@@ -178,8 +177,8 @@ class FreeSwitchListener:
         prompt_path = self._prompt_path or _catalog_paths(prompts)
         self.wire = Wire(self.fs.recording_dir, prompt_path)
         # The same directory record_session / uuid_record write to (Wire.recording_path).
-        self.ingest = open_auto_ingest(self.config, self.ledger, self.wire.recording_dir,
-                                       "[freeswitch] recording_dir")
+        self.ingest = build_ingest(self.config, self.ledger, self.wire.recording_dir,
+                                      "[freeswitch] recording_dir")
         self.engine = build_engine(self.config, driver=self, ledger=self.ingest or self.ledger,
                                    scheduler=self.loop, prompts=prompts)
         self.engine.clock = self.clock
