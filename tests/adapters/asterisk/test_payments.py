@@ -259,3 +259,25 @@ async def test_a_listener_stopping_mid_capture_ends_it_and_releases_the_agent(pa
     assert call.caller_heard[-1].endswith("pay-cancelled")
     ended = rig.entry(call.linkedid, "payment-ended").data
     assert ended["outcome"] == "cancelled" and ended["reason"] == "cancelled by listener-stop"
+
+
+async def test_the_guard_goes_on_the_local_half_in_the_callers_bridge_whichever_leg_was_called_agent(
+        pay_rig: Rig) -> None:
+    """Real Asterisk 22: the agent's side of callguard-agent forms its own bridge (;2 + the agent's phone)
+    before ;1 joins the caller's, all with the call's Linkedid, so the listener may name the phone "agent"."""
+    from callguard.adapters.asterisk.listener import _Channel
+
+    rig = pay_rig
+    call = await bridged_call(rig)
+    wired = rig.listener.calls[call.linkedid]
+    for channel in wired.channels.values():
+        if channel.role == "agent":
+            channel.role = "joiner"
+    wired.channels["PJSIP/agent-101-0000002a"] = _Channel("PJSIP/agent-101-0000002a", "agent")
+    desk(rig).start(call.linkedid, amount="5", currency="GBP")
+    await wait_phase(rig, call, "collecting")
+    assert rig.sent("Setvar", channel=call.agent_far.name, variable="FRAME_DROP(RX)", value="DTMF_BEGIN,DTMF_END")
+    await key(call, "4111")
+    assert [h for h in call.agent_heard if h[1] == "4"] == []
+    assert desk(rig).cancel(call.linkedid)
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="cancelled")

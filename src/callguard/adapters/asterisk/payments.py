@@ -94,9 +94,12 @@ class AsteriskPayments:
         self._guarded: dict[str, str] = {}  #: call id -> the Local ;2 half guarded
         self._unguard_later: set[str] = set()  #: calls whose guard could not be lifted (link down)
         self._inflight: set[asyncio.Future] = set()  #: guard actions and originates awaiting Asterisk
+        self._bridge_of: dict[str, str] = {}  #: channel -> the bridge it is in (BridgeEnter/BridgeLeave)
         listener.payments = self
         listener.manager.register_event("DTMFEnd", listener._guard(self._on_dtmf_end))
         listener.manager.register_event("AsyncAGIStart", listener._guard(self._on_agi_start))
+        listener.manager.register_event("BridgeEnter", listener._guard(self._on_bridge_enter))
+        listener.manager.register_event("BridgeLeave", listener._guard(self._on_bridge_leave))
 
     # -- PaymentDriver -------------------------------------------------------------------------
 
@@ -258,8 +261,28 @@ class AsteriskPayments:
             await asyncio.wait(set(self._inflight), timeout=timeout)
 
     def _agent_half(self, call: "_Call") -> str | None:
+        """The ``;2`` half of the Local channel that sits in the caller's own bridge.
+
+        Decided by where the channels are, not by which one the listener
+        called "agent": on a real Asterisk 22 the agent's side of a
+        ``callguard-agent`` Local channel forms its own bridge (``;2`` and the
+        agent's phone) before ``;1`` joins the caller's, and all of them carry
+        the call's Linkedid, so the first of them to enter a bridge - the
+        ``;2`` half or the phone - is not the channel to guard (seen).
+        """
+        candidates = [c.name for c in call.channels.values()
+                      if c.name != call.controlled and not is_player(c.name) and guard_half(c.name) is not None
+                      and call.bridge is not None and self._bridge_of.get(c.name) == call.bridge]
+        if candidates:
+            return guard_half(candidates[0])
         agents = [c.name for c in call.channels.values() if c.role == "agent"]
         return guard_half(agents[0]) if agents else None
+
+    def _on_bridge_enter(self, msg: AmiMessage) -> None:
+        self._bridge_of[msg.get("Channel", "")] = msg.get("BridgeUniqueid", "")
+
+    def _on_bridge_leave(self, msg: AmiMessage) -> None:
+        self._bridge_of.pop(msg.get("Channel", ""), None)
 
     def _guard_answered(self, call_id: str, on: bool, future: asyncio.Future) -> None:
         problems = []
