@@ -307,7 +307,9 @@ class FreeSwitchListener:
         """Keep ``callguard_heartbeat`` fresh; a missing reply means a dead connection."""
         assert self.wire is not None
         timeout = max(0.5, self.fs.action_timeout_ms / 1000.0)
-        while True:
+        # Not "while True": a cancel that lands while a send fails with ConnectionError is
+        # swallowed by the handler below, and the loop would outlive stop() (seen: SIGTERM hung).
+        while not self._stopping:
             await asyncio.sleep(self.fs.heartbeat_interval_s)
             proto = self.inbound
             if proto is None or not proto.connected:
