@@ -26,3 +26,30 @@ def test_faster_whisper_without_a_model_says_what_to_configure(tmp_path):
         load_engine(TranscriptsConfig(engine="faster-whisper"))
     with pytest.raises(EngineUnavailable, match=r"no model\.bin"):
         load_engine(TranscriptsConfig(engine="faster-whisper", model_dir=str(tmp_path)))
+
+
+class _Sink:
+    def append(self, entry, received_at) -> None:
+        pass
+
+
+def test_a_listener_whose_declared_engine_cannot_run_says_so_at_start_up(tmp_path, caplog):
+    import logging
+
+    from callguard.config import parse_config
+    from callguard.vault.autoingest import open_auto_ingest
+    from callguard.vault.service import os_user
+    from tests.vault.conftest import install_key
+
+    config = parse_config({
+        "ledger": {"url": f"sqlite:///{tmp_path / 'l.sqlite'}"},
+        "vault": {"dir": str(tmp_path / "vault"), "private_keys": str(tmp_path / "private")},
+        "transcripts": {"purposes": ["qa"], "notice_prompts": ["notice"], "engine": "faster-whisper"},
+        "users": {os_user(): "service"}}, "site.toml", environ={})
+    install_key(config)
+    with caplog.at_level(logging.INFO, logger="callguard.vault"):
+        ingest = open_auto_ingest(config, _Sink(), str(tmp_path), "[asterisk] recording_dir")
+    assert ingest is not None
+    ingest.close()
+    assert "[transcripts] declared but the engine cannot run: the faster-whisper engine needs a local model" \
+        in caplog.text

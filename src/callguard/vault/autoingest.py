@@ -248,6 +248,16 @@ def open_auto_ingest(config: Config, ledger: LedgerSink, recording_dir: str, whe
         (log.warning if decided.warn else log.info)("vault: %s", decided.why)
         return None
     log.info("vault: %s", decided.why)
+    if config.transcripts.purposes:
+        from callguard.transcripts.engines import EngineUnavailable, load_engine
+
+        try:  # say it once at start-up, not once per recording
+            load_engine(config.transcripts)
+            log.info("vault: recordings of purpose %s are transcribed and redacted before encryption (%s)",
+                     ", ".join(config.transcripts.purposes), config.transcripts.engine)
+        except EngineUnavailable as exc:
+            log.warning("vault: [transcripts] declared but the engine cannot run: %s; recordings are stored "
+                        "unredacted and the audit reports each one", exc)
     return AutoIngest(ledger, recording_dir, LiveIngestor(config, f"{where} = {recording_dir!r}"))
 
 
