@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from callguard.cli import main
 from callguard.transcripts.worker import close_shared
 from tests.vault.conftest import USERS, install_key, make_config
-from tests.vault.vault_audio import noise_wav, overlay, speech_wav
+from tests.vault.vault_audio import overlay, speech_wav
 
 PASS = "correct horse battery staple"
 #: A test card number (Visa's documented test PAN) read the way a caller reads it.
@@ -80,10 +80,26 @@ def cli(tmp_path, monkeypatch):
     return run
 
 
+def line_hiss(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """Quiet white noise from a fixed seed (sox's noise is seeded from the clock; the engine must hear the same
+    audio in every run)."""
+    import wave
+
+    import numpy as np
+
+    hiss = np.random.default_rng(17).normal(0, 100, int(seconds * rate)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(hiss.tobytes())
+    return path
+
+
 @pytest.fixture(scope="session")
 def card_call_wav(tmp_path_factory) -> Path:
     """20 s of a call at 8 kHz: quiet line noise, the caller reads a card number from 3 s."""
     work = tmp_path_factory.mktemp("card-call")
-    base = noise_wav(work / "line.wav", 20.0, level=0.01)
+    base = line_hiss(work / "line.wav", 20.0)
     speech = speech_wav(work / "speech.wav", CARD_SPEECH, voice="en-us")
     return overlay(base, [(SPEECH_AT, speech)], work / "card-call.wav")
