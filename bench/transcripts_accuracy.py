@@ -21,7 +21,9 @@ Measured per engine configuration, in the same run:
   core (the worker pool runs one engine per core).
 
 The baseline is PocketSphinx with its bundled general en-US language model
-(``language_model = "general"``), on the first ``--baseline-calls`` calls.
+(``language_model = "general"``), on the first ``--baseline-calls`` calls;
+``--whisper-model DIR`` adds faster-whisper on a local model directory (the
+first ``--whisper-calls`` calls).
 
     .venv/bin/python bench/transcripts_accuracy.py --calls 72 --out /tmp/cg-transcripts-bench
 """
@@ -40,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from callguard.transcripts.engines import PocketSphinxEngine, read_mono
+from callguard.transcripts.engines import Engine, PocketSphinxEngine, read_mono
 from callguard.transcripts.redact import merge_spans
 from callguard.transcripts.spoken import CARD, find_sensitive, luhn_ok
 
@@ -180,7 +182,7 @@ def build_set(directory: Path, count: int, seed: int) -> list[Call]:
     return calls
 
 
-def evaluate(engine: PocketSphinxEngine, calls: list[Call], pad_s: float) -> dict[str, object]:
+def evaluate(engine: Engine, calls: list[Call], pad_s: float) -> dict[str, object]:
     audio = cpu = 0.0
     hits = misses = decoy_flags = covered = 0
     extras: list[float] = []
@@ -229,6 +231,9 @@ def main() -> None:
     parser.add_argument("--pad-ms", type=int, default=150)
     parser.add_argument("--out", type=Path, default=Path("/tmp/callguard-transcripts-bench"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--whisper-model", type=Path, default=None,
+                        help="a local CTranslate2 Whisper model directory: also measure faster-whisper")
+    parser.add_argument("--whisper-calls", type=int, default=24)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -237,14 +242,20 @@ def main() -> None:
     results = [evaluate(PocketSphinxEngine("digits"), calls, args.pad_ms / 1000)]
     if args.baseline_calls:
         results.append(evaluate(PocketSphinxEngine("general"), calls[:args.baseline_calls], args.pad_ms / 1000))
+    if args.whisper_model:
+        from callguard.transcripts.engines import FasterWhisperEngine
+
+        results.append(evaluate(FasterWhisperEngine(str(args.whisper_model)), calls[:args.whisper_calls],
+                                args.pad_ms / 1000))
     print(f"{'engine':24} {'calls':>5} {'recall':>7} {'decoys':>7} {'span ok':>8} {'extra ms':>14} {'x RT/core':>9}")
     for r in results:
         fmt = lambda v, pct=True: "-" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.0f}")  # noqa: E731
         print(f"{r['engine']:24} {r['calls']:>5} {fmt(r['recall']):>7} {fmt(r['false_redactions']):>7} "
               f"{fmt(r['span_fully_covered']):>8} {fmt(r['extra_ms_median'], False):>6}/{fmt(r['extra_ms_p95'], False):>6} "
               f"{r['realtime_per_core']:>9.1f}")
-    if len(results) > 1 and results[1]["realtime_per_core"]:
-        print(f"speed ratio digits/general: {results[0]['realtime_per_core'] / results[1]['realtime_per_core']:.1f}x")
+    for other in results[1:]:
+        print(f"vs {other['engine']}: speed ratio {results[0]['realtime_per_core'] / other['realtime_per_core']:.1f}x, "
+              f"recall {results[0]['recall']:.3f} vs {other['recall']:.3f}")
     for line in results[0]["missed"][:20]:
         print("  missed:", line)
     if args.json:
