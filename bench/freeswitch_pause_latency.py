@@ -59,11 +59,21 @@ async def fake_main() -> None:
         sys.stdout.write(json.dumps(data) + "\n")
         sys.stdout.flush()
 
+    agents: dict[str, Any] = {}
+
     async def one_call(i: int) -> Any:
         ch = fake.new_channel(f"+1415555{i:04d}", f"Caller {i}")
         ch.variables["callguard_call"] = ch.uuid
+        ch.variables["export_vars"] = "callguard_call"
         ch.auto_press = "1"
         await fake.run_socket(ch)
+        if ch.recording is not None:
+            # A staff agent (marked in the dial string) bridged in: hotkeys come from its leg, and a
+            # resume is only honoured from a staff leg of the call (issue 11 section 1).
+            agent = fake.new_channel("1000", "Agent", direction="outbound", caller=ch,
+                                     variables={"callguard_staff": "true"})
+            agents[ch.uuid] = agent
+            await fake.answer_bleg(ch, agent, through_socket=False)
         return ch
 
     reply(port=fake.port)
@@ -96,7 +106,8 @@ async def fake_main() -> None:
             for ch in calls:
                 # perf_counter is CLOCK_MONOTONIC, shared with the listener process.
                 stamps[ch.uuid] = time.perf_counter()
-                fake.fire_custom(ch, subclass, {"callguard_action": cmd["cmd"], "callguard_source": "agent-hotkey"})
+                # The feature extension on the agent's leg (callguard_features.xml), as *6 / *7 run it.
+                fake.run_feature(agents[ch.uuid], f"callguard_{cmd['cmd']}")
                 await asyncio.sleep(spread)
             reply(sent=len(calls), stamps=stamps)
         elif cmd["cmd"] == "hangup":
