@@ -169,6 +169,7 @@ class _Call:
     mute_gen: int = 0
     mute_wanted_gen: int = -1  #: the mute_gen of the mute in flight (-1: an unmute or stop is newer)
     mute_confirmations: set[str] = field(default_factory=set)  #: "response" / "event" for that mute
+    stop_future: asyncio.Future | None = None  #: the last StopMixMonitor sent (a stop waits for it)
 
 
 class AsteriskListener:
@@ -236,31 +237,37 @@ class AsteriskListener:
             self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop(),
                                                                      name="callguard-heartbeat")
 
-    async def stop(self, release: bool = True) -> None:
-        """Stop: release parked channels and end unsupervised recordings, then disconnect.
+    async def stop(self, release: bool = True, timeout: float = 1.0) -> None:
+        """Stop: end unsupervised recordings and release parked channels, then disconnect.
 
         A recording nobody supervises cannot be paused for a payment, so a
-        graceful stop ends every recording it started (fail safe) and
-        hands every parked channel back to the dialplan.
+        graceful stop ends every recording it started (fail safe, through
+        the engine: one ``recording-stopped`` per recording, Asterisk's
+        MixMonitorStop logged as its confirmation) and hands every parked
+        channel back to the dialplan.  Bounded by ``timeout`` for the PBX's
+        answers, so a stop takes well under 2 s whatever the PBX does.
         """
         for task in (self._heartbeat, self._resyncing, *self._checks):
             if task is not None:
                 task.cancel()
         self._heartbeat = self._resyncing = None
+        engine = self.engine
         if release and self.manager.connected:
-            waits = []
+            if engine is not None:
+                for call_id, session in list(engine.sessions.items()):
+                    if session.recording:
+                        engine.feed(call_id, ev.ListenerStopping(engine.pbx_now()))
+            waits = [call.stop_future for call in self.calls.values() if call.stop_future is not None]
             for call in list(self.calls.values()):
-                if call.recording_wanted:
-                    waits.append(self._send({"Action": "StopMixMonitor", "Channel": call.controlled}))
-                    self._ledger(call, "recording-stopped", reason="listener-shutdown",
-                                 confirmed_by="listener")
                 for channel in call.channels.values():
                     if channel.in_agi:
                         waits.extend(self._hand_back(channel.name, "not-recorded", None))
                         self.released += 1
             if waits:
-                await asyncio.gather(*waits, return_exceptions=True)
-        await self.manager.aclose()
+                await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
+        if engine is not None and hasattr(engine, "close"):
+            engine.close()  # no timer may fire into a closed ledger
+        await self.manager.aclose(logoff_timeout=min(timeout, 0.5))
 
     # -- PbxDriver ----------------------------------------------------------------------
 
@@ -375,6 +382,8 @@ class AsteriskListener:
 
     def _send_stop(self, call: _Call, channel: str) -> None:
         def done(future: asyncio.Future) -> None:
+            if future.cancelled():
+                return
             exc = future.exception()
             if isinstance(exc, ConnectionLost):
                 return  # still pending: resync sends it again
@@ -383,7 +392,8 @@ class AsteriskListener:
                 call.mute_gen += 1
                 self._mark_silent(call, True)
 
-        self._send({"Action": "StopMixMonitor", "Channel": channel}).add_done_callback(done)
+        future = call.stop_future = self._send({"Action": "StopMixMonitor", "Channel": channel})
+        future.add_done_callback(done)
 
     def _continue(self, call: _Call, command: cmd.ContinueDialplan) -> None:
         channel = self._channel(call, command.channel)

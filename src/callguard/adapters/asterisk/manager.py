@@ -331,12 +331,12 @@ class AmiManager(_PanoramiskManager):
         if self._first is not None and not self._first.done():
             self._first.cancel()
 
-    async def aclose(self, logoff: bool = True) -> None:
-        """Log off politely (when connected), then :meth:`close`."""
+    async def aclose(self, logoff: bool = True, logoff_timeout: float = 1.0) -> None:
+        """Log off politely (when connected, waiting at most ``logoff_timeout``), then :meth:`close`."""
         self._closing = True
         if logoff and self.connected:
             try:
-                await self.send_action({"Action": "Logoff"}, timeout=1.0)
+                await self.send_action({"Action": "Logoff"}, timeout=logoff_timeout)
             except (AmiError, OSError):
                 pass
         self.close()

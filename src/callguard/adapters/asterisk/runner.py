@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -107,7 +108,8 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
     threading.Thread(target=warm, name="callguard-warm-up", daemon=True).start()
     try:
         await listener.start()
-    except BaseException:
+    except BaseException:  # wrong credentials, or stopped (SIGTERM) before the PBX ever answered
+        await listener.manager.aclose(logoff=False)
         if ingest is not None:
             await ingest.aclose()
         raise
@@ -121,7 +123,20 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
     stop = stop or asyncio.Event()
     tune_interpreter()
     with stop_on_signals(stop):
-        running = await start_listener(config, ledger, prompts=prompts)
+        # A PBX that cannot be reached is retried until it answers; a stop
+        # (SIGTERM, Ctrl-C) must end that at once, not wait for Asterisk.
+        starting = asyncio.ensure_future(start_listener(config, ledger, prompts=prompts))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("listener stopped before Asterisk at %s:%s ever answered", config.asterisk.host,
+                     config.asterisk.port)
+            return
+        running = starting.result()
         log.info("listening to Asterisk at %s:%s as %r", config.asterisk.host, config.asterisk.port,
                  config.asterisk.username)
         console = contextlib.AsyncExitStack()
@@ -137,8 +152,11 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                          "up" if running.listener.manager.connected else
                          f"down ({running.listener.manager.last_error or 'reconnecting'})", stats.by_outcome)
         finally:
+            began = time.monotonic()
             await console.aclose()
             await running.stop()
+            log.info("listener stopped in %.2f s (parked calls released, supervised recordings stopped)",
+                     time.monotonic() - began)
 
 
 def console_probe(running: RunningListener) -> ListenerProbe:

@@ -1,0 +1,185 @@
+"""End-to-end scenarios around the listener's life: a real ``callguard run <pbx>`` process, driven
+call by call (see conftest.py for the PBXs), then the evidence read back from its ledger and the
+recording as the PBX wrote it.  What a scripted Scenario cannot say lives here: the listener
+killed, stalled or stopped mid-call, a hostile caller against a neighbour's call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from .conftest import start_listener, until
+from .listener import ListenerProcess
+from .interactive import Pbx
+
+CALIFORNIA = "+14155550123"  # all-party: an explicit "yes" is needed
+NEW_YORK = "+12125550100"  # one-party: the notice is enough
+
+
+async def test_consent_grants_and_records(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(CALIFORNIA)
+    await call.answer_notice("1")
+    assert await call.wait_decided() == "granted"
+    await listener.wait_entry(call.call_id, "recording-started", confirmed_by="pbx")
+    await call.wait_bridged()
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+    kinds = listener.kinds(call.call_id)
+    assert kinds[:2] == ["call-offered", "rule-applied"]
+    assert kinds.index("notice-started") < kinds.index("consent") < kinds.index("recording-started")
+    assert listener.entry(call.call_id, "consent", decision="granted").data["digits"] == "1"
+    assert call.recorded()
+
+
+async def test_decline_continues_unrecorded(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(CALIFORNIA)
+    await call.answer_notice("2")
+    assert await call.wait_decided() == "declined"
+    await call.wait_bridged()  # the call goes on, to the agent, unrecorded
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+    assert listener.entry(call.call_id, "continued").data["outcome"] == "declined"
+    assert "recording-started" not in listener.kinds(call.call_id) and not call.recorded()
+
+
+async def test_no_input_where_consent_is_needed_continues_unrecorded(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(CALIFORNIA)
+    assert await call.wait_decided(timeout=60) == "no-input"
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+    decisions = [e.data["decision"] for e in listener.entries(call.call_id) if e.kind == "consent"]
+    assert decisions == ["no-input", "declined"] or decisions[-1] in ("declined", "no-input")
+    assert not call.recorded()
+
+
+async def test_hangup_during_the_notice_is_logged(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(CALIFORNIA)
+    await listener.wait_entry(call.call_id, "notice-started")
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+    assert listener.entry(call.call_id, "consent", decision="hangup").data["final"] is True
+    assert not call.recorded()
+
+
+async def test_hotkey_pause_and_resume(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(NEW_YORK)
+    await call.answer_notice("1")
+    await listener.wait_entry(call.call_id, "recording-started")
+    await call.wait_bridged()
+    await call.hotkey("pause")
+    muted = await listener.wait_entry(call.call_id, "recording-muted", confirmed_by="pbx")
+    await asyncio.sleep(0.5)
+    await call.hotkey("resume")
+    unmuted = await listener.wait_entry(call.call_id, "recording-unmuted", confirmed_by="pbx")
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+    t0, t1 = muted.pbx_time_us / 1e6, unmuted.pbx_time_us / 1e6
+    assert not call.audible_between(t0 + 0.05, t1 - 0.05)
+
+
+async def test_payment_segment_is_never_recorded(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(NEW_YORK)
+    await call.answer_notice("1")
+    await listener.wait_entry(call.call_id, "recording-started")
+    await call.wait_bridged()
+    start, end = await call.payment(1.0)
+    await listener.wait_entry(call.call_id, "payment-ended")
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+    assert not call.audible_between(start, end)
+    assert listener.entry(call.call_id, "payment-started").data["source"] == "ivr"
+
+
+async def test_a_joiner_from_an_all_party_state_hears_the_notice(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(NEW_YORK)
+    await call.answer_notice("1")
+    await listener.wait_entry(call.call_id, "recording-started")
+    await call.wait_bridged()
+    await call.join(CALIFORNIA, "1")
+    await listener.wait_entry(call.call_id, "consent", party="joiner", decision="granted")
+    await listener.wait_entry(call.call_id, "recording-unmuted")
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+    joined = listener.entry(call.call_id, "party-joined", announceable=True).data
+    assert joined["party"]["jurisdiction"] == "US-CA" and joined["staff"] is False
+
+
+async def test_a_hostile_caller_number_cannot_resume_a_paused_neighbour(pbx: Pbx, listener: ListenerProcess):
+    victim = await pbx.call(NEW_YORK)
+    await victim.answer_notice("1")
+    await listener.wait_entry(victim.call_id, "recording-started")
+    await victim.wait_bridged()
+    await victim.hotkey("pause")
+    muted = await listener.wait_entry(victim.call_id, "recording-muted")
+    hostile = await pbx.hostile_call(victim, "resume")
+    await hostile.answer_notice("2")
+    assert await hostile.wait_decided() == "declined"  # the hostile call itself is served
+    await asyncio.sleep(1.0)
+    assert "resume-requested" not in listener.kinds(victim.call_id)
+    assert not victim.audible_between(muted.pbx_time_us / 1e6 + 0.05, time.time() - 0.05)
+    await hostile.hangup()
+    await victim.hangup()
+    await listener.wait_entry(victim.call_id, "hangup")
+
+
+async def test_a_call_after_the_listener_was_killed_falls_back_within_3_s(pbx: Pbx, listener: ListenerProcess,
+                                                                        tmp_path: Path):
+    await listener.kill()
+    placed = time.monotonic()
+    call = await pbx.call(CALIFORNIA)
+    assert await call.wait_decided(timeout=10) == "not-recorded"
+    assert time.monotonic() - placed < 3.0 + 0.5  # + the test's own polling
+    await call.wait_bridged()  # and the call goes on
+    assert not call.recorded()
+    # The restarted listener writes what happened into the ledger.
+    restarted = await start_listener(pbx, tmp_path)
+    try:
+        fallback = await restarted.wait_entry(call.call_id, "dialplan-fallback")
+        assert fallback.data["reason"] in ("listener-timeout", "heartbeat-stale")
+    finally:
+        await call.hangup()
+        await restarted.terminate()
+        restarted.close()
+
+
+async def test_a_listener_stalled_across_a_payment_records_none_of_it(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(NEW_YORK)
+    await call.answer_notice("1")
+    await listener.wait_entry(call.call_id, "recording-started")
+    await call.wait_bridged()
+    listener.stall()
+    try:
+        start, end = await call.payment(5.0)
+    finally:
+        listener.resume()
+    assert not call.audible_between(start, end)
+    await listener.wait_entry(call.call_id, "dialplan-fallback", reason="payment-not-confirmed")
+    await call.hangup()
+    await listener.wait_entry(call.call_id, "hangup")
+
+
+async def test_sigterm_stops_the_listener_within_2_s(pbx: Pbx, listener: ListenerProcess):
+    call = await pbx.call(NEW_YORK)
+    await call.answer_notice("1")
+    await listener.wait_entry(call.call_id, "recording-started")
+    took = await listener.terminate()
+    assert took < 2.0, f"took {took:.2f} s: {listener.log_text[-2000:]}"
+    stops = [e for e in listener.entries(call.call_id) if e.kind == "recording-stopped"]
+    assert len(stops) == 1, listener.kinds(call.call_id)
+    await call.hangup()
+
+
+async def test_sigterm_stops_the_listener_within_2_s_while_the_pbx_is_unreachable(pbx: Pbx, tmp_path: Path):
+    settings = dict(pbx.listener_settings(), host="127.0.0.1", port=9)  # nothing listens on the discard port
+    stuck = ListenerProcess(pbx.kind, tmp_path, settings)
+    await stuck.start()
+    try:
+        await until(lambda: "unreachable" in stuck.log_text, 60, "the listener retrying")
+        took = await stuck.terminate()
+        assert took < 2.0, f"took {took:.2f} s: {stuck.log_text[-2000:]}"
+    finally:
+        if stuck.running:
+            await stuck.kill()
+        stuck.close()
