@@ -38,12 +38,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from . import freeswitch
+from . import asterisk, freeswitch
 from .interactive import Pbx
 from .listener import ListenerProcess
 
 #: modules with a ``targets(tmp, environ)`` function, one per PBX
-TARGET_MODULES = [freeswitch]
+TARGET_MODULES = [freeswitch, asterisk]
 
 
 def _names() -> list[str]:
