@@ -170,13 +170,15 @@ inter_digit_timeout_s = 2.0
         try:
             await pbx.wait_for_client(timeout=90)
             await _until(pbx.heartbeat_fresh, 60)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as probe:
+                # the console starts after the AMI login and holds the loop meanwhile: a call arriving
+                # then can outlive the dialplan's pickup guard and go on unrecorded
+                await console_up(probe)
             call = pbx.place_call("+14155550123", "Card Caller")
             await call.answer_prompt("1", timeout=60)
             await _until(lambda: call.recording is not None and call.agent is not None
                          and call.channel.bridge is not None)
             await asyncio.sleep(0.3)  # the agent leg's BridgeEnter reaches the listener
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as probe:
-                await console_up(probe)
             start = await callguard("payment", "start", "--amount", "49.90", "--currency", "GBP")
             out, err = await asyncio.wait_for(start.communicate(), 60)
             assert start.returncode == 0, err.decode()
@@ -194,8 +196,13 @@ inter_digit_timeout_s = 2.0
             assert not any(TEST_CARD[i:i + 8] in text for i in range(9))
             assert not call.recording.muted or await _until(lambda: not call.recording.muted) is None
             await call.hangup()
-        finally:
+        except BaseException:
             proc.send_signal(signal.SIGTERM)
+            print((await logged).decode()[-6000:])  # the listener's side of the story
+            raise
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)
             stderr = (await logged).decode()
     assert proc.returncode == 0, stderr

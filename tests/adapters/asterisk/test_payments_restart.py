@@ -96,6 +96,8 @@ async def test_a_listener_killed_mid_capture_leaves_it_to_the_next_process(tmp_p
         try:
             await pbx.wait_for_client(timeout=90)
             await _until(pbx.heartbeat_fresh, 60)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as probe:
+                await console_up(probe)  # it holds the loop while it starts: calls wait for it
             call = pbx.place_call("+14155550123", "Card Caller")
             await call.answer_prompt("1", timeout=60)
             await _until(lambda: call.recording is not None and call.agent_far is not None

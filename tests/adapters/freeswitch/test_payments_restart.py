@@ -85,6 +85,8 @@ ca_file = "{gateway.write_ca(tmp_path / 'ca.pem')}"
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
             procs.append(proc)
             await _until(lambda: sum(1 for c in fake.clients if c.authed) > logins, 90)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as probe:
+                await console_up(probe)  # it holds the loop while it starts
             return proc
 
         async def payment(record: CallRecord, step: Any) -> None:
