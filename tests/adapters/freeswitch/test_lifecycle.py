@@ -135,16 +135,29 @@ async def test_a_payment_segment_stays_off_the_recording_with_the_listener_stopp
         try:
             await wait_logged_in(fake)
             fake.socket_address = ("127.0.0.1", port)
-            t0 = fake.scenario_time()
-            play = asyncio.ensure_future(fake.play(scenario([
-                {"at": 1.0, "press": "1"}, {"at": 3.0, "ivr": "payment-start"}, {"at": 5.0, "ivr": "payment-end"},
-                {"at": 12.0, "hangup": "caller"}], agent=None)))
-            await fake.until(t0 + 2.5)
-            assert fake.calls[0].recordings, f"recording before the stall: {fake.calls[0].caller.trace}"
-            os.kill(proc.pid, signal.SIGSTOP)
-            await fake.until(t0 + 7.5)
+            play = asyncio.ensure_future(fake.play(scenario([{"at": 0.5, "press": "1"},
+                                                             {"at": 300, "hangup": "caller"}], agent=None)))
+
+            async def recording() -> None:
+                while not (fake.calls and fake.calls[0].recordings):
+                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(recording(), 60)
+            record = fake.calls[0]
+            await asyncio.sleep(0.5)
+            os.kill(proc.pid, signal.SIGSTOP)  # the listener stalls for 5 s ...
+            fake.signal(record, "payment-start", source="ivr")  # ... across the whole payment segment
+            await asyncio.sleep(2.0)
+            fake.signal(record, "payment-end", source="ivr")
+            await asyncio.sleep(3.0)
             os.kill(proc.pid, signal.SIGCONT)
-            record = await asyncio.wait_for(play, 60)
+
+            async def unmasked() -> None:  # the listener confirms the end, then unmasks
+                while record.recordings[0].masked or not any(op == "unmask" for _, op in record.recordings[0].ops):
+                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(unmasked(), 30)
+            await asyncio.sleep(0.5)
+            await fake.hangup_call(record)
+            play.cancel()
         finally:
             if proc.returncode is None:
                 os.kill(proc.pid, signal.SIGCONT)

@@ -224,14 +224,14 @@ class FreeSwitchListener:
         if self.outbound is not None:
             # Parked calls go back to their dialplan undecided: with nobody left to
             # mask a recording, the fail-closed path (notice, no recording) is the safe one.
-            await asyncio.to_thread(self.outbound.stop, 0.5, lambda: list(self.parked.values()))
+            await asyncio.to_thread(self.outbound.stop, 0.3, lambda: list(self.parked.values()))
         if self.ingest is not None:
             await self.ingest.aclose()  # the ingests of calls that ended finish first
             self.ingest = None
         if self.engine is not None:
             self.engine.close()  # no timer may fire into a closed ledger
 
-    async def _stop_unsupervised_recordings(self, timeout: float = 1.0) -> None:
+    async def _stop_unsupervised_recordings(self, timeout: float = 0.5) -> None:
         """Every running recording stopped through the engine (one ledger entry each), replies awaited."""
         proto, engine = self.inbound, self.engine
         if proto is None or not proto.connected or engine is None:
