@@ -269,6 +269,8 @@ class FakeCall:
         self.exten = exten
         self.agent_spec = agent
         self.agent_via_join = agent_via_join
+        self.agent_marked = True  #: the agent leg ran [callguard-staff]
+        self.agent_endpoint = "Local/agent@agent-sim"
         seq = next(pbx._seq)
         self.linkedid = pbx._uniqueid()
         base = f"Local/{exten}@{INBOUND_CONTEXT}-{seq:08x}"
@@ -591,6 +593,7 @@ class FakeAsterisk:
         self.payment_wait_s = 1.0  #: CALLGUARD_PAYMENT_WAIT_S: the payment guard's wait for the mute
         self.customer_features = False  #: a site's own hotkey Gosub that also runs on the customer
         self.astdb: dict[str, str] = {}  #: AstDB, "/family/key" -> value
+        self.rooms: dict[str, str] = {}  #: ConfBridge conference name -> its bridge id
         self.dtmf_grace_s = 0.0  #: see FakeCall.press
         self.write_recordings = False  #: MixMonitor writes a real WAV at its File path
         self.splitter: Splitter | None = None
@@ -1086,10 +1089,20 @@ class FakeAsterisk:
     # -- calls and the dialplan ------------------------------------------------------------
 
     def place_call(self, number: Value = "+14155550123", name: Value = "José Cust", *, exten: str = "100",
-                   agent: tuple[str, str] | None | bool = True, agent_via_join: bool = False) -> FakeCall:
-        """An inbound call enters ``callguard-inbound``; returns at once (the call runs as a task)."""
+                   agent: tuple[str, str] | None | bool = True, agent_via_join: bool = False,
+                   agent_marked: bool = True, agent_endpoint: str = "Local/agent@agent-sim") -> FakeCall:
+        """An inbound call enters ``callguard-inbound``; returns at once (the call runs as a task).
+
+        The agent is dialled like the shipped README shows: with
+        ``U(callguard-staff^s^1)`` (``agent_marked``: ``CALLGUARD_STAFF=1``
+        and the hotkeys on that leg), or through ``callguard-join``
+        (``agent_via_join``), or with neither (a site that did not add the
+        Gosub).  ``agent_endpoint`` names the leg (``PJSIP/agent-101`` gives
+        ``PJSIP/agent-101-0000000a``; a ``Local/...`` endpoint gets its ``;1``/``;2`` halves).
+        """
         spec = self.default_agent if agent is True else (None if agent is False else agent)
         call = FakeCall(self, number, name, exten, spec, agent_via_join)  # type: ignore[arg-type]
+        call.agent_marked, call.agent_endpoint = agent_marked, agent_endpoint
         self.calls.append(call)
         self._by_linkedid[call.linkedid] = call
         call.task = self._spawn(self._run_call(call))
@@ -1440,25 +1453,131 @@ class FakeAsterisk:
     async def _dial_agent(self, call: FakeCall) -> None:
         assert call.agent_spec is not None
         number, name = call.agent_spec
-        seq = next(self._seq)
-        agent = FakeChannel(f"Local/agent@agent-sim-{seq:08x};1", self._uniqueid(), call.linkedid, number,
-                            call.name, "agent-sim", "agent", connected=(call.number, call.name))
-        other = FakeChannel(f"Local/agent@agent-sim-{seq:08x};2", self._uniqueid(), call.linkedid, call.number,
-                            call.name, "agent-sim", "agent", connected=(number, call.name))
+        agent, other = self._staff_leg(call, call.agent_endpoint, number, marked=False)
         call.agent, call.agent_far = agent, other
-        for channel in (agent, other):
-            self.channels[channel.name] = channel
-            self._channel_event("Newchannel", channel)
-        self._noise(other, "Answer")
         if call.agent_via_join:
             await self._join_gosub(agent, call, "agent-sim")
-        else:  # Dial(...,U(callguard-staff^s^1)): the shipped way to reach staff
-            agent.variables["CALLGUARD_STAFF"] = "1"
-            agent.variables["DYNAMIC_FEATURES"] = "callguard_pause#callguard_resume"
+        elif call.agent_marked:  # Dial(...,U(callguard-staff^s^1)): the shipped way to reach staff
+            self._staff_gosub(agent)
         if agent.hung_up or call.channel.hung_up:
             return
         self._bridge(call, agent)
         self._bridge(call, call.channel)
+
+    def _staff_leg(self, call: FakeCall, endpoint: str, number: str, marked: bool
+                   ) -> tuple[FakeChannel, FakeChannel | None]:
+        """A dialled leg: ``<endpoint>-<seq>`` (Local endpoints as a ``;1``/``;2`` pair)."""
+        seq = next(self._seq)
+        local = endpoint.startswith("Local/")
+        base = f"{endpoint}-{seq:08x}"
+        leg = FakeChannel(base + (";1" if local else ""), self._uniqueid(), call.linkedid, number, call.name,
+                          "agent-sim", "agent", connected=(call.number, call.name))
+        far = FakeChannel(base + ";2", self._uniqueid(), call.linkedid, call.number, call.name, "agent-sim",
+                          "agent", connected=(number, call.name)) if local else None
+        for channel in (leg, far):
+            if channel is not None:
+                self.channels[channel.name] = channel
+                self._channel_event("Newchannel", channel)
+        if far is not None:
+            self._noise(far, "Answer")
+        if marked:
+            self._staff_gosub(leg)
+        return leg, far
+
+    @staticmethod
+    def _staff_gosub(channel: FakeChannel) -> None:
+        """``[callguard-staff]``: CALLGUARD_STAFF=1 and the hotkeys, on that leg only."""
+        channel.variables["CALLGUARD_STAFF"] = "1"
+        channel.variables["DYNAMIC_FEATURES"] = "callguard_pause#callguard_resume"
+
+    async def blind_transfer(self, call: FakeCall, number: str, *, endpoint: str = "", staff: bool = True,
+                             via_join: bool = False) -> FakeChannel:
+        """The agent blind-transfers the customer (fixture asterisk22_dial_transfer.ami).
+
+        ``BlindTransfer`` (Transferer* = agent, Transferee* = customer), the
+        agent leaves, the customer's channel dials the target, which enters a
+        new bridge first, then the customer.  The target runs
+        ``[callguard-staff]`` (``staff``), ``callguard-join`` (``via_join``) or nothing.
+        """
+        old = call.agent
+        assert old is not None and call.bridge_id is not None
+        self.emit("BlindTransfer", [("Result", "Success")] + old.snapshot("Transferer")
+                  + call.channel.snapshot("Transferee") + [("IsExternal", "Yes"), ("Context", "staff-xfer"),
+                                                           ("Extension", number)])
+        for channel in (old, call.agent_far):
+            if channel is not None:
+                await self._hangup_channel(channel)
+        self._leave_bridge(call, call.channel)
+        self.emit("BridgeDestroy", self._bridge_headers(call, 0))
+        call.bridge_id = None
+        target, far = self._staff_leg(call, endpoint or f"Local/{_slug(number)}@staff", number, marked=staff)
+        call.agent, call.agent_far = target, far
+        if via_join:
+            await self._join_gosub(target, call, "agent-sim")
+        if not target.hung_up and not call.channel.hung_up:
+            self._bridge(call, target)
+            self._bridge(call, call.channel)
+        return target
+
+    async def enter_conference(self, call: FakeCall, room: str) -> None:
+        """The recorded customer goes into ``ConfBridge(room)`` (fixture asterisk22_confbridge.ami)."""
+        if call.bridge_id is not None:
+            self._leave_bridge(call, call.channel)
+        for channel in (call.agent, call.agent_far):
+            if channel is not None:
+                await self._hangup_channel(channel)
+        call.agent = call.agent_far = None
+        call.bridge_id = self._room(room)
+        self._conference_enter(room, call.channel)
+
+    async def conference_guest(self, room: str, number: str, name: str = "Guest", *, via_join: bool = True,
+                               staff: bool = False) -> FakeCall:
+        """Someone dials into ``room`` on a call of their own: through ``callguard-join`` (with
+        ``CALLGUARD_CONFERENCE=<room>``, as dialplan/README.md shows), marked staff, or neither."""
+        guest = FakeCall(self, number, name, "conf", None, False)
+        seq = next(self._seq)
+        guest.channel = FakeChannel(f"Local/{_slug(number)}@guest-sim-{seq:08x};2", guest.linkedid,
+                                    guest.linkedid, number, name, "guest-sim", "conf")
+        self.calls.append(guest)
+        self._by_linkedid[guest.linkedid] = guest
+        self.channels[guest.channel.name] = guest.channel
+        self._channel_event("Newchannel", guest.channel)
+        if staff:
+            self._staff_gosub(guest.channel)
+        if via_join:
+            guest.channel.variables["CALLGUARD_CONFERENCE"] = room
+            await self._join_gosub(guest.channel, guest, "guest-sim")
+        if not guest.channel.hung_up:
+            guest.bridge_id = self._room(room)
+            self._conference_enter(room, guest.channel)
+        return guest
+
+    def _room(self, room: str) -> str:
+        if room not in self.rooms:
+            bridge = f"{self._rng.getrandbits(128):032x}"
+            self.rooms[room] = "-".join((bridge[:8], bridge[8:12], bridge[12:16], bridge[16:20], bridge[20:]))
+            self.emit("ConfbridgeStart", [("Conference", room)] + self._room_headers(room, 0))
+        return self.rooms[room]
+
+    def _room_headers(self, room: str, members: int) -> list[tuple[str, Value]]:
+        return [("BridgeUniqueid", self.rooms[room]), ("BridgeType", "base"), ("BridgeTechnology", "softmix"),
+                ("BridgeCreator", "ConfBridge"), ("BridgeName", room), ("BridgeNumChannels", members),
+                ("BridgeVideoSourceMode", "none")]
+
+    def _conference_enter(self, room: str, channel: FakeChannel) -> None:
+        channel.bridge = self.rooms[room]
+        members = sum(1 for c in self.channels.values() if c.bridge == channel.bridge and not c.hung_up)
+        self.emit("BridgeEnter", self._room_headers(room, members) + channel.snapshot())
+        self.emit("ConfbridgeJoin", [("Conference", room)] + self._room_headers(room, members) + channel.snapshot()
+                  + [("Admin", "Yes" if channel.variables.get("CALLGUARD_STAFF") else "No"), ("Muted", "No")])
+
+    def _leave_bridge(self, call: FakeCall, channel: FakeChannel) -> None:
+        if channel.bridge is None:
+            return
+        members = sum(1 for c in self.channels.values() if c.bridge == channel.bridge and not c.hung_up) - 1
+        if call.bridge_id is not None:
+            self.emit("BridgeLeave", self._bridge_headers(call, members) + channel.snapshot())
+        channel.bridge = None
 
     async def _join_gosub(self, channel: FakeChannel, call: FakeCall, home: str) -> None:
         """``U(callguard-join^s^1)`` on an answered party: AGI under the pickup guard, "T" on timeout."""

@@ -1,5 +1,8 @@
 """BridgeEnter of a channel with another Linkedid: found through the bridge the call is in.
 
+Who the leg is (staff or not) is read back from Asterisk (``Getvar``), here
+from a stub that answers like Asterisk would.
+
 The listener keeps a BridgeUniqueid -> call index (a scan of every live
 call per BridgeEnter was a large part of the loop's time under a flood of
 other calls' bridge traffic).  These tests pin the behaviour the index must
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from callguard.adapters.asterisk.listener import AsteriskListener, _Call
+from callguard.adapters.asterisk.trust import ChannelFacts
 from callguard.adapters.asterisk.wire import AmiMessage, parse_block
 from callguard.core import events as ev
 from callguard.testing.ami_wire import message
@@ -44,8 +48,27 @@ def event(name: str, channel: str, linkedid: str, bridge: str = BRIDGE, **extra:
     return msg
 
 
-def controlled_call() -> tuple[AsteriskListener, Recorder, _Call]:
+class StubProber:
+    """Answers Getvar read-backs like Asterisk: channels exist until they hung up, none is marked staff."""
+
+    def __init__(self) -> None:
+        self.gone: set[str] = set()
+
+    async def facts(self, channel: str, variables) -> ChannelFacts | None:
+        return None if channel in self.gone else ChannelFacts(channel, {v: "" for v in variables})
+
+    async def exists(self, channel: str) -> bool:
+        return channel not in self.gone
+
+
+async def settle(listener: AsteriskListener) -> None:
+    while listener._checks:
+        await asyncio.gather(*list(listener._checks))
+
+
+async def controlled_call() -> tuple[AsteriskListener, Recorder, _Call]:
     listener = AsteriskListener(make_config(5038).asterisk)
+    listener.prober = StubProber()  # type: ignore[assignment]
     engine = Recorder()
     listener.engine = engine  # type: ignore[assignment]
     call = _Call("1700000000.1", "1700000000.1", CALLER)
@@ -53,6 +76,7 @@ def controlled_call() -> tuple[AsteriskListener, Recorder, _Call]:
     listener._by_linkedid[call.linkedid] = call
     listener._channel(call, CALLER, "caller")
     listener._on_bridge_enter(event("BridgeEnter", CALLER, call.linkedid))
+    await settle(listener)
     return listener, engine, call
 
 
@@ -60,44 +84,50 @@ def joined(engine: Recorder) -> list[str]:
     return [e.party.channel for _, e in engine.fed if isinstance(e, ev.PartyJoined)]
 
 
-def test_a_channel_of_another_linkedid_entering_our_bridge_joins_the_call():
-    listener, engine, call = controlled_call()
+async def test_a_channel_of_another_linkedid_entering_our_bridge_joins_the_call():
+    listener, engine, call = await controlled_call()
     assert call.bridge == BRIDGE
     listener._on_bridge_enter(event("BridgeEnter", "PJSIP/agent-00000002", "1700000555.7", number="2001"))
+    await settle(listener)
     assert joined(engine) == ["PJSIP/agent-00000002"]
     assert listener.calls[call.call_id].channels["PJSIP/agent-00000002"].role == "agent"
 
 
-def test_another_bridge_is_not_ours():
-    listener, engine, _ = controlled_call()
+async def test_another_bridge_is_not_ours():
+    listener, engine, _ = await controlled_call()
     listener._on_bridge_enter(event("BridgeEnter", "PJSIP/other-00000003", "1700000555.8",
                                     bridge="5f1a7c1e-0000-4000-8000-000000000002"))
     assert joined(engine) == []
 
 
-def test_after_our_channel_left_the_bridge_it_is_not_ours():
-    listener, engine, call = controlled_call()
+async def test_after_our_channel_left_the_bridge_it_is_not_ours():
+    listener, engine, call = await controlled_call()
     listener._on_bridge_leave(event("BridgeLeave", CALLER, call.linkedid))
     assert call.bridge is None
     listener._on_bridge_enter(event("BridgeEnter", "PJSIP/late-00000004", "1700000555.9"))
+    await settle(listener)
     assert joined(engine) == []
 
 
 async def test_a_call_that_ended_frees_its_bridge():
-    listener, engine, call = controlled_call()
+    listener, engine, call = await controlled_call()
+    listener.prober.gone.add(CALLER)  # type: ignore[attr-defined]
     listener._on_hangup(event("Hangup", CALLER, call.linkedid))
     # A Hangup is believed once Asterisk no longer knows the channel (here: no AMI link at all).
-    await asyncio.gather(*listener._checks)
+    await settle(listener)
     listener._on_bridge_enter(event("BridgeEnter", "PJSIP/late-00000005", "1700000555.10"))
+    await settle(listener)
     assert joined(engine) == []
     assert listener._by_bridge == {}
 
 
-def test_moving_to_another_bridge_follows_the_call():
-    listener, engine, call = controlled_call()
+async def test_moving_to_another_bridge_follows_the_call():
+    listener, engine, call = await controlled_call()
     other = "5f1a7c1e-0000-4000-8000-000000000009"
     listener._on_bridge_leave(event("BridgeLeave", CALLER, call.linkedid))
     listener._on_bridge_enter(event("BridgeEnter", CALLER, call.linkedid, bridge=other))
+    await settle(listener)
     listener._on_bridge_enter(event("BridgeEnter", "PJSIP/old-00000006", "1700000555.11"))
     listener._on_bridge_enter(event("BridgeEnter", "PJSIP/new-00000007", "1700000555.12", bridge=other))
+    await settle(listener)
     assert joined(engine) == ["PJSIP/new-00000007"]

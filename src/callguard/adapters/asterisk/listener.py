@@ -56,7 +56,11 @@ from callguard.adapters.asterisk.payments import PAYMENT_CONTEXT, is_player
 from callguard.adapters.asterisk.protocol import ActionTimeout, AmiError, ConnectionLost
 from callguard.adapters.asterisk.trust import (
     APPNAME,
+    CALLER_NUMBER,
+    CONFERENCE_VARIABLE,
     CONTEXT,
+    STAFF_VARIABLE,
+    ChannelFacts,
     LINKEDID,
     LOOSENING,
     Prober,
@@ -88,6 +92,8 @@ PAYMENT_VARIABLE = "CALLGUARD_PAYMENT"
 PAUSE_VARIABLE = "CALLGUARD_PAUSED"
 #: 1 while the recording is confirmed silent (the dialplan's payment guard waits for it)
 MUTED_VARIABLE = "CALLGUARD_MUTED"
+#: bridges whose members are remembered (a bridge the recorded channel may still enter)
+MAX_BRIDGES = 4096
 #: heartbeat ticks between two reads of the dialplan's fallback notes
 FALLBACK_DRAIN_TICKS = 3
 #: AstDB family where the dialplan notes calls that went on without the listener
@@ -170,6 +176,7 @@ class _Call:
     mute_wanted_gen: int = -1  #: the mute_gen of the mute in flight (-1: an unmute or stop is newer)
     mute_confirmations: set[str] = field(default_factory=set)  #: "response" / "event" for that mute
     stop_future: asyncio.Future | None = None  #: the last StopMixMonitor sent (a stop waits for it)
+    room: str = ""  #: the ConfBridge room the recorded channel is in
 
 
 class AsteriskListener:
@@ -198,6 +205,10 @@ class AsteriskListener:
         #: BridgeEnter of another linkedid is matched in O(1), not by scanning every call
         #: (a flood of other calls' BridgeEnter events with 1,000 live calls).
         self._by_bridge: dict[str, _Call] = {}
+        #: BridgeUniqueid -> channels in it (any bridge, recently active first out): a leg can enter
+        #: a bridge before the recorded channel does (Dial, blind transfer, a conference)
+        self._members: OrderedDict[str, set[str]] = OrderedDict()
+        self._rooms: dict[str, _Call] = {}  #: ConfBridge room -> the recorded call in it
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._gone: OrderedDict[str, None] = OrderedDict()  #: channels of our calls that hung up
         self._heartbeat: asyncio.Task | None = None
@@ -221,6 +232,7 @@ class AsteriskListener:
             ("MixMonitorStop", self._on_mixmonitor_stop), ("MixMonitorMute", self._on_mixmonitor_mute),
             ("UserEvent", self._on_user_event), ("BridgeEnter", self._on_bridge_enter),
             ("BridgeLeave", self._on_bridge_leave), ("Hangup", self._on_hangup),
+            ("ConfbridgeJoin", self._on_confbridge_join), ("ConfbridgeLeave", self._on_confbridge_leave),
         ):
             self.manager.register_event(name, self._guard(handler))
 
@@ -532,7 +544,7 @@ class AsteriskListener:
 
     async def _identify_parked(self, at: float, name: str, env: dict[str, str], had_env: bool) -> None:
         try:
-            facts = await self.prober.facts(name, [LINKEDID, CONTEXT])
+            facts = await self.prober.facts(name, [LINKEDID, CONTEXT, CONFERENCE_VARIABLE])
         finally:
             hung_up = self._probing.pop(name, False)
         if facts is None or hung_up:
@@ -547,11 +559,12 @@ class AsteriskListener:
                         "unknown", name)
             number = caller_name = None
         self._agi_parked(at, name, facts.linkedid or name, "", facts.context, number, caller_name,
-                         env.get("agi_arg_1", ""), unreadable_caller=not had_env)
+                         env.get("agi_arg_1", ""), unreadable_caller=not had_env,
+                         room=facts.get(CONFERENCE_VARIABLE))
 
     def _agi_parked(self, at: float, name: str, linkedid: str, uniqueid: str, context: str,
                     number: str | None, caller_name: str | None, callee: str = "",
-                    unreadable_caller: bool = False) -> None:
+                    unreadable_caller: bool = False, room: str = "") -> None:
         """A channel waits in ``AGI(agi:async)``: a new call, a joiner, or one to release."""
         if not name:
             return
@@ -565,6 +578,8 @@ class AsteriskListener:
         number = None if number in (None, "", "<unknown>") else number
         caller_name = None if caller_name in (None, "", "<unknown>") else caller_name
         existing = self._by_linkedid.get(linkedid)
+        if existing is None and context == self.join_context and room:
+            existing = self._rooms.get(room)  # a guest on its way into the recorded call's conference
         if existing is not None and name in existing.channels and existing.channels[name].in_agi:
             return  # already ours (a resync saw it again)
         if existing is not None and existing.controlled == name and self._alive(existing):
@@ -773,27 +788,108 @@ class AsteriskListener:
             log.error("read-back failed", exc_info=task.exception())
 
     def _on_bridge_enter(self, msg: AmiMessage) -> None:
+        # BridgeUniqueid and Channel precede every caller-controlled header;
+        # Linkedid does not, so a call found only through it is confirmed by
+        # reading the channel's CHANNEL(linkedid) back before anything acts.
         name = _channel_of(msg)
-        bridge = msg.get("BridgeUniqueid", "")
-        call = self._by_linkedid.get(msg.get("Linkedid", "")) or (self._by_bridge.get(bridge) if bridge else None)
-        if call is None or is_player(name):
-            return  # not ours, or callguard's own payment prompt player
-        if name == call.controlled:
-            self._set_bridge(call, bridge or None)
+        bridge = _first(msg.get("BridgeUniqueid", ""))
+        if not name or is_player(name):
+            return  # callguard's own payment prompt player (adapters/asterisk/payments.py)
+        if bridge:
+            self._members.setdefault(bridge, set()).add(name)
+            self._members.move_to_end(bridge)
+            while len(self._members) > MAX_BRIDGES:
+                self._members.popitem(last=False)
+        own = self._by_channel.get(name)
+        if own is not None and own.controlled == name:
+            self._set_bridge(own, bridge or None)
+            # Everyone already in the bridge the recorded channel entered is on the
+            # call now (a blind transfer's target, a conference's members).
+            for member in sorted(self._members.get(bridge, ())):
+                if member != name and member not in own.channels and not is_player(member):
+                    self._identify_joiner(own, member, msg.at, by_bridge=True)
             return
-        if name in call.channels:
-            return  # announced through callguard-join, or seen before
+        by_bridge = self._by_bridge.get(bridge) if bridge else None
+        if by_bridge is not None:
+            if name not in by_bridge.channels:
+                self._identify_joiner(by_bridge, name, msg.at, by_bridge=True)
+            return
+        for linkedid in _lines(msg.get("Linkedid", ""), lower=False):
+            call = self._by_linkedid.get(linkedid)
+            if call is not None and name not in call.channels:
+                self._identify_joiner(call, name, msg.at, by_bridge=False)
+
+    def _on_confbridge_join(self, msg: AmiMessage) -> None:
+        """A ConfBridge member: a bridge member like any other; the room is remembered for joiners.
+
+        ``Conference``, ``BridgeUniqueid`` and ``Channel`` come before any
+        caller-controlled header.  When the recorded channel is in a room,
+        a guest who passes ``callguard-join`` with ``CALLGUARD_CONFERENCE=<room>``
+        is announced on that call (dialplan/README.md).
+        """
+        name, room = _channel_of(msg), _first(msg.get("Conference", ""))
+        own = self._by_channel.get(name)
+        if own is not None and own.controlled == name and room:
+            self._rooms[room] = own
+            own.room = room
+        self._on_bridge_enter(msg)
+
+    def _on_confbridge_leave(self, msg: AmiMessage) -> None:
+        name, room = _channel_of(msg), _first(msg.get("Conference", ""))
+        own = self._by_channel.get(name)
+        if own is not None and own.controlled == name and self._rooms.get(room) is own:
+            del self._rooms[room]
+            own.room = ""
+        self._on_bridge_leave(msg)
+
+    def _identify_joiner(self, call: _Call, name: str, at: float, by_bridge: bool) -> None:
+        """A leg entered the call's bridge without passing callguard-join: who is it?"""
         role = "agent" if not any(c.role == "agent" for c in call.channels.values()) else "joiner"
-        self._channel(call, name, role)
-        number = msg.get("CallerIDNum")
-        caller_name = msg.get("CallerIDName")
-        party = ev.Party(name, None if number in (None, "", "<unknown>") else number,
-                         None if caller_name in (None, "", "<unknown>") else caller_name, role)
-        self._feed(call, ev.PartyJoined(msg.at, party, False))
+        self._channel(call, name, role)  # known from now on: a second BridgeEnter does not ask twice
+        self._spawn(self._joined_unannounced(call, name, role, at, by_bridge))
+
+    async def _joined_unannounced(self, call: _Call, name: str, role: str, at: float, by_bridge: bool) -> None:
+        facts = await self.prober.facts(name, [LINKEDID, STAFF_VARIABLE, CALLER_NUMBER])
+        if facts is None or (not by_bridge and facts.linkedid != call.linkedid):
+            # Gone already, or a forged frame naming some other channel.
+            call.channels.pop(name, None)
+            if self._by_channel.get(name) is call:
+                del self._by_channel[name]
+            return
+        staff = await self._is_staff(name, facts)
+        number = facts.get(CALLER_NUMBER) or None
+        log.info("call %s: %s entered the bridge (%s)", call.call_id, name, "staff" if staff else "not staff")
+        if call.call_id in self.calls:
+            self._feed(call, ev.PartyJoined(at, ev.Party(name, None if number == "<unknown>" else number, None,
+                                                         role, staff=staff), False))
+
+    async def _is_staff(self, name: str, facts: ChannelFacts) -> bool:
+        """Staff by the PBX's own word: the channel name, the dialplan's mark, or what a Local channel leads to.
+
+        An attended transfer puts a ``Local/<target>@<ctx>-...;1`` channel into
+        the customer's bridge; the person is whoever its ``;2`` half is
+        bridged to (``BRIDGEPEER``), which is where [callguard-staff] left its mark.
+        """
+        if self.staff.is_staff(name, facts.get(STAFF_VARIABLE)):
+            return True
+        if name.startswith("Local/") and name.endswith(";1"):
+            half = await self.prober.facts(name[:-1] + "2", ["BRIDGEPEER"])
+            peer = half.get("BRIDGEPEER").split(",")[0] if half is not None else ""
+            if peer and peer != name:
+                peer_facts = await self.prober.facts(peer, [STAFF_VARIABLE])
+                return peer_facts is not None and self.staff.is_staff(peer, peer_facts.get(STAFF_VARIABLE))
+        return False
 
     def _on_bridge_leave(self, msg: AmiMessage) -> None:
-        call = self._by_channel.get(_channel_of(msg))
-        if call is not None and _channel_of(msg) == call.controlled:
+        name = _channel_of(msg)
+        bridge = _first(msg.get("BridgeUniqueid", ""))
+        members = self._members.get(bridge)
+        if members is not None:
+            members.discard(name)
+            if not members:
+                del self._members[bridge]
+        call = self._by_channel.get(name)
+        if call is not None and name == call.controlled and call.bridge == bridge:
             self._set_bridge(call, None)
 
     def _set_bridge(self, call: _Call, bridge: str | None) -> None:
@@ -841,6 +937,8 @@ class AsteriskListener:
             self._ended.popitem(last=False)
         if self._by_linkedid.get(call.linkedid) is call:
             del self._by_linkedid[call.linkedid]
+        if call.room and self._rooms.get(call.room) is call:
+            del self._rooms[call.room]
         if call.bridge is not None and self._by_bridge.get(call.bridge) is call:
             del self._by_bridge[call.bridge]
         for name in list(call.channels):
@@ -994,16 +1092,15 @@ class AsteriskListener:
             self.payments.link_restored()
 
     def _unseen_party(self, now: float, name: str, item: AmiMessage) -> None:
-        """A channel of one of our calls, bridged while we were away: it joined unannounced."""
-        call = self._by_linkedid.get(item.get("Linkedid", ""))
-        if call is None or not item.get("BridgeId") or name == call.controlled:
+        """A channel of one of our calls, bridged while we were away: identified like any joiner."""
+        bridge = _first(item.get("BridgeId", ""))
+        call = self._by_bridge.get(bridge) if bridge else None
+        by_bridge = call is not None
+        call = call or self._by_linkedid.get(_first(item.get("Linkedid", "")))
+        if call is None or not bridge or name == call.controlled or name in call.channels or is_player(name):
             return
-        role = "agent" if not any(c.role == "agent" for c in call.channels.values()) else "joiner"
-        self._channel(call, name, role)
-        number, caller_name = item.get("CallerIDNum"), item.get("CallerIDName")
-        self._feed(call, ev.PartyJoined(now, ev.Party(name, None if number in (None, "", "<unknown>") else number,
-                                                      None if caller_name in (None, "", "<unknown>") else caller_name,
-                                                      role), False))
+        self._members.setdefault(bridge, set()).add(name)
+        self._identify_joiner(call, name, now, by_bridge=by_bridge)
 
     async def _take_over(self, call: _Call, channel: _Channel) -> None:
         """A channel of ours is still parked in AsyncAGI: re-send what was lost."""
@@ -1073,6 +1170,11 @@ class AsteriskListener:
 def _lines(value: str, lower: bool = True) -> list[str]:
     """Every reading of a header value (a repeated header arrives joined by newlines)."""
     return [v.strip().lower() if lower else v.strip() for v in value.split("\n") if v.strip()]
+
+
+def _first(value: str) -> str:
+    """The first reading of a header Asterisk writes before any caller-controlled one."""
+    return value.split("\n", 1)[0]
 
 
 def _channel_of(msg: AmiMessage) -> str:

@@ -46,6 +46,10 @@ STAFF_VARIABLE = "CALLGUARD_STAFF"
 LINKEDID = "CHANNEL(linkedid)"
 CONTEXT = "CHANNEL(context)"
 APPNAME = "CHANNEL(appname)"
+#: set by the site's dialplan before ``Gosub(callguard-join,s,1)`` + ``ConfBridge(<room>)``: the room
+CONFERENCE_VARIABLE = "CALLGUARD_CONFERENCE"
+#: a joined leg's own number: the extension or number dialled to reach it (Dial, transfer)
+CALLER_NUMBER = "CALLERID(num)"
 
 #: Signals that make the recording hear more: they need a read-back.
 LOOSENING = frozenset({"resume", "payment-end"})
@@ -189,6 +193,8 @@ def variables_for_signal(claimed_channel: str, controlled: str) -> list[str]:
 
 __all__ = [
     "APPNAME",
+    "CALLER_NUMBER",
+    "CONFERENCE_VARIABLE",
     "CONTEXT",
     "ChannelFacts",
     "HOTKEY_VARIABLE",
