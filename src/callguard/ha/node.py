@@ -50,6 +50,8 @@ class HaNode:
         self._changes: asyncio.Queue[Change] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        #: after giving the lease up on purpose, do not take it back before this (monotonic) time
+        self._cooldown_until = float("-inf")
 
     # -- what the listener asks -------------------------------------------------
 
@@ -91,10 +93,23 @@ class HaNode:
             self._fence.cancel()
         self.lease.close()
 
+    async def relinquish(self) -> None:
+        """Give the lease up now and stay out for two lease periods (this node cannot act; let another)."""
+        epoch = self.election.epoch
+        self._cooldown_until = self._clock() + 2 * self.settings.lease_ttl_s
+        self._apply(self.election.released())
+        try:
+            await asyncio.to_thread(self.lease.release, epoch)
+        except Exception as exc:  # noqa: BLE001 - it expires on its own
+            log.warning("ha: could not release the lease (%s); it expires in %.1f s", exc, self.settings.lease_ttl_s)
+
     # -- the renewal thread ------------------------------------------------------------
 
     def _renew_loop(self) -> None:
         while not self._stop.is_set():
+            if self._clock() < self._cooldown_until:
+                self._stop.wait(self.settings.poll_interval_s)
+                continue
             sent_at = self._clock()
             try:
                 granted, view = self.lease.try_acquire()
