@@ -157,7 +157,7 @@ class PaymentDesk:
     async def _make_durable(self, payment: _Payment) -> None:
         from callguard.payments.orphans import readable_ledger
 
-        ledger = readable_ledger(self.engine.ledger)
+        ledger = await asyncio.to_thread(readable_ledger, self.engine.ledger)  # may open a reader: off the loop
         flush = getattr(ledger, "flush", None)
         if flush is not None and not await asyncio.to_thread(flush, 5.0):
             log.warning("payment %s: the ledger did not confirm payment-started within 5 s; collecting anyway",
@@ -236,15 +236,20 @@ class PaymentDesk:
         if self._orphans_checked:
             return
         self._orphans_checked = True
+        if hasattr(self.driver, "payment_orphan"):
+            self._spawn(self._end_orphans(), "callguard-payment-orphans")
+
+    async def _end_orphans(self) -> None:
         from callguard.payments.orphans import end_orphans, readable_ledger
 
-        ledger = readable_ledger(self.engine.ledger)
-        if ledger is None or not hasattr(self.driver, "payment_orphan"):
+        # Off the loop: with the ledger writer in its own process, the first look opens a
+        # reading engine here (SQLAlchemy's import alone holds the loop for a second or more).
+        ledger = await asyncio.to_thread(readable_ledger, self.engine.ledger)
+        if ledger is None:
             return
-        self._spawn(end_orphans(ledger.engine, ledger.chain_id, self.driver,  # type: ignore[attr-defined]
-                                self.engine.ledger.append, now=self.clock, pbx_now=self.engine.pbx_now,
-                                ours=lambda pid: pid in self.payments or pid in self.results),
-                    "callguard-payment-orphans")
+        await end_orphans(ledger.engine, ledger.chain_id, self.driver,  # type: ignore[attr-defined]
+                          self.engine.ledger.append, now=self.clock, pbx_now=self.engine.pbx_now,
+                          ours=lambda pid: pid in self.payments or pid in self.results)
 
     def link_restored(self, call_id: str) -> None:
         """The PBX link came back: keys may have been lost meanwhile; re-guard and ask again."""

@@ -607,6 +607,8 @@ class FakeAsterisk:
         self.channels: dict[str, FakeChannel] = {}
         self.calls: list[FakeCall] = []
         self._by_linkedid: dict[str, FakeCall] = {}
+        #: bridge id -> its channels (a scan of every channel per BridgeEnter was quadratic in live calls)
+        self._bridges: dict[str, list[FakeChannel]] = {}
         self.actions: list[tuple[float, dict[str, str]]] = []  #: (perf_counter, action) as received
         self.action_hooks: list[Callable[[dict[str, str], float], None]] = []
         self.bytes_sent = 0
@@ -1362,7 +1364,7 @@ class FakeAsterisk:
                                                  ("Direction", direction)], "dtmf,all")
 
     def _cross_bridge(self, call: FakeCall, source: FakeChannel, digit: str, now: float) -> None:
-        for leg in [c for c in self.channels.values() if c.bridge == source.bridge and c is not source]:
+        for leg in [c for c in self._bridges.get(source.bridge or "", ()) if c is not source]:
             if _drops_dtmf(leg, "TX") or _drops_dtmf(source, "TX"):
                 self.crash("FRAME_DROP(TX) matched a DTMF frame in a bridge: free(): double free detected")
                 return
@@ -1600,7 +1602,10 @@ class FakeAsterisk:
                                        call.bridge_id[16:20], call.bridge_id[20:]))
             self.emit("BridgeCreate", self._bridge_headers(call, 0))
         channel.bridge = call.bridge_id
-        members = sum(1 for c in self.channels.values() if c.bridge == call.bridge_id and not c.hung_up)
+        bridged = self._bridges.setdefault(call.bridge_id, [])
+        if channel not in bridged:
+            bridged.append(channel)
+        members = sum(1 for c in bridged if not c.hung_up)
         self.emit("BridgeEnter", self._bridge_headers(call, members) + channel.snapshot())
 
     def _bridge_headers(self, call: FakeCall, members: int) -> list[tuple[str, Value]]:
@@ -1636,9 +1641,14 @@ class FakeAsterisk:
             self._channel_event("SoftHangupRequest", channel, [("Cause", cause)])
         if channel.bridge is not None:
             call = self._call_of(channel)
-            members = sum(1 for c in self.channels.values() if c.bridge == channel.bridge and not c.hung_up)
+            bridged = self._bridges.get(channel.bridge, [])
+            members = sum(1 for c in bridged if not c.hung_up)
             if call is not None:
                 self.emit("BridgeLeave", self._bridge_headers(call, members) + channel.snapshot())
+            if channel in bridged:
+                bridged.remove(channel)
+            if not bridged:
+                self._bridges.pop(channel.bridge, None)
             channel.bridge = None
         if channel.recording is not None:
             channel.recording.stop(self.now())
