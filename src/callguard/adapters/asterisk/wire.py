@@ -58,6 +58,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable, Mapping  # noqa: F401 (Mapping: annotations)
 
+from callguard.adapters import speedups
+
 EOL = b"\r\n"
 EOM = b"\r\n\r\n"
 BANNER_PREFIX = b"Asterisk Call Manager/"
@@ -329,36 +331,66 @@ class AmiParser:
             # A terminator split across reads starts at most 3 bytes back.
             self._scan = size - 3 if size > 3 else 0
             return []
-        # Take every complete message at once: one decode, one split, in C.
-        # Boundaries are ASCII, so decoding them together cannot join bytes of
-        # two messages differently than decoding each alone.
+        # Take every complete message at once, in C when the extension is built.
         cut = buf.rfind(EOM, end) + 4
         if cut > self._max:
             self._check_sizes(cut)
-        text = buf[:cut].decode("utf-8", "replace")
-        del buf[:cut]
+        cwire = speedups.cwire
+        try:
+            if cwire is not None:
+                out, skipped, garbage, run = cwire.ami_messages(
+                    buf, cut, self._decisions, self._decide, parse_message, AmiMessage, self._garbage_run, self._max)
+            else:
+                # Boundaries are ASCII, so decoding them together cannot join bytes
+                # of two messages differently than decoding each alone.
+                out, skipped, garbage, run = self._batch(buf[:cut].decode("utf-8", "replace"))
+        finally:
+            del buf[:cut]
+        self.garbage += garbage
+        self._garbage_run = run
+        if run > self._max:
+            raise AmiProtocolError(f"{run} bytes of blocks with neither Event: nor Response: "
+                                   f"in a row: this peer is not speaking AMI")
         size = len(buf)
         if size > self._max:
             raise AmiProtocolError(f"{size} bytes without the empty line that ends an AMI message "
                                    f"(limit {self._max}): this peer is not speaking AMI")
         self._scan = size - 3 if size > 3 else 0
+        self.skipped += skipped
+        self.parsed += len(out)
+        return out
+
+    def _batch(self, text: str) -> tuple[list[AmiMessage], int, int, int]:
+        """The messages in ``text`` (whole messages, each ended by an empty line).
+
+        Returns ``(messages, skipped, garbage, garbage_run)``, stopping early
+        once the run of blocks that are not messages exceeds the limit.
+        ``_cwire.ami_messages`` is the same loop in C (on the bytes).
+        """
         pieces = text.split("\r\n\r\n")
         # The last piece is "" or, after an odd run of empty lines, "\r\n".
         pieces.pop()
         out: list[AmiMessage] = []
         decisions = self._decisions
-        skipped = 0
+        skipped = garbage = 0
+        run = self._garbage_run
         for piece in pieces:
             if not piece.startswith("Event: "):
                 if not piece.startswith("Response: "):
-                    piece = self._unusual(piece)
-                    if piece is None:
+                    if piece.startswith("\r\n"):
+                        piece = piece[2:]  # an odd empty line before a message
+                    if not piece.startswith(("Event: ", "Response: ")) and not _names_event_or_response(piece):
+                        if piece:  # a block that is not a message (an even run of empty lines is nothing)
+                            garbage += 1
+                            run += len(piece) + 4
+                            if run > self._max:
+                                break
                         continue
                 if not piece.startswith("Event: "):
-                    self._garbage_run = 0
+                    run = 0
                     out.append(parse_message(piece))
                     continue
-            self._garbage_run = 0
+            run = 0
             eol = piece.find("\r\n")
             name = piece[7:eol] if eol >= 0 else piece[7:]
             keep = decisions.get(name)
@@ -370,32 +402,7 @@ class AmiParser:
                 out.append(parse_message(piece))
             else:
                 skipped += 1
-        self.skipped += skipped
-        self.parsed += len(out)
-        return out
-
-    def _unusual(self, piece: str) -> str | None:
-        """A piece that starts with neither ``Event: `` nor ``Response: ``: the message in it, or None.
-
-        An odd empty line before a message is dropped; None for nothing at
-        all (an even run of empty lines) and for a block that is not a
-        message (counted by :meth:`_not_a_message`, without building it).
-        """
-        if piece.startswith("\r\n"):
-            piece = piece[2:]
-        if not piece:
-            return None
-        if piece.startswith(("Event: ", "Response: ")) or _names_event_or_response(piece):
-            return piece
-        self._not_a_message(piece)
-        return None
-
-    def _not_a_message(self, piece: str) -> None:
-        self.garbage += 1
-        self._garbage_run += len(piece) + 4
-        if self._garbage_run > self._max:
-            raise AmiProtocolError(f"{self._garbage_run} bytes of blocks with neither Event: nor Response: "
-                                   f"in a row: this peer is not speaking AMI")
+        return out, skipped, garbage, run
 
     def _check_sizes(self, cut: int) -> None:
         """Raise if any message in ``buf[:cut]`` is longer than the limit."""

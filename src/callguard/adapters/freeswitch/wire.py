@@ -70,6 +70,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from callguard.adapters import speedups
+
 log = logging.getLogger("callguard.freeswitch.wire")
 
 #: Bodies larger than this are a protocol error (FreeSWITCH's own event
@@ -198,7 +200,8 @@ class Headers(Mapping[str, str]):
 
     __slots__ = ("_text", "_data", "_dict", "_layout")
 
-    def __init__(self, text: str, data: bytes | None = None, layout: tuple[int, int] | None = None):
+    def __init__(self, text: str | None, data: bytes | None = None, layout: tuple[int, int] | None = None):
+        #: the block as text; None until first needed when built from bytes (the C decode never needs it)
         self._text = text
         self._data = data  #: the bytes ``text`` was decoded from, when known
         self._dict: dict[str, str] | None = None
@@ -206,12 +209,15 @@ class Headers(Mapping[str, str]):
 
     @classmethod
     def from_bytes(cls, block: bytes, layout: tuple[int, int] | None = None) -> "Headers":
-        return cls(block.decode("utf-8", "replace"), block, layout)
+        return cls(None, block, layout)
 
     @property
     def raw_text(self) -> str:
         """The block as received (UTF-8 decoded, values still URL-encoded)."""
-        return self._text
+        text = self._text
+        if text is None:
+            text = self._text = self._data.decode("utf-8", "replace")  # type: ignore[union-attr]
+        return text
 
     def raw(self, name: str) -> str | None:
         """The header's value exactly as sent (still URL-encoded)."""
@@ -220,6 +226,8 @@ class Headers(Mapping[str, str]):
         if not name or ":" in name or "\n" in name:
             return None  # no line can name it: the name ends at the first colon
         text = self._text
+        if text is None:
+            text = self.raw_text
         key = name + ":"
         if text.startswith(key):
             start = len(key)
@@ -247,12 +255,15 @@ class Headers(Mapping[str, str]):
 
     def _bytes(self) -> bytes:
         data = self._data
-        return self._text.encode("utf-8", "surrogatepass") if data is None else data
-
+        return self._text.encode("utf-8", "surrogatepass") if data is None else data  # type: ignore[union-attr]
 
     def _full(self) -> dict[str, str]:
         """Every header, values still encoded (first occurrence wins)."""
         if self._dict is None:
+            cwire = speedups.cwire
+            if cwire is not None and self._data is not None:
+                self._dict = cwire.esl_headers(self._data, False)
+                return self._dict
             out: dict[str, str] | None = None
             data = self._bytes()
             if self._layout is None:
@@ -262,7 +273,7 @@ class Headers(Mapping[str, str]):
                 out = _pairs(data.translate(_FLAT_RAW, b" ").decode("ascii").split("\x00"), lines)
             if out is None:
                 out = {}
-                for line in self._text.split("\n"):
+                for line in self.raw_text.split("\n"):
                     pair = _split_line(line)
                     if pair is not None and pair[0] not in out:
                         out[pair[0]] = pair[1]
@@ -286,8 +297,12 @@ class Headers(Mapping[str, str]):
         ``%`` shortened the text by exactly two bytes (with no ``=``, CR or
         ``%%``-made ``==`` possible, any other ``%`` shortens it by at most
         one); NUL is not a hex digit, so no escape spans two fields, and a
-        decoded ``%00`` shows up as a wrong field count.
+        decoded ``%00`` shows up as a wrong field count.  With the C
+        extension one C pass does it all (``_cwire.esl_headers``).
         """
+        cwire = speedups.cwire
+        if cwire is not None and self._data is not None:
+            return cwire.esl_headers(self._data, True)
         data = self._bytes()
         if self._layout is None:
             self._layout = _layout(data)
@@ -309,6 +324,15 @@ class Headers(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self.decoded()!r})"
+
+
+def _find_blank(data: bytes | bytearray, start: int) -> int:
+    """Where the first empty line (``\\n\\n``) at or after ``start`` begins, or -1."""
+    cwire = speedups.cwire
+    if cwire is not None:
+        return cwire.find_blank(data, start, len(data))
+    found = _BLANK_LINE.search(data, start)
+    return -1 if found is None else found.start()
 
 
 def _pairs(parts: list[str], lines: int) -> dict[str, str] | None:
@@ -549,15 +573,14 @@ class ESLParser:
                 frame = self._whole_event(bytes(buf[pos:pos + claimed]))
                 if frame is not None:
                     return frame
-            found = _BLANK_LINE.search(buf, max(pos, self._scan - 1))
-            if found is None:
+            end = _find_blank(buf, max(pos, self._scan - 1))
+            if end < 0:
                 if size - pos > MAX_HEADER_BLOCK:
                     raise ESLProtocolError(f"no end of an event's header block after {size - pos} bytes")
                 if size - pos >= claimed and not _could_start_an_event(bytes(buf[pos:pos + 16])):
                     self._check_start(b"")
                 self._scan = size
                 return None
-            end = found.start()
             last = buf.rfind(b"\n", pos, end) + 1 or pos
             self._event_split = end - pos
             self._event_need = end + 2 - pos + _inner_length(bytes(buf[last:end]))
@@ -584,6 +607,13 @@ class ESLParser:
         """
         if not body.endswith(b"\n\n"):
             return None
+        cwire = speedups.cwire
+        if cwire is not None:  # the C decode needs no layout, only where the block ends
+            if cwire.find_blank(body, 0, len(body)) != len(body) - 2:
+                return None
+            frame = Frame(self._headers, body, _split=len(body) - 2)  # type: ignore[arg-type]
+            self._headers = None
+            return frame
         kept = body.translate(None, _LAYOUT_NOISE)
         if kept.find(b"\n\n") != len(kept) - 2:
             return None
