@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -251,43 +252,67 @@ error:
 }
 
 /*
- * ami_messages(data, cut, decisions, decide, follows, cls, garbage_run, limit)
- *     -> (messages, skipped, garbage, garbage_run)
- *
- * The messages in data[:cut], which ends with "\r\n\r\n": AmiParser.feed's
- * batch loop (see _batch in adapters/asterisk/wire.py, the same rules in
- * Python).  Pieces between empty lines that start "Event: " are filtered by
- * name: decisions[name], else decide(name) (which caches); an unwanted event
- * is skipped unparsed unless it carries "ActionID: ".  One empty line before
- * a message is dropped; a block with neither Event nor Response is counted
- * as garbage, and garbage_run (characters of consecutive garbage blocks, +4
- * each) is returned as soon as it exceeds limit, for the caller to raise.
+ * AmiFramer: AmiParser's framing (adapters/asterisk/wire.py, class _Framer is
+ * the same in Python): bytes in, complete messages out, partial messages
+ * (even a partial UTF-8 sequence) kept for the next read.  The protocol
+ * calls feed() once per read, so on small reads the cost of a call that
+ * completes nothing matters: here it is one append and one bounded search.
  */
-static PyObject *
-ami_messages(PyObject *module, PyObject *args)
+typedef struct {
+    PyObject_HEAD
+    char *buf;                 /* received bytes not yet framed */
+    Py_ssize_t len, cap;
+    Py_ssize_t scan;           /* where the search for the next end of message resumes */
+    Py_ssize_t max;            /* bytes per message, and per run of blocks that are not messages */
+    Py_ssize_t run;            /* characters of consecutive blocks that were not messages */
+    Py_ssize_t parsed, skipped, garbage;
+    int expect_banner;
+    PyObject *banner;          /* str, or None until the banner line came */
+    PyObject *decisions;       /* event name -> keep?  (AmiParser's dict, shared) */
+    PyObject *decide;          /* decide(name) -> bool, caching it in decisions */
+    PyObject *follows;         /* the Python parser, for "Response: Follows" */
+    PyObject *error;           /* AmiProtocolError */
+    PyTypeObject *cls;         /* AmiMessage */
+} AmiFramer;
+
+static const char BANNER_PREFIX[] = "Asterisk Call Manager/";
+#define BANNER_PREFIX_LEN ((Py_ssize_t)(sizeof BANNER_PREFIX - 1))
+
+/* Drop the first n buffered bytes. */
+static void
+framer_consume(AmiFramer *self, Py_ssize_t n)
 {
-    Py_buffer view;
-    Py_ssize_t cut, run, limit;
-    PyObject *decisions, *decide, *follows;
-    PyTypeObject *cls;
-    if (!PyArg_ParseTuple(args, "y*nO!OOO!nn", &view, &cut, &PyDict_Type, &decisions, &decide, &follows,
-                          &PyType_Type, &cls, &run, &limit))
-        return NULL;
-    if (cut < 0 || cut > view.len) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "cut outside the buffer");
-        return NULL;
-    }
-    Py_ssize_t skipped = 0, garbage = 0;
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        goto fail;
-    const char *p = view.buf, *end = (const char *)view.buf + cut;
+    memmove(self->buf, self->buf + n, (size_t)(self->len - n));
+    self->len -= n;
+}
+
+/* The last "\r\n\r\n" in [from, end) (there is one at from), as bytes.rfind. */
+static const char *
+rfind_eom(const char *from, const char *end)
+{
+    for (const char *p = end - 4; p > from; p--)
+        if (p[0] == '\r' && p[1] == '\n' && p[2] == '\r' && p[3] == '\n')
+            return p;
+    return from;
+}
+
+/*
+ * The messages of [p, end), which ends with "\r\n\r\n", appended to out.
+ * Pieces between empty lines that start "Event: " are filtered by name:
+ * decisions[name], else decide(name); an unwanted event is skipped unparsed
+ * unless it carries "ActionID: " (an answer to one of our actions).  One
+ * empty line before a message is dropped; a block with neither Event nor
+ * Response is counted as garbage, and the batch stops as soon as the run of
+ * such blocks exceeds max (the caller raises).  0, or -1 with an exception.
+ */
+static int
+framer_batch(AmiFramer *self, const char *p, const char *end, PyObject *out)
+{
     const char *stop;
     while ((stop = find_eom(p, end)) != NULL) {
         const char *q = p;
         p = stop + 4;
-        PyObject *msg = NULL;
+        PyObject *msg;
         if (!starts_with(q, stop, "Event: ", 7) && !starts_with(q, stop, "Response: ", 10)) {
             if (starts_with(q, stop, "\r\n", 2))
                 q += 2;  /* an odd empty line before the message */
@@ -295,12 +320,12 @@ ami_messages(PyObject *module, PyObject *args)
                 continue;  /* nothing at all */
         }
         if (starts_with(q, stop, "Event: ", 7)) {
-            run = 0;
+            self->run = 0;
             const char *eol = find_crlf(q, stop);
             PyObject *name = name_str(q + 7, (eol ? eol : stop) - (q + 7));
             if (name == NULL)
-                goto fail;
-            PyObject *keep = PyDict_GetItemWithError(decisions, name);  /* borrowed */
+                return -1;
+            PyObject *keep = PyDict_GetItemWithError(self->decisions, name);  /* borrowed */
             int wanted;
             if (keep != NULL) {
                 wanted = PyObject_IsTrue(keep);
@@ -309,54 +334,261 @@ ami_messages(PyObject *module, PyObject *args)
                 wanted = -1;
             }
             else {
-                PyObject *answer = PyObject_CallOneArg(decide, name);
+                PyObject *answer = PyObject_CallOneArg(self->decide, name);
                 wanted = answer ? PyObject_IsTrue(answer) : -1;
                 Py_XDECREF(answer);
             }
             Py_DECREF(name);
             if (wanted < 0)
-                goto fail;
-            /* Events answering one of our actions carry ActionID: never drop those. */
+                return -1;
             if (!wanted && !contains(q, stop, "\r\nActionID: ", 12)) {
-                skipped++;
+                self->skipped++;
                 continue;
             }
-            msg = ami_build(q, stop, cls, follows);
+            msg = ami_build(q, stop, self->cls, self->follows);
         }
         else {
-            msg = ami_build(q, stop, cls, follows);
+            msg = ami_build(q, stop, self->cls, self->follows);
             if (msg == NULL)
-                goto fail;
+                return -1;
             int named = starts_with(q, stop, "Response: ", 10) || PyDict_Contains(msg, str_event) > 0
                         || PyDict_Contains(msg, str_response) > 0;
             if (!named) {  /* not a message: a caller's CR/LF cut an event, or not AMI at all */
                 Py_DECREF(msg);
-                PyObject *text = utf8(q, stop - q);
+                PyObject *text = utf8(q, stop - q);  /* counted in characters, as the Python twin does */
                 if (text == NULL)
-                    goto fail;
-                garbage++;
-                run += PyUnicode_GET_LENGTH(text) + 4;
+                    return -1;
+                self->garbage++;
+                self->run += PyUnicode_GET_LENGTH(text) + 4;
                 Py_DECREF(text);
-                if (run > limit)
-                    break;
+                if (self->run > self->max)
+                    return 0;
                 continue;
             }
-            run = 0;
+            self->run = 0;
         }
         if (msg == NULL)
-            goto fail;
+            return -1;
         int rc = PyList_Append(out, msg);
         Py_DECREF(msg);
         if (rc < 0)
-            goto fail;
+            return -1;
     }
-    PyBuffer_Release(&view);
-    return Py_BuildValue("(Nnnn)", out, skipped, garbage, run);
-fail:
-    Py_XDECREF(out);
-    PyBuffer_Release(&view);
-    return NULL;
+    return 0;
 }
+
+/* Consume the banner line; 0 while it is incomplete, 1 when done, -1 on error. */
+static int
+framer_banner(AmiFramer *self)
+{
+    Py_ssize_t n = self->len < BANNER_PREFIX_LEN ? self->len : BANNER_PREFIX_LEN;
+    int prefix = memcmp(self->buf, BANNER_PREFIX, (size_t)n) == 0;
+    if (self->len < BANNER_PREFIX_LEN && prefix)
+        return 0;
+    self->expect_banner = 0;
+    if (!prefix)
+        return 1;  /* a stream that starts mid-session */
+    const char *eol = find_crlf(self->buf, self->buf + self->len);
+    if (eol == NULL) {
+        if (self->len > 1024) {
+            PyErr_SetString(self->error, "banner line longer than 1 KiB: this peer is not an Asterisk manager");
+            return -1;
+        }
+        self->expect_banner = 1;
+        return 0;
+    }
+    PyObject *banner = utf8(self->buf, eol - self->buf);
+    if (banner == NULL)
+        return -1;
+    Py_SETREF(self->banner, banner);
+    framer_consume(self, eol + 2 - self->buf);
+    return 1;
+}
+
+static int
+framer_unterminated(AmiFramer *self)
+{
+    if (self->len <= self->max)
+        return 0;
+    PyErr_Format(self->error, "%zd bytes without the empty line that ends an AMI message (limit %zd): "
+                 "this peer is not speaking AMI", self->len, self->max);
+    return -1;
+}
+
+static PyObject *
+framer_feed(AmiFramer *self, PyObject *data)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (self->buf == NULL || view.len > self->cap - self->len) {
+        Py_ssize_t cap = self->cap ? self->cap : 4096;
+        while (cap - self->len < view.len) {
+            if (cap > PY_SSIZE_T_MAX / 2) {
+                PyBuffer_Release(&view);
+                return PyErr_NoMemory();
+            }
+            cap *= 2;
+        }
+        char *grown = PyMem_Realloc(self->buf, (size_t)cap);
+        if (grown == NULL) {
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+        self->buf = grown;
+        self->cap = cap;
+    }
+    memcpy(self->buf + self->len, view.buf, (size_t)view.len);
+    self->len += view.len;
+    PyBuffer_Release(&view);
+    if (self->expect_banner) {
+        int done = framer_banner(self);
+        if (done <= 0)
+            return done < 0 ? NULL : PyList_New(0);
+    }
+    const char *buf = self->buf, *end = buf + self->len;
+    const char *first = find_eom(buf + self->scan, end);
+    if (first == NULL) {
+        if (framer_unterminated(self) < 0)
+            return NULL;
+        /* A terminator split across reads starts at most 3 bytes back. */
+        self->scan = self->len > 3 ? self->len - 3 : 0;
+        return PyList_New(0);
+    }
+    /* Every complete message at once. */
+    const char *cut = rfind_eom(first, end) + 4;
+    const char *stop;
+    for (const char *start = buf; cut - buf > self->max && (stop = find_eom(start, cut)) != NULL;) {
+        if (stop - start > self->max) {
+            PyErr_Format(self->error, "an AMI message of %zd bytes (limit %zd): this peer is not speaking AMI",
+                         (Py_ssize_t)(stop - start), self->max);
+            return NULL;
+        }
+        start = stop + 4;
+    }
+    PyObject *out = PyList_New(0);
+    Py_ssize_t skipped = self->skipped;
+    int rc = out ? framer_batch(self, buf, cut, out) : -1;
+    framer_consume(self, cut - buf);
+    self->scan = self->len > 3 ? self->len - 3 : 0;
+    if (rc == 0 && self->run > self->max) {
+        PyErr_Format(self->error, "%zd bytes of blocks with neither Event: nor Response: in a row: "
+                     "this peer is not speaking AMI", self->run);
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = framer_unterminated(self);
+    if (rc < 0) {
+        self->skipped = skipped;
+        Py_XDECREF(out);
+        return NULL;
+    }
+    self->parsed += PyList_GET_SIZE(out);
+    return out;
+}
+
+static PyObject *
+framer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"decide", "decisions", "expect_banner", "max_message", "follows", "cls", "error", NULL};
+    PyObject *decide, *decisions, *follows, *error;
+    PyTypeObject *cls;
+    int expect_banner;
+    Py_ssize_t max;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!pnOO!O:AmiFramer", names, &decide, &PyDict_Type,
+                                     &decisions, &expect_banner, &max, &follows, &PyType_Type, &cls, &error))
+        return NULL;
+    AmiFramer *self = (AmiFramer *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->expect_banner = expect_banner;
+    self->max = max;
+    self->banner = Py_NewRef(Py_None);
+    self->decide = Py_NewRef(decide);
+    self->decisions = Py_NewRef(decisions);
+    self->follows = Py_NewRef(follows);
+    self->error = Py_NewRef(error);
+    self->cls = (PyTypeObject *)Py_NewRef((PyObject *)cls);
+    return (PyObject *)self;
+}
+
+static int
+framer_traverse(AmiFramer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->banner);
+    Py_VISIT(self->decide);
+    Py_VISIT(self->decisions);
+    Py_VISIT(self->follows);
+    Py_VISIT(self->error);
+    Py_VISIT(self->cls);
+    return 0;
+}
+
+static int
+framer_clear(AmiFramer *self)
+{
+    Py_CLEAR(self->banner);
+    Py_CLEAR(self->decide);
+    Py_CLEAR(self->decisions);
+    Py_CLEAR(self->follows);
+    Py_CLEAR(self->error);
+    Py_CLEAR(self->cls);
+    return 0;
+}
+
+static void
+framer_dealloc(AmiFramer *self)
+{
+    PyObject_GC_UnTrack(self);
+    framer_clear(self);
+    PyMem_Free(self->buf);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+framer_get_banner(AmiFramer *self, void *closure)
+{
+    return Py_NewRef(self->banner);
+}
+
+static PyObject *
+framer_get_pending(AmiFramer *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->len);
+}
+
+static PyMethodDef framer_methods[] = {
+    {"feed", (PyCFunction)framer_feed, METH_O, "The messages completed by these bytes (see AmiParser.feed)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef framer_members[] = {
+    {"parsed", T_PYSSIZET, offsetof(AmiFramer, parsed), READONLY, "messages returned"},
+    {"skipped", T_PYSSIZET, offsetof(AmiFramer, skipped), READONLY, "unwanted events dropped unparsed"},
+    {"garbage", T_PYSSIZET, offsetof(AmiFramer, garbage), READONLY, "blocks with neither Event nor Response"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef framer_getset[] = {
+    {"banner", (getter)framer_get_banner, NULL, "the banner line, once received", NULL},
+    {"pending_bytes", (getter)framer_get_pending, NULL, "bytes buffered towards the next message", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject AmiFramerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "callguard.adapters._cwire.AmiFramer",
+    .tp_basicsize = sizeof(AmiFramer),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "AMI framing in C: see AmiParser in adapters/asterisk/wire.py.",
+    .tp_new = framer_new,
+    .tp_dealloc = (destructor)framer_dealloc,
+    .tp_traverse = (traverseproc)framer_traverse,
+    .tp_clear = (inquiry)framer_clear,
+    .tp_methods = framer_methods,
+    .tp_members = framer_members,
+    .tp_getset = framer_getset,
+};
 
 /* ---------------------------------------------------------------- ESL --- */
 
@@ -515,7 +747,6 @@ find_blank(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"ami_messages", ami_messages, METH_VARARGS, "Parse the AMI messages in data[:cut] (see AmiParser.feed)."},
     {"esl_headers", esl_headers, METH_VARARGS, "One ESL header block as a dict (values URL-decoded if asked)."},
     {"find_blank", find_blank, METH_VARARGS, "Index of the first blank line (\\n\\n) in data[start:stop], or -1."},
     {NULL, NULL, 0, NULL},
@@ -537,5 +768,14 @@ PyInit__cwire(void)
     str_response = PyUnicode_InternFromString("Response");
     if (!empty_tuple || !str_newline || !str_body || !str_event || !str_response)
         return NULL;
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&AmiFramerType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "AmiFramer", (PyObject *)&AmiFramerType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

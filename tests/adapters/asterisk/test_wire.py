@@ -15,7 +15,10 @@ from callguard.adapters.asterisk.wire import (
     encode_action,
 )
 
+from ..wire_impls import using
 from .streams import FIXTURE_FILES, Stream, all_streams
+
+pytestmark = pytest.mark.usefixtures("wire_impl")  # C and pure Python (tests/adapters/conftest.py)
 
 STREAMS = all_streams()
 
@@ -182,6 +185,19 @@ def test_oversized_complete_message_in_one_read_is_a_protocol_error():
         parser.feed(b"Event: Hangup\r\n\r\nEvent: X\r\nData: " + b"a" * 1000 + b"\r\n\r\nEvent: Hangup\r\n\r\n")
 
 
+def test_a_batch_over_the_limit_that_ends_in_an_odd_empty_line_is_checked_and_taken():
+    """The size check walked the batch until a search past its last message failed, then started over: a hang.
+
+    Found by the C-versus-Python hostile-input test: a read that completes
+    more than ``max_message`` bytes of messages and ends with an extra empty
+    line (its last two end-of-message marks overlap).
+    """
+    parser = AmiParser(expect_banner=False, max_message=1000)
+    assert parser.feed(b"Event: X\r\nData: " + b"a" * 900) == []
+    got = parser.feed(b"\r\n\r\nEvent: Hangup\r\n\r\n\r\n")
+    assert [m["Event"] for m in got] == ["X", "Hangup"] and parser.pending_bytes == 0
+
+
 def test_a_run_of_blocks_that_are_not_messages_is_a_protocol_error():
     parser = AmiParser(expect_banner=False, max_message=1000)
     # A caller's CR/LF cuts events: the cut-off pieces are dropped, the real events kept.
@@ -211,9 +227,11 @@ def test_event_name_cache_is_bounded():
 
 def test_small_reads_of_a_long_message_do_not_copy_the_buffer_each_time():
     """1 MiB in 100-byte reads: the buffer grows in place (bench/ami_ingest.py --garbage times it)."""
-    parser = AmiParser(expect_banner=False)
+    with using("python"):  # the C framer's buffer is not visible from Python; it works the same way
+        parser = AmiParser(expect_banner=False)
     body = b"Event: X\r\nData: " + b"a" * (1 << 20) + b"\r\n\r\n"
-    buffer = parser._buf
+    framer = parser._framer
+    buffer = framer._buf
     for i in range(0, len(body) - 200, 100):
         assert parser.feed(body[i:i + 100]) == []
-    assert parser._buf is buffer and parser._scan >= len(buffer) - 3
+    assert framer._buf is buffer and framer._scan >= len(buffer) - 3

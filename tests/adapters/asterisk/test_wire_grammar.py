@@ -24,6 +24,8 @@ from callguard.adapters.asterisk.wire import AmiParser, parse_message
 from .ami_reference import read_stream
 from .streams import all_streams
 
+pytestmark = pytest.mark.usefixtures("wire_impl")  # C and pure Python (tests/adapters/conftest.py)
+
 _PIECES = [
     b"Event: ", b"Response: ", b"Success", b"Follows", b"Response: Follows\r\n", b"Privilege: Command\r\n",
     b"ActionID: 7\r\n", b"\r\nActionID: 8", b"--END COMMAND--", b"--END COMMAND--\r\n\r\n", b"\r\n", b"\r\n\r\n",

@@ -28,6 +28,8 @@ from callguard.testing.esl_wire import api_frame, event_frame, url_encode
 
 from .streams import FILES, FIXTURES, server_bytes
 
+pytestmark = pytest.mark.usefixtures("wire_impl")  # C and pure Python (tests/adapters/conftest.py)
+
 CALL = "337c44b3-d15a-4ddc-8a6a-6f1275f058d7"
 EVENT = "text/event-plain"
 REPLY = "command/reply"

@@ -262,42 +262,91 @@ def _names_event_or_response(text: str) -> bool:
 class AmiParser:
     """Incremental AMI framer.
 
-    :meth:`feed` takes whatever bytes a read returned and gives back the
+    :attr:`feed` takes whatever bytes a read returned and gives back the
     complete messages, keeping any partial message (even a partial UTF-8
     sequence) for the next read.  ``wanted(name)`` decides per event name
     (as bytes) whether an event is worth parsing; the answer is cached, so
     the decision costs one dict lookup per event.  Responses, and events
     that carry an ``ActionID`` (answers to one of our list actions), are
     always parsed.
+
+    The framing itself is done by ``_cwire.AmiFramer`` (C) when the
+    extension is built, else by its pure-Python twin :class:`_Framer`;
+    ``feed`` is bound straight to it, so a read that completes nothing
+    costs one C call (see :mod:`callguard.adapters.speedups`).
     """
+
+    #: ``feed(data)`` -> the messages ``data`` completed (bound to the framer in ``__init__``)
+    feed: Callable[[bytes], list[AmiMessage]]
 
     def __init__(self, wanted: Callable[[bytes], bool] | None = None, expect_banner: bool = True,
                  max_message: int = MAX_MESSAGE_BYTES):
-        self._buf = bytearray()
-        #: where the search for the next end of message resumes
-        self._scan = 0
         self._wanted = wanted
+        #: event name -> keep it?  Shared with the framer, which reads it first.
         self._decisions: dict[str, bool] = {}
-        self._expect_banner = expect_banner
-        self._max = max_message
-        #: bytes of consecutive blocks that were not AMI messages
-        self._garbage_run = 0
-        self.banner: str | None = None
-        self.parsed = 0
-        self.skipped = 0
-        #: blocks dropped because they had neither ``Event`` nor ``Response``
-        self.garbage = 0
+        cwire = speedups.cwire
+        if cwire is not None:
+            framer = cwire.AmiFramer(self._decide, self._decisions, expect_banner, max_message,
+                                     parse_message, AmiMessage, AmiProtocolError)
+        else:
+            framer = _Framer(self._decide, self._decisions, expect_banner, max_message)
+        self._framer = framer
+        self.feed = framer.feed
+
+    @property
+    def banner(self) -> str | None:
+        """The ``Asterisk Call Manager/<version>`` line, once it came."""
+        return self._framer.banner
+
+    @property
+    def parsed(self) -> int:
+        """Messages returned so far."""
+        return self._framer.parsed
+
+    @property
+    def skipped(self) -> int:
+        """Unwanted events dropped by name, unparsed."""
+        return self._framer.skipped
+
+    @property
+    def garbage(self) -> int:
+        """Blocks dropped because they had neither ``Event`` nor ``Response``."""
+        return self._framer.garbage
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._framer.pending_bytes
 
     def set_wanted(self, wanted: Callable[[bytes], bool] | None) -> None:
         """Change the event filter (and forget cached decisions)."""
         self._wanted = wanted
-        self._decisions = {}
+        self._decisions.clear()
 
     def _decide(self, name: str) -> bool:
         keep = True if self._wanted is None else bool(self._wanted(name.encode("utf-8", "surrogateescape")))
         if len(self._decisions) < MAX_CACHED_NAMES:
             self._decisions[name] = keep
         return keep
+
+
+class _Framer:
+    """:class:`AmiParser`'s framing in pure Python: the twin of ``_cwire.AmiFramer`` (``_cwire.c``)."""
+
+    def __init__(self, decide: Callable[[str], bool], decisions: dict[str, bool], expect_banner: bool,
+                 max_message: int):
+        self._buf = bytearray()
+        #: where the search for the next end of message resumes
+        self._scan = 0
+        self._decide = decide
+        self._decisions = decisions
+        self._expect_banner = expect_banner
+        self._max = max_message
+        #: characters of consecutive blocks that were not AMI messages
+        self._garbage_run = 0
+        self.banner: str | None = None
+        self.parsed = 0
+        self.skipped = 0
+        self.garbage = 0
 
     def _take_banner(self) -> bool:
         """Consume the one-line banner; False while it is incomplete."""
@@ -331,19 +380,14 @@ class AmiParser:
             # A terminator split across reads starts at most 3 bytes back.
             self._scan = size - 3 if size > 3 else 0
             return []
-        # Take every complete message at once, in C when the extension is built.
+        # Take every complete message at once.
         cut = buf.rfind(EOM, end) + 4
         if cut > self._max:
             self._check_sizes(cut)
-        cwire = speedups.cwire
         try:
-            if cwire is not None:
-                out, skipped, garbage, run = cwire.ami_messages(
-                    buf, cut, self._decisions, self._decide, parse_message, AmiMessage, self._garbage_run, self._max)
-            else:
-                # Boundaries are ASCII, so decoding them together cannot join bytes
-                # of two messages differently than decoding each alone.
-                out, skipped, garbage, run = self._batch(buf[:cut].decode("utf-8", "replace"))
+            # Boundaries are ASCII, so decoding them together cannot join bytes
+            # of two messages differently than decoding each alone.
+            out, skipped, garbage, run = self._batch(buf[:cut].decode("utf-8", "replace"))
         finally:
             del buf[:cut]
         self.garbage += garbage
@@ -365,7 +409,7 @@ class AmiParser:
 
         Returns ``(messages, skipped, garbage, garbage_run)``, stopping early
         once the run of blocks that are not messages exceeds the limit.
-        ``_cwire.ami_messages`` is the same loop in C (on the bytes).
+        ``framer_batch`` in ``_cwire.c`` is the same loop in C (on the bytes).
         """
         pieces = text.split("\r\n\r\n")
         # The last piece is "" or, after an odd run of empty lines, "\r\n".
@@ -407,8 +451,9 @@ class AmiParser:
     def _check_sizes(self, cut: int) -> None:
         """Raise if any message in ``buf[:cut]`` is longer than the limit."""
         buf, start = self._buf, 0
-        while start < cut:
-            end = buf.find(EOM, start, cut)
+        # The messages as the batch splits them: the last EOM may overlap the one before
+        # ("\r\n\r\n\r\n"), and what follows the last split point is no message.
+        while (end := buf.find(EOM, start, cut)) >= 0:
             if end - start > self._max:
                 raise AmiProtocolError(f"an AMI message of {end - start} bytes (limit {self._max}): "
                                        f"this peer is not speaking AMI")

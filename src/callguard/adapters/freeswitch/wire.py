@@ -603,9 +603,12 @@ class ESLParser:
         Its skeleton (see :func:`_skeleton_layout`) has no two line ends in a
         row before its own end exactly when no line before the end is empty,
         i.e. the event's header block ends where the frame ends; the same
-        skeleton tells :meth:`Headers.decoded` the block's layout.
+        skeleton tells :meth:`Headers.decoded` the block's layout.  An event
+        whose last header is ``Content-Length`` has a body of its own after
+        the block (``switch_event_serialize``): not this case, even when the
+        frame's length (a lie) ends at the block.
         """
-        if not body.endswith(b"\n\n"):
+        if not body.endswith(b"\n\n") or body.startswith(b"Content-Length:", body.rfind(b"\n", 0, -2) + 1):
             return None
         cwire = speedups.cwire
         if cwire is not None:  # the C decode needs no layout, only where the block ends
