@@ -25,6 +25,8 @@ amount buffered (quadratic).
 
     python bench/ami_ingest.py [--events 30000] [--rounds 15]
     python bench/ami_ingest.py --garbage
+
+CALLGUARD_NO_EXTENSIONS=1 times the pure-Python parsers instead of the C extension.
 """
 
 from __future__ import annotations
@@ -136,8 +138,16 @@ def timed(make, chunks: list[bytes]) -> tuple[float, int]:
     return time.perf_counter() - start, count[0]
 
 
+def implementation() -> str:
+    """Which parser loops callguard runs here (CALLGUARD_NO_EXTENSIONS=1 times the pure-Python ones)."""
+    from callguard.adapters import speedups
+
+    return "C extension (callguard.adapters._cwire)" if speedups.cwire is not None else "pure Python"
+
+
 async def ingest(events: int, rounds: int) -> int:
     stream, total = recorded_stream(events)
+    print(f"callguard parsers: {implementation()}")
     print(f"stream: {total:,} events, {len(stream) / 1e6:.1f} MB ({event_mix(stream)}); best of {rounds} rounds")
     worst = float("inf")
     print(f"{'read':>7} {'implementation':32} {'events/s':>12} {'vs panoramisk':>14}  handlers called")
@@ -169,6 +179,7 @@ GARBAGE = {
 async def garbage() -> int:
     from callguard.adapters.asterisk.wire import AmiProtocolError
 
+    print(f"callguard parsers: {implementation()}")
     print("garbage in 100-byte reads: microseconds per KiB (flat = linear)")
     sizes = [64 << 10, 256 << 10, 1000 << 10]
     print(f"{'garbage':24} {'implementation':16}" + "".join(f"{s >> 10:>9} KiB" for s in sizes))

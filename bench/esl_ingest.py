@@ -15,6 +15,7 @@ sides read the same bytes from memory, so only parsing is measured:
   headers it needs in place; no dict).
 
 Run: python bench/esl_ingest.py [--events 100000]
+(CALLGUARD_NO_EXTENSIONS=1 times the pure-Python parsers instead of the C extension.)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
+from callguard.adapters import speedups
 from callguard.adapters.freeswitch.wire import ESLParser
 from callguard.adapters.freeswitch.translate import translate_inbound
 
@@ -131,6 +133,8 @@ def main() -> None:
     args = parser.parse_args()
     frames = event_frames()
     base = b"".join(frames)
+    print("callguard parsers:", "C extension (callguard.adapters._cwire)" if speedups.cwire is not None
+          else "pure Python")
     per_round = max(1, -(-args.events // (len(frames) * args.rounds)))
     total = per_round * len(frames) * args.rounds
     print(f"stream: {len(frames)} captured events ({len(base) / len(frames) / 1024:.1f} KiB average), "

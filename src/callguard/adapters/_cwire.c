@@ -61,11 +61,15 @@ name_str(const char *s, Py_ssize_t n)
 {
     if (n > NAME_MAX_LEN)
         return utf8(s, n);
-    uint32_t h = 2166136261u;  /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
+    /* Hash the length and the first and last 8 bytes only (names share long
+       prefixes such as "variable_sip_"; their ends differ): a byte-by-byte hash
+       cost more than the whole dict insert.  Collisions only cost probes. */
+    uint64_t head = 0, tail = 0;
+    size_t k = n < 8 ? (size_t)n : 8;
+    memcpy(&head, s, k);
+    memcpy(&tail, s + n - (Py_ssize_t)k, k);
+    uint64_t mixed = (head * 0x9E3779B97F4A7C15ull) ^ ((tail + (uint64_t)n) * 0xC2B2AE3D27D4EB4Full);
+    uint32_t h = (uint32_t)(mixed ^ (mixed >> 29) ^ (mixed >> 47));
     for (uint32_t probe = 0; probe < NAME_PROBES; probe++) {
         PyObject **slot = &name_slots[(h + probe) & (NAME_SLOTS - 1)];
         PyObject *cached = *slot;

@@ -539,7 +539,10 @@ class ESLParser:
             usual = _EVENT_FRAME_HEAD.fullmatch(block)
             if usual is not None:  # what mod_event_socket writes before every event: no lookups needed
                 self._headers = headers
-                self._need = _length(usual.group(1).decode("ascii"), "frame")
+                need = int(usual.group(1))  # 1-9 ASCII digits
+                if need > MAX_BODY:
+                    _length(usual.group(1).decode("ascii"), "frame")  # raises, with the message
+                self._need = need
                 self._event_plain = True
                 continue
             kind = headers.raw("Content-Type")
