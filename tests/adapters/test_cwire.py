@@ -171,3 +171,14 @@ def test_c_functions_stay_inside_the_bytes_they_are_given():
     assert framer.feed(memoryview(b"\nEvent")) == [{"Response": "x"}] and framer.pending_bytes == 5
     with pytest.raises(ValueError, match="without the empty line"):
         framer.feed(b"y" * 200)
+    with pytest.raises(TypeError, match="dict subclass"):
+        CWIRE.AmiFramer(lambda name: True, {}, False, 100, None, int, ValueError)
+
+
+@needs_c
+def test_a_name_filter_that_feeds_the_same_parser_is_refused_not_a_crash():
+    """The framer holds pointers into its buffer while it calls the filter: a nested feed must not move it."""
+    with using("c"):
+        parser = AmiParser(lambda name: bool(parser.feed(b"Event: Y\r\n\r\n" * 1000)), expect_banner=False)
+    with pytest.raises(RuntimeError, match="called again"):
+        parser.feed(b"Event: X\r\nA: 1\r\n\r\n")

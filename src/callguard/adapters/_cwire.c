@@ -19,7 +19,8 @@
  * Safety: every scan is bounded by the end of the caller's buffer (memchr
  * with explicit lengths, index checks before every look-ahead); nothing is
  * written outside buffers this file allocates; hostile input costs O(bytes).
- * tests/adapters/test_cwire_hostile.py feeds random bytes in random reads.
+ * tests/adapters/test_cwire.py feeds random bytes in random reads to both
+ * implementations and compares them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -166,9 +167,12 @@ ami_add(PyObject *msg, const char *name, Py_ssize_t name_len, const char *value,
     if (key == NULL)
         return -1;
     PyObject *val = utf8(value, value_len);
+    Py_ssize_t size = PyDict_GET_SIZE(msg);
     PyObject *old = val ? PyDict_SetDefault(msg, key, val) : NULL;  /* borrowed */
     int rc = old ? 0 : -1;
-    if (old != NULL && old != val) {  /* a repeated header */
+    /* A repeated header, told by the size (not by identity: CPython shares one
+       object for "" and for each one-character string). */
+    if (old != NULL && PyDict_GET_SIZE(msg) == size) {
         PyObject *with_nl = PyUnicode_Concat(old, str_newline);
         PyObject *joined = with_nl ? PyUnicode_Concat(with_nl, val) : NULL;
         rc = joined ? PyDict_SetItem(msg, key, joined) : -1;
@@ -271,6 +275,7 @@ typedef struct {
     Py_ssize_t run;            /* characters of consecutive blocks that were not messages */
     Py_ssize_t parsed, skipped, garbage;
     int expect_banner;
+    int busy;                  /* inside feed(): the callbacks it makes must not feed again */
     PyObject *banner;          /* str, or None until the banner line came */
     PyObject *decisions;       /* event name -> keep?  (AmiParser's dict, shared) */
     PyObject *decide;          /* decide(name) -> bool, caching it in decisions */
@@ -420,7 +425,7 @@ framer_unterminated(AmiFramer *self)
 }
 
 static PyObject *
-framer_feed(AmiFramer *self, PyObject *data)
+framer_feed_unlocked(AmiFramer *self, PyObject *data)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
@@ -491,6 +496,21 @@ framer_feed(AmiFramer *self, PyObject *data)
     return out;
 }
 
+/* feed() calls Python (the name filter, the Follows parser) while it holds
+   pointers into its buffer: a feed() from inside would move that buffer. */
+static PyObject *
+framer_feed(AmiFramer *self, PyObject *data)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "AmiFramer.feed() called again from inside feed()");
+        return NULL;
+    }
+    self->busy = 1;
+    PyObject *out = framer_feed_unlocked(self, data);
+    self->busy = 0;
+    return out;
+}
+
 static PyObject *
 framer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -502,6 +522,10 @@ framer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!pnOO!O:AmiFramer", names, &decide, &PyDict_Type,
                                      &decisions, &expect_banner, &max, &follows, &PyType_Type, &cls, &error))
         return NULL;
+    if (!PyType_IsSubtype(cls, &PyDict_Type)) {
+        PyErr_SetString(PyExc_TypeError, "AmiFramer: cls must be a dict subclass");
+        return NULL;
+    }
     AmiFramer *self = (AmiFramer *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;

@@ -59,6 +59,7 @@ def _parse(chunks: list[bytes], name_filter, expect_banner: bool = True) -> tupl
 @example(b"Event: OriginateResponse\r\nChanVariable(IAX2/10.0.0.1:4569-1234): A=1\r\n"
          b"ChanVariable(IAX2/10.0.0.1:4569-1234): B=2\r\n\r\n", [], 0, False)
 @example(b"Event: UserEvent\r\nMy Key: v\r\nDup: 1\r\nDup: 2\r\n\r\n", [3], 2, False)
+@example(b"Event: UserEvent\r\nDup: 1\r\nDup: 1\r\nE:\r\nE:\r\n\r\n", [], 0, False)  # equal short values repeat
 @example(b"Event: Hangup\r\n\r\n\r\n\r\n\r\nEvent: Hangup\r\n\r\n", [13, 15, 17], 1, False)
 @example(b"X: 1\r\nEvent:\r\n\r\nEvent:: x\r\n\r\nbody\r\nResponse:\r\n\r\nResponse:\r\nA: b\r\n\r\n", [9], 0, False)
 def test_any_stream_any_chunking_matches_the_reference(data: bytes, points: list[int], which: int,

@@ -42,6 +42,11 @@ message with an empty line):
   caller's CR/LF cut a real event in two, or the peer is not Asterisk): it
   is dropped and counted in :attr:`AmiParser.garbage`.
 
+The framing runs in C when the optional extension is built
+(``_cwire.AmiFramer``; see :mod:`callguard.adapters.speedups`) and in
+pure Python otherwise (:class:`_Framer`, :func:`parse_message`): the same
+rules, cited from manager.c in both.
+
 ``tests/adapters/asterisk/ami_reference.py`` implements the same grammar
 line by line, as plainly as possible; property tests hold this module's
 quick paths to it on arbitrary messages cut into arbitrary reads.
