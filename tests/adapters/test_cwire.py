@@ -42,7 +42,9 @@ def _can_compile() -> bool:
 @pytest.mark.skipif(not _can_compile(), reason="no C compiler or Python headers here: pure Python is expected")
 def test_the_extension_is_built_where_a_compiler_exists():
     """`pip install -e .` (setup.py, optional=True) must not have fallen back quietly on a machine that can build."""
-    assert CWIRE is not None, "callguard.adapters._cwire is missing although a compiler and Python.h exist"
+    assert CWIRE is not None, ("callguard.adapters._cwire is missing although a compiler and Python.h exist: "
+                               "run `.venv/bin/pip install -e '.[test]'` (setup.py builds it), and if that "
+                               "does not build it, `pip install -v -e .` shows why")
 
 
 @needs_c
