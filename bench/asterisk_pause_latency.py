@@ -130,15 +130,21 @@ async def _pbx_main(conn, n_calls: int) -> None:
                 pbx.start_flood(phase["flood"])
                 await asyncio.sleep(1.0)
             latencies.clear()
+            unanswered = 0  #: presses that got no MixMonitorMute within 2 minutes
             for action in ("pause", "resume"):
                 for call in placed:
                     pending[call.channel.name] = stamp = time.perf_counter()
                     written.setdefault(f"{call.channel.name} {action}", []).append(stamp)
                     await call.hotkey(action)
                     await asyncio.sleep(1 / phase["rate"])
-                await _until(lambda: not pending, 600)
+                try:
+                    await _until(lambda: not pending, 120)
+                except asyncio.TimeoutError:  # counted and reported, not waited for forever
+                    unanswered += len(pending)
+                    pending.clear()
             results[phase["name"]] = {"latencies": list(latencies), "flood_sent": pbx.flood_sent,
-                                      "written": {k: list(v) for k, v in written.items()}}
+                                      "written": {k: list(v) for k, v in written.items()},
+                                      "unanswered": unanswered}
             written.clear()
             pbx.stop_flood()
         # Recordings that stopped before the call ended: the listener gave up on them (fail safe).
@@ -476,7 +482,7 @@ async def run_one(calls: int, flood: int, rate: float, ledger_kind: str, trace: 
     for seq, phase in enumerate(phases):
         got = results[phase["name"]]
         figures = press_figures(probe.phase(seq), got["written"], probe.runqueue)
-        figures.update(name=phase["name"], end_to_end=got["latencies"])
+        figures.update(name=phase["name"], end_to_end=got["latencies"], unanswered=got["unanswered"])
         out["phases"].append(figures)
     out["stalls"] = {k: v for k, v in probe.stalls.items()}
     out["gc"] = probe.gc.by_generation()
@@ -522,7 +528,7 @@ def print_run(r: dict) -> None:
     for ph in r["phases"]:
         e2e = ph["end_to_end"]
         print(f"{ph['name']}: {ph['presses']} presses seen by the listener; mute written while handling the "
-              f"UserEvent: {ph['immediate']}")
+              f"UserEvent: {ph['immediate']}; presses the PBX saw no mute for within 2 minutes: {ph['unanswered']}")
         print(f"  issue metric (UserEvent written into the socket -> MixMonitorMute written): {summary(ph['metric'])}")
         print(f"  load-corrected (minus the loop thread's run-queue wait):               {summary(ph['corrected'])}")
         print(f"    unread in the socket: {summary(ph['unread'], short=True)}; in the listener: "
