@@ -19,10 +19,16 @@ whose command goes out later (*deferred*: the engine waits for the
 previous mask's reply) or not at all is counted and shown with the state it
 found, and calls whose mask failed (fail-safe stop) are counted from the
 ledger.  Baseline in the same run: one call, no flood.  Memory per call:
-Python heap (tracemalloc) and RSS of the listener process, before the
-calls vs. with every call recording.
+RSS of the listener (and of the ledger's writer process), before the calls
+vs. with every call recording.  Latencies are also given *load-corrected*
+(minus the loop thread's run-queue wait, see bench/measure.py).
 
-Run: python bench/freeswitch_pause_latency.py [--calls 1000] [--flood 20000]
+The ledger: ``memory`` (entries in a list: the baseline), ``thread`` (SQLite
+written by a thread of the listener) or ``process`` (SQLite written by a
+child process, what ``callguard run`` uses).  Without ``--ledger`` all three
+run one after the other and the table gives each one's ratio to ``memory``.
+
+Run: python bench/freeswitch_pause_latency.py [--calls 1000] [--flood 20000] [--ledger process]
 """
 
 from __future__ import annotations
@@ -31,15 +37,24 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
 SOUNDS = "/usr/share/freeswitch/sounds"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import (  # noqa: E402
+    MachineLoad,
+    RunQueueClock,
+    describe_load,
+    percentile,
+    process_cpu_s,
+    ratio,
+    rss_kib,
+    run_variants,
+)
 
 
 # -- the fake PBX (child process) -------------------------------------------------------------
@@ -142,6 +157,7 @@ class Probe:
 
         self.presses: list[dict[str, Any]] = []
         self.unattributed = 0  #: masks no press asked for (re-asserted after a reconnect, joiners)
+        self.runqueue: RunQueueClock | None = None  #: of the loop thread, made on its first read
         self._read = (0.0, 0.0, 0)
         self._current: dict[str, Any] | None = None
         self._waiting: dict[str, dict[str, Any]] = {}
@@ -150,8 +166,14 @@ class Probe:
         probe = self
 
         def data_received(proto: Any, data: bytes) -> None:
+            if probe.runqueue is None:
+                probe.runqueue = RunQueueClock()
+            probe.runqueue.mark()
             probe._read = (time.perf_counter(), time.thread_time(), len(data))
-            original_rx(proto, data)
+            try:
+                original_rx(proto, data)
+            finally:
+                probe.runqueue.mark()
 
         def on_event(listener: Any, event: Any, received_at: float) -> None:
             subclass = event.get("Event-Subclass") or ""
@@ -183,6 +205,7 @@ class Probe:
                 current = probe._current
                 if current is not None and current["channel"] == channel and current["mask"] is None:
                     current["mask"], current["mask_cpu"], current["how"] = now, cpu, "immediate"
+                    current["mask_wait"] = probe.runqueue.now() if probe.runqueue is not None else 0.0
                 elif channel in probe._waiting:
                     press = probe._waiting.pop(channel)
                     press["mask"], press["how"] = now, "deferred"
@@ -203,20 +226,52 @@ class Probe:
         return sum(1 for p in self.presses if p["mask"] is not None)
 
 
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+class _MemoryLedger:
+    """``--ledger memory``: entries kept in a list, no writer at all (the baseline)."""
+
+    def __init__(self) -> None:
+        from callguard.runtime import MemoryLedger
+        self._inner = MemoryLedger()
+
+    def append(self, entry: Any, received_at: float) -> None:
+        self._inner.append(entry, received_at)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
 
 
-async def run(args: argparse.Namespace) -> None:
-    from callguard.adapters.freeswitch.listener import FreeSwitchListener
+def open_ledger(kind: str, tmp: str) -> Any:
+    from callguard.ledger import Ledger
+    from callguard.ledger.process import LedgerProcess
+
+    url = f"sqlite:///{tmp}/ledger.sqlite"
+    if kind == "thread":
+        return Ledger.open(url, "bench")
+    if kind == "process":
+        return LedgerProcess.open(url, "bench")
+    return _MemoryLedger()
+
+
+def errors_in(ledger: Any) -> dict[str, int]:
+    """Engine errors the ledger holds (what a failed mask / start left), by what failed."""
+    from collections import Counter
+
+    if isinstance(ledger, _MemoryLedger):
+        return dict(Counter(str(e.data.get("what")) for e, _ in ledger._inner.entries if e.kind == "error"))
+    from callguard.ledger import export_entries
+
+    return dict(Counter(str(e.data.get("what")) for e in export_entries(ledger.engine) if e.kind == "error"))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     from callguard.adapters.freeswitch.commands import directory_prompts
+    from callguard.adapters.freeswitch.listener import FreeSwitchListener
+    from callguard.adapters.interpreter import tune_interpreter
     from callguard.config import parse_config
     from callguard.core.prompts import StaticPrompts
-    from callguard.ledger import Ledger
 
     probe = Probe()
     child = await asyncio.create_subprocess_exec(sys.executable, __file__, "--fake", stdin=asyncio.subprocess.PIPE,
@@ -226,7 +281,7 @@ async def run(args: argparse.Namespace) -> None:
     async def ask(**cmd: Any) -> dict[str, Any]:
         child.stdin.write((json.dumps(cmd) + "\n").encode())  # type: ignore[union-attr]
         await child.stdin.drain()  # type: ignore[union-attr]
-        return json.loads(await asyncio.wait_for(child.stdout.readline(), 600))  # type: ignore[union-attr]
+        return json.loads(await asyncio.wait_for(child.stdout.readline(), 1800))  # type: ignore[union-attr]
 
     port = json.loads(await child.stdout.readline())["port"]
     tmp = tempfile.mkdtemp(prefix="callguard-bench-")
@@ -235,17 +290,20 @@ async def run(args: argparse.Namespace) -> None:
                            "consent": {"timeout_ms": 2000},
                            "recording": {"confirm_timeout_ms": 2000, "start_timeout_ms": 30000}}, "<bench>",
                           environ={})
-    ledger = Ledger.open(f"sqlite:///{tmp}/ledger.sqlite", "bench")
+    ledger = open_ledger(args.ledger, tmp)
+    writer_pid = getattr(ledger, "pid", None)
+    tune_interpreter()  # as `callguard run freeswitch` does
     listener = FreeSwitchListener(config, ledger, prompts=StaticPrompts(durations={"notice": 0.2}),
                                   prompt_path=directory_prompts(SOUNDS))
     await listener.start()
     await asyncio.wait_for(listener.connected.wait(), 30)
     engine = listener.engine
     assert engine is not None
+    out: dict[str, Any] = {"ledger": args.ledger, "calls": args.calls, "flood": args.flood}
 
     async def muted(n: int, want: bool, settle: bool = False) -> dict[str, int]:
         """Wait until ``n`` calls are (un)muted; with ``settle``, until none is still on its way."""
-        deadline = time.perf_counter() + 120
+        deadline = time.perf_counter() + 300
         while sum(1 for s in engine.sessions.values() if s.muted == want and s.recording) < n:
             if settle and not any(s.state.value in ("muting", "unmuting") for s in engine.sessions.values()):
                 break  # every call is muted, or its mute failed (counted below, not hidden)
@@ -276,36 +334,39 @@ async def run(args: argparse.Namespace) -> None:
     # Load: N concurrent recorded calls, flood, one pause per call spread over 2 s.
     await asyncio.sleep(0.2)
     probe.take()
-    tracemalloc.start()
-    heap0, rss0 = tracemalloc.get_traced_memory()[0], rss_kib()
+    gc.collect()
+    ledger.flush(30)
+    out["idle_rss_kib"], out["writer_idle_rss_kib"] = rss_kib(), rss_kib(writer_pid) if writer_pid else 0
+    cpu0, wcpu0 = process_cpu_s(), process_cpu_s(writer_pid) if writer_pid else 0.0
+    setup_load = MachineLoad()
     started = time.perf_counter()
     ready = await ask(cmd="calls", n=args.calls, socket_port=listener.outbound_port, rate=args.arrivals)
-    setup_s = time.perf_counter() - started
+    out["setup_s"] = time.perf_counter() - started
     if ready["ready"] != args.calls:
-        from collections import Counter
-
-        from callguard.ledger import export_entries
         assert ledger.flush(30)
-        why = Counter(str(e.data.get("detail")) for e in export_entries(ledger.engine) if e.kind == "error")
-        raise SystemExit(f"only {ready['ready']} of {args.calls} calls are being recorded: {dict(why)}")
+        raise SystemExit(f"only {ready['ready']} of {args.calls} calls are being recorded: {errors_in(ledger)}")
     await listener_quiet(listener, args.calls)
     await asyncio.sleep(2.0)  # greenswitch's per-session event greenlets notice the end within 1 s
+    ledger.flush(120)
+    out["setup_cpu_s"] = process_cpu_s() - cpu0
+    out["setup_writer_cpu_s"] = (process_cpu_s(writer_pid) - wcpu0) if writer_pid else 0.0
+    out["setup_load"] = setup_load.stop()
     gc.collect()
-    heap1, rss1 = tracemalloc.get_traced_memory()[0], rss_kib()
-    tracemalloc.stop()
+    out["rss_per_call"] = (rss_kib() - out["idle_rss_kib"]) * 1024 / args.calls
+    out["writer_rss_per_call"] = ((rss_kib(writer_pid) - out["writer_idle_rss_kib"]) * 1024 / args.calls
+                                  if writer_pid else 0.0)
     await ask(cmd="flood", rate=args.flood)
     await asyncio.sleep(1.0)
     skipped0 = listener.skipped_events
+    phase_load = MachineLoad()
     t0 = time.perf_counter()
     loaded_written = {uuid: [stamp] for uuid, stamp in (await ask(cmd="pause", spread_s=2.0))["stamps"].items()}
     loaded_states = await muted(args.calls, True, settle=True)
     flood_rate = (listener.skipped_events - skipped0) / (time.perf_counter() - t0)
+    out["phase_load"] = phase_load.stop()
     loaded = probe.take()
     assert ledger.flush(60)
-    from collections import Counter
-
-    from callguard.ledger import export_entries
-    failures = Counter(str(e.data.get("what")) for e in export_entries(ledger.engine) if e.kind == "error")
+    out["errors"] = errors_in(ledger)
     await ask(cmd="hangup")
     child.stdin.write(b'{"cmd": "exit"}\n')
     await child.wait()
@@ -313,26 +374,27 @@ async def run(args: argparse.Namespace) -> None:
     ledger.close(30)
 
     print(f"setup: {ready['ready']} calls through notice + consent + record_session, arriving at "
-          f"{args.arrivals:g}/s, in {setup_s:.1f} s")
-    figures = {}
-    for name, presses, stamps in (("baseline (1 call, no flood, 50 pauses + 50 resumes)", baseline, written),
-                                  (f"loaded ({args.calls} calls, flood {flood_rate:,.0f} events/s read while "
-                                   f"pausing)", loaded, loaded_written)):
-        figures[name] = report(name, presses, stamps)
-    (base_name, base), (load_name, load) = figures.items()
-    print(f"ratio loaded/baseline (issue metric, pauses): p50 {load[0] / base[0]:.1f}x  p99 {load[1] / base[1]:.1f}x;"
-          f" loaded p99 {load[1] * 1000:.3f} ms (target <= 2 ms)")
+          f"{args.arrivals:g}/s, in {out['setup_s']:.1f} s; ledger: {args.ledger}")
+    out["baseline"] = report("baseline (1 call, no flood, 50 pauses + 50 resumes)", baseline, written, probe)
+    out["loaded"] = report(f"loaded ({args.calls} calls, flood {flood_rate:,.0f} events/s read while pausing)",
+                           loaded, loaded_written, probe)
     print(f"masks not caused by a press: {probe.unattributed}")
     print(f"loaded phase, call states after the pauses: {loaded_states}; engine errors in the ledger: "
-          f"{dict(failures) or 'none'}")
-    print(f"host load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"memory per recorded call: Python heap {(heap1 - heap0) / args.calls / 1024:.1f} KiB, "
-          f"RSS {(rss1 - rss0) / args.calls:.1f} KiB")
+          f"{out['errors'] or 'none'}")
+    print(f"  machine while setting up: {describe_load(out['setup_load'])}")
+    print(f"  machine while pausing: {describe_load(out['phase_load'])}")
+    print(f"idle RSS: listener {out['idle_rss_kib'] / 1024:.1f} MiB"
+          + (f", writer process {out['writer_idle_rss_kib'] / 1024:.1f} MiB" if writer_pid else ""))
+    print(f"memory per recorded call: RSS {out['rss_per_call'] / 1024:.1f} KiB of the listener"
+          + (f" + {out['writer_rss_per_call'] / 1024:.1f} KiB of the writer process" if writer_pid else "")
+          + " (target <= 20 KiB)")
+    print(f"CPU per call (set-up): listener {out['setup_cpu_s'] / args.calls * 1e3:.2f} ms"
+          + (f", writer process {out['setup_writer_cpu_s'] / args.calls * 1e3:.2f} ms" if writer_pid else ""))
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
+    return percentile(values, q)
 
 
 def summary(values: list[float], short: bool = False) -> str:
@@ -342,15 +404,16 @@ def summary(values: list[float], short: bool = False) -> str:
     return text if short else f"n={len(values)} {text} max {max(values) * 1000:.3f} ms"
 
 
-def report(name: str, presses: list[dict[str, Any]], written: dict[str, list[float]]) -> tuple[float, float]:
-    """Print one phase; return (p50, p99) of the issue metric for pauses (seconds)."""
+def report(name: str, presses: list[dict[str, Any]], written: dict[str, list[float]], probe: Probe) -> dict[str, Any]:
+    """Print one phase; return its pause figures (seconds): p50/p99 raw and load-corrected."""
     print(name)
     seen: dict[str, int] = {}
     for press in presses:  # the n-th press on a channel is the n-th event the fake fired on it
         n = seen[press["channel"]] = seen.get(press["channel"], -1) + 1
         stamps = written.get(press["channel"], [])
         press["written"] = stamps[n] if n < len(stamps) else None
-    result = (float("inf"), float("inf"))
+    result: dict[str, Any] = {"p50": float("nan"), "p99": float("nan"), "p99_corrected": float("nan")}
+    runqueue = probe.runqueue
     for action in ("pause", "resume"):
         mine = [p for p in presses if p["action"] == action]
         if not mine:
@@ -358,13 +421,17 @@ def report(name: str, presses: list[dict[str, Any]], written: dict[str, list[flo
         immediate = [p for p in mine if p["how"] == "immediate"]
         deferred = [p for p in mine if p["how"] == "deferred"]
         idle = [p for p in mine if p["how"] in ("none", "superseded")]
-        socket = [p["mask"] - p["written"] for p in immediate if p["written"] is not None]
+        timed = [p for p in immediate if p["written"] is not None]
+        socket = [p["mask"] - p["written"] for p in timed]
+        corrected = [p["mask"] - p["written"] - max(0.0, p.get("mask_wait", 0.0) - runqueue.at(p["written"]))
+                     for p in timed] if runqueue is not None else socket
         print(f"  {action}: {len(mine)} presses; {'mask' if action == 'pause' else 'unmask'} written while "
               f"handling the event: {len(immediate)}; deferred: {len(deferred)}; none: {len(idle)}")
         print(f"    issue metric (event written into the socket by the PBX -> command written by the listener): "
               f"{summary(socket)}")
+        print(f"    load-corrected (minus the loop thread's run-queue wait): {summary(corrected)}")
         print(f"      of which unread in the socket: "
-              f"{summary([p['read'] - p['written'] for p in immediate if p['written'] is not None])}")
+              f"{summary([p['read'] - p['written'] for p in timed])}")
         print(f"      in listener (start of the read carrying it -> command written): "
               f"{summary([p['mask'] - p['read'] for p in immediate])}; CPU "
               f"{summary([p['mask_cpu'] - p['read_cpu'] for p in immediate], short=True)}")
@@ -378,8 +445,28 @@ def report(name: str, presses: list[dict[str, Any]], written: dict[str, list[flo
         for state in sorted({p["state"] for p in idle}):
             print(f"    nothing to send: {sum(1 for p in idle if p['state'] == state)} pressed in state {state}")
         if action == "pause" and socket:
-            result = (pct(socket, 0.5), pct(socket, 0.99))
+            result = {"p50": pct(socket, 0.5), "p99": pct(socket, 0.99), "p99_corrected": pct(corrected, 0.99)}
     return result
+
+
+def compare(results: list[dict[str, Any]]) -> int:
+    base = next(r for r in results if r["ledger"] == "memory")["loaded"]
+    first = results[0]
+    print(f"\n== pause p99 with {first['calls']:,} calls + flood {first['flood']:,.0f}/s; ratio to the in-memory "
+          f"ledger of this run (targets: SQLite <= 2 ms and <= 1.5x) ==")
+    print(f"{'ledger':10s} {'p99 raw':>10s} {'ratio':>7s} {'p99 load-corr.':>15s} {'ratio':>7s} {'RSS/call':>9s} "
+          f"{'idle RSS':>9s}  machine")
+    ok = True
+    for r in results:
+        loaded = r["loaded"]
+        rss = (r["rss_per_call"] + r["writer_rss_per_call"]) / 1024
+        print(f"{r['ledger']:10s} {loaded['p99'] * 1e3:8.3f}ms {ratio(loaded['p99'], base['p99']):>7s} "
+              f"{loaded['p99_corrected'] * 1e3:13.3f}ms {ratio(loaded['p99_corrected'], base['p99_corrected']):>7s} "
+              f"{rss:7.1f}KiB {r['idle_rss_kib'] / 1024:7.1f}MiB  load {r['phase_load']['loadavg_end']:.1f}, PSI "
+              f"{r['phase_load']['cpu_pressure_s']:.0f} s")
+        if r["ledger"] == "process":
+            ok = loaded["p99_corrected"] <= 0.002 and loaded["p99_corrected"] <= 1.5 * base["p99_corrected"]
+    return 0 if ok else 1
 
 
 async def listener_quiet(listener: Any, calls: int) -> None:
@@ -396,19 +483,29 @@ async def listener_quiet(listener: Any, calls: int) -> None:
     await asyncio.sleep(0.5)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--flood", type=float, default=20000, help="background events per second")
     parser.add_argument("--arrivals", type=float, default=50, help="new calls per second while setting up")
+    parser.add_argument("--ledger", choices=("memory", "thread", "process"),
+                        help="one run with this ledger (default: compare all three, ratios to memory)")
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--fake", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
     if args.fake:
         asyncio.run(fake_main())
-    else:
-        asyncio.run(run(args))
+        return 0
+    if args.ledger is None:
+        common = ["--calls", str(args.calls), "--flood", str(args.flood), "--arrivals", str(args.arrivals)]
+        return compare(run_variants(Path(__file__), [["--ledger", kind, *common]
+                                                     for kind in ("memory", "thread", "process")]))
+    result = asyncio.run(run(args))
+    if args.json:
+        args.json.write_text(json.dumps(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from callguard.adapters.asterisk.listener import AsteriskListener, default_prompt_file
 from callguard.adapters.asterisk.payments import AsteriskPayments
+from callguard.adapters.interpreter import freeze_startup_heap, tune_interpreter
 from callguard.payments.desk import open_desk
 from callguard.adapters.signals import stop_on_signals
 from callguard.config import Config
@@ -44,22 +44,6 @@ def prompt_file_for(prompts: PromptResolver) -> Callable[[PromptRef], str]:
         return path_for(ref, "asterisk")
 
     return resolve
-
-
-#: GIL hand-over interval for the listener process (CPython's default is 5 ms).
-SWITCH_INTERVAL_S = 0.0005
-
-
-def tune_interpreter() -> None:
-    """Bound how long the event loop can wait for the GIL.
-
-    The ledger writer commits on its own thread; when a hotkey arrives
-    while that thread holds the GIL, CPython lets it run for up to its
-    switch interval (5 ms by default) before the event loop gets to send
-    the mute.  0.5 ms keeps that wait inside the pause-latency budget; the
-    extra switches cost the writer little (it mostly waits on the disk).
-    """
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 @dataclass
@@ -114,6 +98,7 @@ async def start_listener(config: Config, ledger: LedgerSink, *, prompts: PromptR
             await ingest.aclose()
         raise
     await warmed
+    freeze_startup_heap()
     return RunningListener(listener, engine, ledger, ingest, desk)
 
 

@@ -51,13 +51,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from callguard.adapters.interpreter import freeze_startup_heap, tune_interpreter
 from callguard.adapters.signals import stop_on_signals
 from callguard.config import Config
 from callguard.core import commands as cmd
@@ -189,10 +189,9 @@ class FreeSwitchListener:
                                                    connector=self._connector)
         # Not while the first caller waits in silence on the socket.
         self.engine.policy.warm_up()
-        # Everything loaded so far (numbering metadata, SQLAlchemy, the catalogue) lives
-        # as long as the process: keep it out of the cyclic GC's full collections, which
-        # would otherwise stall the pause path for milliseconds at a time.
-        gc.freeze()
+        # Everything loaded so far (numbering metadata, the catalogue) lives as long as the
+        # process: keep it out of the cyclic GC's full collections (see adapters/interpreter.py).
+        freeze_startup_heap()
         self.outbound = OutboundThread(self.fs.listen_host, self.fs.listen_port, self,
                                        max_calls=self.fs.max_calls,
                                        action_timeout_s=self.fs.action_timeout_ms / 1000.0)
@@ -849,6 +848,7 @@ async def serve(config: Config, ledger: LedgerSink, *, prompts: PromptResolver |
                 ready: Callable[[FreeSwitchListener], None] | None = None) -> None:
     """Run until ``stop`` is set (or SIGINT/SIGTERM); raise InboundRefused if FreeSWITCH says no at once."""
     stop = stop or asyncio.Event()
+    tune_interpreter()
     with stop_on_signals(stop):
         listener = FreeSwitchListener(config, ledger, prompts=prompts)
         await listener.start()
