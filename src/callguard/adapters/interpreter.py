@@ -30,13 +30,22 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+_collected = False
+
+
 def freeze_startup_heap() -> None:
-    """After start-up and warm-up: collect once, then move every survivor out of the GC's reach.
+    """After start-up and warm-up: move every live object out of the GC's reach.
 
     Objects frozen here are never scanned again (nor collected: anything
-    start-up allocated lives as long as the process anyway).
+    start-up allocated lives as long as the process anyway).  The first call
+    in a process collects first, so no start-up garbage is frozen with them;
+    later calls (a process that starts listeners again, like the test
+    suite) only freeze, which costs next to nothing.
     """
-    gc.collect()
+    global _collected
+    if not _collected:
+        gc.collect()
+        _collected = True
     gc.freeze()
 
 
