@@ -135,7 +135,7 @@ class Engine:
             self._skew = event.at - received
         session = self.sessions.get(call_id)
         if session is None:
-            if not isinstance(event, ev.CallOffered) or call_id in self._finished:
+            if not isinstance(event, (ev.CallOffered, ev.CallAdopted)) or call_id in self._finished:
                 self.stats.ignored_events += 1
                 return
             session = CallSession(call_id, self.settings, self.policy, self.prompts)

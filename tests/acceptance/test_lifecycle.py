@@ -109,3 +109,44 @@ async def test_sigterm_stops_the_listener_within_2_s_while_the_pbx_is_unreachabl
         if stuck.running:
             await stuck.kill()
         stuck.close()
+
+
+async def test_a_restarted_listener_adopts_live_calls_and_closes_lost_ones(pbx: Pbx, listener: ListenerProcess,
+                                                                         tmp_path: Path):
+    """Issue 11 §3: kill -9, restart: live calls are controllable again, the dead one is closed honestly."""
+    calls = []
+    for _ in range(3):
+        call = await pbx.call(NEW_YORK)
+        await call.answer_notice("1")
+        await listener.wait_entry(call.call_id, "recording-started")
+        calls.append(call)
+    paused, plain, gone = calls
+    await paused.wait_bridged()
+    await paused.hotkey("pause")
+    await listener.wait_entry(paused.call_id, "recording-muted")
+    await plain.wait_bridged()
+    await listener.kill()
+    await gone.hangup()  # ends while nobody listens
+    restarted = await start_listener(pbx, tmp_path)
+    try:
+        adopted = await restarted.wait_entry(paused.call_id, "call-adopted")
+        assert adopted.data["recording"] is True and adopted.data["muted_for"] == ["pause"]
+        await restarted.wait_entry(paused.call_id, "recording-muted", reasons=["pause"])  # re-asserted
+        assert (await restarted.wait_entry(plain.call_id, "call-adopted")).data["muted_for"] == []
+        lost = await restarted.wait_entry(gone.call_id, "listener-lost")
+        assert lost.data["detail"].startswith("listener lost, outcome unknown from ")
+        # The adopted calls are controllable again: hotkeys act on them.
+        await plain.hotkey("pause")
+        muted = await restarted.wait_entry(plain.call_id, "recording-muted", reasons=["pause"])
+        await paused.hotkey("resume")
+        await restarted.wait_entry(paused.call_id, "recording-unmuted")
+        assert not plain.audible_between(muted.pbx_time_us / 1e6 + 0.05, time.time() - 0.05)
+        for call in (paused, plain):
+            await call.hangup()
+            await restarted.wait_entry(call.call_id, "hangup")
+        # One fact, one entry: the killed process's calls are not counted twice.
+        assert restarted.kinds(gone.call_id).count("listener-lost") == 1
+        assert restarted.kinds(paused.call_id).count("call-adopted") == 1
+    finally:
+        await restarted.terminate()
+        restarted.close()

@@ -39,7 +39,20 @@ def _case(state, input_, target, feed, expect=(), number=None, policy=None, prom
                         id=f"{state.value}--{input_.value}")
 
 
+def adopted(recording: bool, **flags: bool) -> tuple:
+    """A CallAdopted, fed to a session that has seen nothing yet (a listener that just started)."""
+    return (ev.CallAdopted, "1795372922.4", CALLER, (ev.Party(CALLER, NY_NUMBER, "José"),), recording,
+            "callguard-1795372922.4.wav", "granted", flags.get("paused", False), flags.get("payment", False),
+            flags.get("muted", False))
+
+
+FRESH = "fresh"  #: ``before`` marker: do not reach a state, feed ``feed`` to a brand-new session
+
 CASES = [
+    _case(S.OFFERED, I.ADOPTED, S.RECORDING, [adopted(True)], before=FRESH),
+    _case(S.OFFERED, I.ADOPTED_MUTE, S.MUTING, [adopted(True, payment=True)], [cmd.MuteRecording, cmd.StartTimer],
+          before=FRESH),
+    _case(S.OFFERED, I.ADOPTED_UNRECORDED, S.UNRECORDED, [adopted(False)], before=FRESH),
     _case(S.OFFERED, I.ANSWERED, S.NOTICE, [(ev.CallAnswered,)], [cmd.PlayAndCollect]),
     _case(S.OFFERED, I.NOT_ALLOWED, S.UNRECORDED, [(ev.CallAnswered,)], [cmd.ContinueDialplan],
           policy=Policy.with_overrides({"US-CA": "never"}, home="US-TX")),
@@ -86,9 +99,10 @@ CASES = [
 @pytest.mark.parametrize("state,input_,target,feed,expect,number,policy,prompts,before", CASES)
 def test_transition(state, input_, target, feed, expect, number, policy, prompts, before):
     d = Driver(number=number or "+14155550123", policy=policy, prompts=prompts)
-    reach(d, state)
-    for step in before or []:
-        d.feed(*step)
+    if before != FRESH:
+        reach(d, state)
+        for step in before or []:
+            d.feed(*step)
     assert d.session.state is state, f"setup reached {d.state}, not {state.value}"
     out = []
     for step in feed:
@@ -265,3 +279,14 @@ def test_a_listener_stopping_stops_the_recording_once_and_the_pbx_confirms_it(dr
     stops = driver.entries("recording-stopped")
     assert len(stops) == 1 and stops[0].data["reason"] == "listener-shutdown"
     assert driver.entries("recording-stop-confirmed")[-1].data["reason"] == "listener-shutdown"
+
+
+def test_an_adopted_call_is_never_louder_than_it_was(driver):
+    """Muted under the earlier process for a reason it took with it: still muted, until someone resumes."""
+    out = driver.feed(*adopted(True, muted=True))
+    assert driver.state == "muting" and any(isinstance(c, cmd.MuteRecording) for c in out)
+    entry = driver.entries("call-adopted")[0]
+    assert entry.data["recording"] is True and entry.data["muted_for"] == ["pause"]
+    driver.feed(ev.RecordingMuted)
+    driver.feed(ev.ResumeRequested, ev.Source.HOTKEY)
+    assert driver.state == "unmuting"

@@ -90,6 +90,29 @@ class CallOffered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CallAdopted(Event):
+    """A call decided by an earlier listener process, found live on the PBX and taken over.
+
+    What the PBX still says about it: ``recording`` (the recording still
+    runs), the pause / payment signals the dialplan left on the channel, and
+    ``muted`` (the earlier process had the recording silent).  The session
+    resumes in the matching state and re-asserts the mute when any reason
+    for silence is found: an adopted call is never louder than it was.
+    Reusable by any listener that restarts or takes over (high availability).
+    """
+
+    call_id: str
+    channel: str
+    parties: tuple[Party, ...]
+    recording: bool
+    recording_file: str = ""
+    decision: str = ""
+    paused: bool = False
+    payment: bool = False
+    muted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CallAnswered(Event):
     """The leg callguard controls was answered (media can be played)."""
 
@@ -291,6 +314,7 @@ class HungUp(Event):
 
 
 __all__ = [
+    "CallAdopted",
     "CallAnswered",
     "CallOffered",
     "CaptureEnded",

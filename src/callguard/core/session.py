@@ -86,6 +86,9 @@ class Input(str, Enum):
     FORBID = "forbid"  #: a party joined whose rule rules out this recording
     SHUTDOWN = "shutdown"  #: the listener is stopping: nobody left to supervise the recording
     HANGUP = "hangup"
+    ADOPTED = "adopted"  #: taken over from an earlier listener process, recording audible
+    ADOPTED_MUTE = "adopted-mute"  #: taken over, and something wants the recording silent
+    ADOPTED_UNRECORDED = "adopted-unrecorded"  #: taken over, nothing records
     NOTHING = "nothing"
 
 
@@ -95,6 +98,9 @@ _S, _I = State, Input
 _RECORDING_STATES = (_S.STARTING, _S.RECORDING, _S.MUTING, _S.MUTED, _S.UNMUTING)
 TRANSITIONS: dict[tuple[State, Input], tuple[State, str]] = {
     (_S.OFFERED, _I.ANSWERED): (_S.NOTICE, "_play_notice"),
+    (_S.OFFERED, _I.ADOPTED): (_S.RECORDING, "_nothing"),
+    (_S.OFFERED, _I.ADOPTED_MUTE): (_S.MUTING, "_mute"),
+    (_S.OFFERED, _I.ADOPTED_UNRECORDED): (_S.UNRECORDED, "_nothing"),
     (_S.OFFERED, _I.NOT_ALLOWED): (_S.UNRECORDED, "_continue_not_allowed"),
     (_S.OFFERED, _I.NOTICE_UNAVAILABLE): (_S.UNRECORDED, "_continue_without_notice"),
     (_S.NOTICE, _I.NOTICE_STARTED): (_S.NOTICE, "_log_notice_started"),
@@ -305,6 +311,34 @@ class CallSession:
         if event.answered:
             return self._on_answered(ev.CallAnswered(event.at), out)
         return Input.NOTHING
+
+    def _on_adopted(self, event: ev.CallAdopted, out: list[Command]) -> Input:
+        if self.channel:
+            return Input.NOTHING
+        self.channel = event.channel
+        self.parties = list(event.parties)
+        self._everyone = list(event.parties)
+        self.recording_file = event.recording_file or recording_file_name(self.call_id,
+                                                                          self.settings.recording_extension)
+        self.rule = self._evaluate(self.parties)
+        caller = self.parties[0].number if self.parties else None
+        self.language = self.policy.language_for(caller, self.prompts.languages())
+        self.decision = event.decision
+        if event.paused:
+            self.flags.paused_by = ev.Source.HOTKEY
+        if event.payment:
+            self.flags.payment_by = ev.Source.IVR
+        if event.muted and not self.flags.mute_wanted:
+            # Silent under the earlier process for a reason it took with it (a joiner
+            # who had not agreed, an API pause): stays silent until someone resumes.
+            self.flags.paused_by = ev.Source.ENGINE
+        self._log(out, "call-adopted", event.at, channel=event.channel, recording=event.recording,
+                  file=self.recording_file if event.recording else None, decision=event.decision or None,
+                  muted_for=self.flags.reasons() if event.recording else [],
+                  detail="taken over from an earlier listener process; state read back from the PBX")
+        if not event.recording:
+            return Input.ADOPTED_UNRECORDED
+        return Input.ADOPTED_MUTE if self.flags.mute_wanted else Input.ADOPTED
 
     def _on_answered(self, event: ev.CallAnswered, out: list[Command]) -> Input:
         if self.answered_at is not None or self.rule is None:
@@ -785,6 +819,7 @@ def _party_data(party: ev.Party, rule: PartyRule) -> dict[str, object]:
 
 _CLASSIFIERS: dict[type, Callable[..., Input]] = {
     ev.CallOffered: CallSession._on_offered,
+    ev.CallAdopted: CallSession._on_adopted,
     ev.CallAnswered: CallSession._on_answered,
     ev.NoticeStarted: CallSession._on_notice_started,
     ev.DigitsCollected: CallSession._on_digits,

@@ -143,6 +143,11 @@ def _apply(call: Call, entry: ProjectedEntry) -> None:
         call.final_state = _text(data.get("state"), 64)
         call.hangup_cause = _text(data.get("cause"), 128)
         call.ended_at = at
+    elif kind == "listener-lost":
+        # Reconciled by the next listener process: not "in progress" forever, not a hangup either.
+        call.final_state = "unknown"
+        call.hangup_cause = _text(data.get("detail"), 128) or "listener lost, outcome unknown"
+        call.ended_at = at
 
 
 def project(session: Session, entries: Iterable[ProjectedEntry]) -> None:

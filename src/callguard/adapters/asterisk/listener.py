@@ -46,10 +46,23 @@ import posixpath
 import re
 import time
 from collections import OrderedDict
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from callguard.adapters.asterisk import agi
+from callguard.adapters.asterisk.adoption import (
+    CALL_VARIABLE,
+    CONSENT_VARIABLE,
+    MIXMON_ID_VARIABLE,
+    MUTED_VARIABLE,
+    PAUSE_VARIABLE,
+    PAYMENT_VARIABLE,
+    LiveCall,
+    find_live_calls,
+    ledger_reader,
+    lost_calls,
+)
 from callguard.adapters.asterisk.agi import AgiResult, UnsafeAgiArgument
 from callguard.adapters.asterisk.manager import AmiManager, tls_context
 from callguard.adapters.asterisk.payments import PAYMENT_CONTEXT, is_player
@@ -84,14 +97,9 @@ log = logging.getLogger("callguard.asterisk")
 JOIN_CONTEXT = "callguard-join"
 #: AsyncAGI channels in contexts with this prefix are callguard's (callguard-inbound, callguard-join, ...).
 CONTEXT_PREFIX = "callguard"
-CONSENT_VARIABLE = "CALLGUARD_CONSENT"
-MIXMON_ID_VARIABLE = "CALLGUARD_MIXMON_ID"
 #: Channel variables the shipped dialplan sets next to each UserEvent, so a
 #: signal sent while we were disconnected is still seen after a reconnect.
-PAYMENT_VARIABLE = "CALLGUARD_PAYMENT"
-PAUSE_VARIABLE = "CALLGUARD_PAUSED"
 #: 1 while the recording is confirmed silent (the dialplan's payment guard waits for it)
-MUTED_VARIABLE = "CALLGUARD_MUTED"
 #: bridges whose members are remembered (a bridge the recorded channel may still enter)
 MAX_BRIDGES = 4096
 #: heartbeat ticks between two reads of the dialplan's fallback notes
@@ -221,6 +229,9 @@ class AsteriskListener:
         self.rejected = 0  #: signals whose read-back did not confirm them
         self.guard_s = config.agi_guard_s
         self._draining = asyncio.Lock()
+        self._reconciled = False  #: calls left open in the ledger were closed (first login)
+        self._started_at = clock()
+        self.adopted = 0
         self._ticks = 0
         self.heartbeats = 0
         self.resyncs = 0
@@ -244,6 +255,7 @@ class AsteriskListener:
     async def start(self) -> None:
         """Connect and log in (raises :class:`AuthenticationFailed` on bad credentials)."""
         assert self.engine is not None, "attach(engine) first"
+        self._started_at = self.clock()
         await self.manager.connect()
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeat_loop(),
@@ -542,9 +554,11 @@ class AsteriskListener:
         self._probing[name] = False
         self._spawn(self._identify_parked(msg.at, name, env, raw_env is not None))
 
-    async def _identify_parked(self, at: float, name: str, env: dict[str, str], had_env: bool) -> None:
+    async def _identify_parked(self, at: float, name: str, env: dict[str, str], had_env: bool,
+                               read_caller: bool = False) -> None:
         try:
-            facts = await self.prober.facts(name, [LINKEDID, CONTEXT, CONFERENCE_VARIABLE])
+            facts = await self.prober.facts(name, [LINKEDID, CONTEXT, CONFERENCE_VARIABLE]
+                                            + ([CALLER_NUMBER] if read_caller else []))
         finally:
             hung_up = self._probing.pop(name, False)
         if facts is None or hung_up:
@@ -552,6 +566,8 @@ class AsteriskListener:
                         name)
             return
         number, caller_name = env.get("agi_callerid"), env.get("agi_calleridname")
+        if read_caller:  # found parked by a resync: no Env to read the caller from
+            number = facts.get(CALLER_NUMBER) or None
         if not had_env:
             # Asterisk's AsyncAGIStart was cut by CR/LF in the caller ID: whatever
             # followed it in the frame was written by the caller.
@@ -612,6 +628,9 @@ class AsteriskListener:
         if callee:
             parties.append(ev.Party("", callee, None, "callee"))
         self.guard_parked([controlled])
+        # The mark a later listener process adopts the call by (adoption.py).
+        self._send({"Action": "Setvar", "Channel": name, "Variable": CALL_VARIABLE,
+                    "Value": call_id}).add_done_callback(_ignore)
         self._feed(call, ev.CallOffered(at, call_id, name, tuple(parties)))
         if self.engine is not None and self.engine.session(call_id) is None:
             self._forget(call)
@@ -1075,21 +1094,83 @@ class AsteriskListener:
                 call.channels.pop(name, None)
                 self._by_channel.pop(name, None)
                 self._feed(call, ev.HungUp(now, "left while disconnected", name))
+        strangers = []
         for name, item in live.items():
             parked = item.get("Application") == "AGI" and item.get("ApplicationData", "").startswith("agi:async")
             call = self._by_channel.get(name)
             if call is not None and parked:
                 await self._take_over(call, call.channels[name])
-            elif parked:
-                self._agi_parked(now, name, item.get("Linkedid") or item.get("Uniqueid", ""),
-                                 item.get("Uniqueid", ""), item.get("Context", ""), item.get("CallerIDNum"),
-                                 item.get("CallerIDName"))
-            elif call is None:
-                self._unseen_party(now, name, item)
+            elif parked and name not in self._probing:
+                self._probing[name] = False
+                self._spawn(self._identify_parked(now, name, {}, True, read_caller=True))
+            elif call is None and not parked and not is_player(name):
+                strangers.append(name)
+        # Calls an earlier process decided (it died, or we are taking over): adopt them first,
+        # so the legs in their bridges are known parties, not strangers.
+        adopted = await find_live_calls(self.prober, strangers, set(self.calls) | set(self._ended))
+        for found in adopted:
+            self._adopt(now, found, live)
+        for name in strangers:
+            if name not in self._by_channel:
+                self._unseen_party(now, name, live[name])
         for call in list(self.calls.values()):
             await self._reassert(call)
+        if not self._reconciled:
+            self._reconciled = True
+            await self._close_lost_calls()
         if self.payments is not None:
             self.payments.link_restored()
+
+    def _adopt(self, now: float, found: LiveCall, live: dict[str, AmiMessage]) -> None:
+        """Control a call an earlier listener process decided (see adoption.py)."""
+        if found.call_id in self.calls:
+            return
+        call = _Call(found.call_id, found.linkedid, found.channel)
+        call.mixmon_id, call.recording_wanted = found.mixmon_id, found.recording
+        self._channel(call, found.channel, "caller")
+        self.calls[call.call_id] = call
+        self._by_linkedid[call.linkedid] = call
+        bridge = _first(live[found.channel].get("BridgeId", ""))
+        members = [n for n, item in live.items()
+                   if bridge and n != found.channel and _first(item.get("BridgeId", "")) == bridge]
+        if bridge:
+            self._set_bridge(call, bridge)
+            self._members[bridge] = {found.channel, *members}
+        for name in members:  # on the call before we came: parties the ledger already has
+            self._channel(call, name, "joiner")
+        log.warning("call %s: adopted from an earlier listener process (%s%s%s)", call.call_id,
+                    "recording" if found.recording else "not recorded", ", paused" if found.paused else "",
+                    ", payment" if found.payment else "")
+        self.adopted += 1
+        self._feed(call, ev.CallAdopted(now, call.call_id, found.channel,
+                                        (ev.Party(found.channel, found.number, None, "caller"),),
+                                        found.recording, "", found.decision, found.paused, found.payment,
+                                        found.muted))
+
+    async def _close_lost_calls(self) -> None:
+        """Calls the ledger still has in progress that no PBX channel carries any more: lost with the
+        process before us.  Each gets one ``listener-lost`` entry, so no call stays open forever."""
+        engine = self.engine
+        if engine is None:
+            return
+        ledger = ledger_reader(engine.ledger)
+        if ledger is None:
+            return
+        try:
+            lost = await asyncio.to_thread(lost_calls, ledger.engine, ledger.chain_id,  # type: ignore[attr-defined]
+                                           set(self.calls) | set(engine.sessions), self._started_at)
+        except Exception as exc:  # noqa: BLE001 - a ledger we cannot read must not stop the listener
+            log.error("could not look for calls left open in the ledger: %s", exc)
+            return
+        now = self._now()
+        for call in lost:
+            if call.call_id in self.calls or call.call_id in engine.sessions:
+                continue  # adopted or offered while the ledger was read
+            since = datetime.fromtimestamp(call.last_seen, timezone.utc).isoformat(timespec="seconds")
+            log.warning("call %s: left in progress by an earlier listener process; closed as lost", call.call_id)
+            engine.ledger.append(cmd.LedgerEntry(call.call_id, "listener-lost", now, {
+                "detail": f"listener lost, outcome unknown from {since}", "since": call.last_seen,
+                "confirmed_by": "listener"}), now)
 
     def _unseen_party(self, now: float, name: str, item: AmiMessage) -> None:
         """A channel of one of our calls, bridged while we were away: identified like any joiner."""
