@@ -275,6 +275,10 @@ class PaymentDesk:
         if session is None or session.finished:
             self._handle(payment, cap.CallEnded(self.engine.pbx_now()))
             return
+        if entry.kind == "party-joined" and not payment.capture.finished:
+            # Someone new is on the call mid-capture: keep the caller's keys from them too (a driver
+            # that cannot ends the payment: ProtectionFailed).
+            self.driver.payment_guard(payment.call_id, payment.capture.payment_id, True)
         self._check_protected(payment, session)
 
     def _check_protected(self, payment: _Payment, session: CallSession) -> None:

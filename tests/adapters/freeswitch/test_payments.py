@@ -291,3 +291,26 @@ async def test_an_ivr_step_on_the_callers_leg_starts_a_payment(pay_rig: Rig, gat
     assert (started["source"], started["amount"], started["staff_leg"]) == ("ivr", "3.00", record.agent.uuid)
     assert len(rig.entries(record.call_id, "payment-started")) == 1
     assert record.agent.keypad.heard == []
+
+
+async def test_a_party_joining_mid_capture_is_kept_from_the_keys_too(pay_rig: Rig) -> None:
+    rig = pay_rig
+
+    async def payment(record: CallRecord) -> None:
+        desk(rig).start(record.call_id, amount="5", currency="GBP")
+        await wait_phase(rig, record.call_id, "collecting")
+        rig.fake.press(record.caller, "4111")
+        guest = rig.fake.new_channel("+442079460000", "Guest", direction="outbound", destination="+442079460000",
+                                     caller=record.caller)
+        record.joiners["guest"] = guest
+        rig.fake.bridge(record.caller, guest)  # bridged in straight away (e.g. a blind transfer)
+        await rig.wait_for(lambda: guest.keypad.dtmf_blocked and guest.keypad.write_mute)
+        rig.fake.press(record.caller, "11111111")
+        assert [h for h in guest.keypad.heard if h[1] == "1"] == []
+        assert desk(rig).active(record.call_id) is not None
+        assert desk(rig).cancel(record.call_id)
+        await wait_kind(rig, record.call_id, "payment-ended", outcome="cancelled")
+        await rig.wait_for(lambda: not guest.keypad.dtmf_blocked)
+
+    record = await paid_call(rig, payment)
+    assert record.agent.keypad.heard == []
