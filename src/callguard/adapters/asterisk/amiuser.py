@@ -14,13 +14,12 @@ Pure text processing over the files named; nothing here talks to a PBX.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from callguard.adapters.asterisk.conffile import SECTION, conf_lines
+
 DEFAULT_MANAGER_CONF = "/etc/asterisk/manager.conf"
-_SECTION = re.compile(r"^\[([^\]]+)\](?:\(([^)]*)\))?")
-_INCLUDE = re.compile(r"^#(try)?include\s+\"?([^\"]+?)\"?\s*$")
 
 
 @dataclass(frozen=True)
@@ -35,32 +34,13 @@ class ReadClasses:
         return bool(self.classes & {"dtmf", "all"})
 
 
-def _lines(path: Path, seen: frozenset[Path] = frozenset()) -> list[tuple[str, str]]:
-    """``(text, file:line)`` for every line of ``path`` and what it includes, comments cut."""
-    path = path.resolve()
-    if path in seen:
-        return []
-    out: list[tuple[str, str]] = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        line = raw.split(";", 1)[0].strip()
-        include = _INCLUDE.match(line)
-        if include:
-            target = Path(include.group(2))
-            target = target if target.is_absolute() else path.parent / target
-            if target.is_file() or not include.group(1):
-                out.extend(_lines(target, seen | {path}))
-        elif line:
-            out.append((line, f"{path}:{number}"))
-    return out
-
-
 def read_classes(path: Path, username: str) -> ReadClasses | None:
     """The read classes of ``username`` in ``path`` (None: no such user section)."""
     sections: dict[str, list[tuple[str, str, str]]] = {}  #: section -> (key, value, where)
     templates: dict[str, list[str]] = {}
     current: str | None = None
-    for line, where in _lines(path):
-        header = _SECTION.match(line)
+    for line, where in conf_lines(path):
+        header = SECTION.match(line)
         if header:
             current = header.group(1).strip()
             sections.setdefault(current, [])

@@ -14,15 +14,14 @@ Pure text processing over the files named; nothing here talks to a PBX.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from callguard.adapters.asterisk.conffile import SECTION, conf_lines
 
 #: the codes ``dialplan/asterisk/features_callguard.conf`` ships, used when the file does not include it
 SHIPPED = {"callguard_pause": "*6", "callguard_resume": "*7"}
 
-_SECTION = re.compile(r"^\[([^\]]+)\]")
-_INCLUDE = re.compile(r"^#(try)?include\s+\"?([^\"]+?)\"?\s*$")
 
 
 @dataclass(frozen=True)
@@ -35,23 +34,12 @@ class FeatureCode:
     where: str  #: file:line
 
 
-def read_features(path: Path, _seen: frozenset[Path] = frozenset()) -> list[FeatureCode]:
+def read_features(path: Path) -> list[FeatureCode]:
     """Every ``[featuremap]`` and ``[applicationmap]`` code in ``path`` and the files it includes."""
-    path = path.resolve()
-    if path in _seen:
-        return []
     codes: list[FeatureCode] = []
     section = ""
-    for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        line = raw.split(";", 1)[0].strip()
-        include = _INCLUDE.match(line)
-        if include:
-            target = Path(include.group(2))
-            target = target if target.is_absolute() else path.parent / target
-            if target.is_file() or not include.group(1):
-                codes.extend(read_features(target, _seen | {path}))
-            continue
-        header = _SECTION.match(line)
+    for line, where in conf_lines(path):
+        header = SECTION.match(line)
         if header:
             section = header.group(1).strip()
             continue
@@ -60,7 +48,7 @@ def read_features(path: Path, _seen: frozenset[Path] = frozenset()) -> list[Feat
         name, _, value = line.partition("=>") if "=>" in line else line.partition("=")
         code = value.split(",", 1)[0].strip()
         if code:
-            codes.append(FeatureCode(name.strip(), code, section, f"{path}:{number}"))
+            codes.append(FeatureCode(name.strip(), code, section, where))
     return codes
 
 
