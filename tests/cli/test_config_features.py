@@ -37,7 +37,8 @@ def test_the_shipped_hotkeys_do_not_collide_with_a_stock_freepbx_featuremap(tmp_
     (tmp_path / "features.conf").write_text(FREEPBX_STYLE)
     result = check(tmp_path, tmp_path / "features.conf")
     assert result.exit_code == 0, result.output
-    assert "hotkeys:  callguard_pause *6, callguard_resume *7: no collision with" in result.output
+    assert ("hotkeys:  callguard_pause *6, callguard_resume *7, callguard_card *8, callguard_card_cancel *9: "
+            "no collision with") in result.output
     assert "hotkeys:  WARNING" not in result.output
 
 

@@ -1403,7 +1403,8 @@ class FakeAsterisk:
                 not self.customer_features:
             return  # the shipped Gosub ignores the caller's own channel
         self._set(channel, "CALLGUARD_HOTKEY", f"{action}:{self._next_seq(channel)}")
-        self._set(call.channel, "CALLGUARD_PAUSED", "1" if action == "pause" else "0")  # MASTER_CHANNEL()
+        if action in ("pause", "resume"):  # the card Gosubs (callguard-card) leave it alone
+            self._set(call.channel, "CALLGUARD_PAUSED", "1" if action == "pause" else "0")  # MASTER_CHANNEL()
         self._user_event(call, channel, action, "agent-hotkey", context=FEATURE_CONTEXT)
 
     async def _signal(self, call: FakeCall, action: str) -> None:
@@ -1413,7 +1414,7 @@ class FakeAsterisk:
             return
         if action.startswith("payment"):
             self._set(channel, "CALLGUARD_PAYMENT", "1" if action == "payment-start" else "0")
-        else:
+        elif action in ("pause", "resume"):  # callguard-card's ivr step leaves both alone
             self._set(channel, "CALLGUARD_PAUSED", "1" if action == "pause" else "0")
         self._set(channel, "CALLGUARD_SIGNAL", f"{action}:{self._next_seq(channel)}")
         self._user_event(call, channel, action, "ivr", context="callguard-signal")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from callguard.adapters.asterisk import listener, trust
+from callguard.adapters.asterisk.payments import CARD_ACTIONS
 from callguard.core.events import Source
 
 DIALPLAN = Path(__file__).parents[3] / "dialplan" / "asterisk"
@@ -36,7 +37,8 @@ def sections(path: Path) -> dict[str, list[str]]:
     return out
 
 
-EXT = sections(DIALPLAN / "extensions_callguard.conf")
+#: both shipped extension files (the payments one holds callguard-card, which features_callguard.conf uses)
+EXT = {**sections(DIALPLAN / "extensions_callguard.conf"), **sections(DIALPLAN / "extensions_callguard_payments.conf")}
 FEATURES = sections(DIALPLAN / "features_callguard.conf")
 MANAGER = sections(DIALPLAN / "manager_callguard.conf")
 
@@ -63,11 +65,12 @@ def test_user_events_match_what_the_listener_understands():
     events = [re.search(r"UserEvent\((\w+),Action: ([a-z-]+),Source: ([a-z-]+)\)", line)
               for lines in EXT.values() for line in lines if "UserEvent(" in line]
     assert events and all(events)
+    understood = {*listener._SIGNALS, *CARD_ACTIONS}  # card actions: adapters/asterisk/payments.py
     for m in events:
         assert m.group(1).lower() == listener.USER_EVENT
-        assert m.group(2) in listener._SIGNALS
+        assert m.group(2) in understood
         assert Source.parse(m.group(3)).value == m.group(3)
-    assert {m.group(2) for m in events} == set(listener._SIGNALS)
+    assert {m.group(2) for m in events} == understood
 
 
 def test_state_variables_are_the_ones_resync_reads():

@@ -281,3 +281,41 @@ async def test_the_guard_goes_on_the_local_half_in_the_callers_bridge_whichever_
     assert [h for h in call.agent_heard if h[1] == "4"] == []
     assert desk(rig).cancel(call.linkedid)
     await rig.wait_kind(call.linkedid, "payment-ended", outcome="cancelled")
+
+
+async def test_the_agent_starts_and_cancels_with_hotkeys_confirmed_by_getvar(pay_rig: Rig) -> None:
+    """*8 / *9: acted on only once Getvar reads back what the card Gosub wrote on the staff channel."""
+    rig = pay_rig
+    call = await bridged_call(rig)
+    call.agent.variables.update({"CALLGUARD_PAY_AMOUNT": "12.50", "CALLGUARD_PAY_CURRENCY": "EUR"})  # the CRM's
+    await call.hotkey("card-start")
+    await wait_phase(rig, call, "collecting")
+    started = rig.entry(call.linkedid, "payment-started").data
+    assert (started["source"], started["staff_leg"], started["amount"], started["currency"]) == (
+        "agent-hotkey", call.agent.name, "12.50", "EUR")
+    await key(call, "4111")
+    rejected = rig.listener.rejected
+    # a forged card-cancel (a caller's CR/LF caller id can write whole frames): no Gosub wrote anything
+    rig.pbx._user_event(call, call.agent, "card-cancel", "agent-hotkey")
+    await rig.wait_for(lambda: rig.listener.rejected > rejected, what="the forged cancel refused")
+    assert desk(rig).active(call.linkedid) is not None
+    # a replay of the genuine start cannot start a second one (its sequence was acted on)
+    rig.pbx._user_event(call, call.agent, "card-start", "agent-hotkey")
+    await rig.wait_for(lambda: rig.listener.rejected > rejected + 1, what="the replayed start refused")
+    await call.hotkey("card-cancel")
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="cancelled", reason="cancelled by agent-hotkey")
+    assert [h for h in call.agent_heard if h[1] == "4"] == []
+    assert len([e for e in rig.timeline(call.linkedid) if e.kind == "payment-started"]) == 1
+
+
+async def test_an_ivr_step_starts_a_card_payment(pay_rig: Rig) -> None:
+    rig = pay_rig
+    call = await bridged_call(rig)
+    call.channel.variables.update({"CALLGUARD_PAY_AMOUNT": "3.00", "CALLGUARD_PAY_CURRENCY": "GBP"})
+    await call.ivr("card-start")  # Gosub(callguard-card,ivr,1) on the caller's channel
+    await wait_phase(rig, call, "collecting")
+    await key(call, TEST_CARD + "#1230123")
+    await rig.wait_kind(call.linkedid, "payment-ended", outcome="approved")
+    started = rig.entry(call.linkedid, "payment-started").data
+    assert (started["source"], started["amount"]) == ("ivr", "3.00")
+    assert rig.entry(call.linkedid, "payment-ended").data["last4"] == "1111"

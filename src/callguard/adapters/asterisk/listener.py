@@ -65,7 +65,7 @@ from callguard.adapters.asterisk.adoption import (
 )
 from callguard.adapters.asterisk.agi import AgiResult, UnsafeAgiArgument
 from callguard.adapters.asterisk.manager import AmiManager, tls_context
-from callguard.adapters.asterisk.payments import PAYMENT_CONTEXT, is_player
+from callguard.adapters.asterisk.payments import CARD_ACTIONS, PAYMENT_CONTEXT, is_player
 from callguard.adapters.asterisk.protocol import ActionTimeout, AmiError, ConnectionLost
 from callguard.adapters.asterisk.trust import (
     APPNAME,
@@ -765,7 +765,8 @@ class AsteriskListener:
         tightening = [a for a in actions if a in _SIGNALS and a not in LOOSENING]
         loosening = [a for a in actions if a in LOOSENING]
         if not tightening and not loosening:
-            log.warning("unknown CallGuard action %r from %s", "/".join(actions)[:40], claimed[:80])
+            if not set(actions) <= CARD_ACTIONS:  # card payments: adapters/asterisk/payments.py
+                log.warning("unknown CallGuard action %r from %s", "/".join(actions)[:40], claimed[:80])
             return
         source = ev.Source.parse(_lines(msg.get("Source", ""))[-1] if msg.get("Source") else None)
         for call in calls:

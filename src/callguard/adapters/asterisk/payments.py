@@ -37,6 +37,18 @@ What this relies on, exactly (verified on Asterisk 22, fixtures in DESIGN.md, or
   prompts are played with ``STREAM FILE`` (queued in order); ``ASYNCAGI
   BREAK`` after the last one hangs it up.  The agent does not hear them
   (the guard mutes what comes from the customer's side).
+
+Starting one from the PBX (``dialplan/asterisk/extensions_callguard_payments.conf``):
+``UserEvent(CallGuard,Action: card-start)`` from the agent's ``*8`` (a staff
+channel of the call) or from the IVR's ``Gosub(callguard-card,ivr,1)`` on the
+recorded channel; ``card-cancel`` from the agent's ``*9``.  A caller can
+forge AMI frames (DESIGN.md), so neither acts on what the event says: like a
+resume, each acts only once ``Getvar`` on the named channel confirms the
+variable the shipped Gosub wrote there (``CALLGUARD_HOTKEY`` /
+``CALLGUARD_SIGNAL`` = ``card-start:<seq>``, newer than the last acted on,
+and the staff mark; :func:`~callguard.adapters.asterisk.trust.check_signal`),
+and the amount is read back from that channel too
+(``CALLGUARD_PAY_AMOUNT`` / ``CALLGUARD_PAY_CURRENCY``; unset: tokenize).
 """
 
 from __future__ import annotations
@@ -48,8 +60,11 @@ from typing import TYPE_CHECKING
 
 from callguard.adapters.asterisk import agi
 from callguard.adapters.asterisk.protocol import AmiError, ConnectionLost
+from callguard.adapters.asterisk.trust import check_signal, variables_for_signal
 from callguard.adapters.asterisk.wire import AmiMessage
+from callguard.core import events as ev
 from callguard.core.commands import PromptRef
+from callguard.payments.desk import PaymentRefused
 
 if TYPE_CHECKING:
     from callguard.adapters.asterisk.listener import AsteriskListener, _Call
@@ -59,6 +74,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("callguard.asterisk")
 
 PAYMENT_CONTEXT = "callguard-payment"
+#: CallGuard UserEvent actions the card Gosubs send (the listener leaves them to this module)
+CARD_ACTIONS = frozenset({"card-start", "card-cancel"})
+#: on the channel that starts a payment: what to charge (unset: tokenize only)
+AMOUNT_VARIABLE, CURRENCY_VARIABLE = "CALLGUARD_PAY_AMOUNT", "CALLGUARD_PAY_CURRENCY"
 #: The channel-name mark of callguard's own payment prompt players (Local/pay-...@callguard-payment-...).
 PLAYER_MARK = f"@{PAYMENT_CONTEXT}-"
 
@@ -99,6 +118,7 @@ class AsteriskPayments:
         listener.manager.register_event("DTMFEnd", listener._guard(self._on_dtmf_end))
         listener.manager.register_event("AsyncAGIStart", listener._guard(self._on_agi_start))
         listener.manager.register_event("BridgeEnter", listener._guard(self._on_bridge_enter))
+        listener.manager.register_event("UserEvent", listener._guard(self._on_user_event))
         listener.manager.register_event("BridgeLeave", listener._guard(self._on_bridge_leave))
 
     # -- PaymentDriver -------------------------------------------------------------------------
@@ -210,6 +230,47 @@ class AsteriskPayments:
             self._by_exten.pop(exten, None)
         for text in queued:
             self._queue(call_id, player, text)
+
+    # -- starting and cancelling from the PBX ------------------------------------------------------
+
+    def _on_user_event(self, msg: AmiMessage) -> None:
+        from callguard.adapters.asterisk.listener import USER_EVENT, _channel_of, _lines
+
+        if self.desk is None or USER_EVENT not in _lines(msg.get("UserEvent", "")):
+            return
+        actions = _lines(msg.get("Action", ""))
+        if len(actions) != 1 or actions[0] not in CARD_ACTIONS:
+            return  # not ours, or a forged header line doubled it: nothing acts on an ambiguous event
+        claimed = _channel_of(msg)
+        calls = {c.call_id: c for c in (self.listener._by_linkedid.get(x)
+                                       for x in _lines(msg.get("Linkedid", ""), lower=False)) if c is not None}
+        for call in calls.values():
+            self.listener._spawn(self._confirm_card(call, actions[0], claimed))
+
+    async def _confirm_card(self, call: "_Call", action: str, claimed: str) -> None:
+        """Act on a card signal only once Asterisk confirms what the shipped Gosub wrote on ``claimed``."""
+        if not claimed:
+            return
+        variables = [*variables_for_signal(claimed, call.controlled), AMOUNT_VARIABLE, CURRENCY_VARIABLE]
+        facts = await self.listener.prober.facts(claimed, variables)
+        signal, why = check_signal(action, claimed, call.controlled, call.linkedid, facts,
+                                   call.signal_seq.get(claimed, 0), self.listener.staff)
+        if signal is None or facts is None or self.desk is None:
+            self.listener.rejected += 1
+            log.warning("call %s: %s claimed by %s not confirmed by Asterisk (%s): ignored", call.call_id, action,
+                        claimed[:80], why)
+            return
+        call.signal_seq[claimed] = signal.seq
+        staff = claimed != call.controlled
+        if action == "card-cancel":
+            self.desk.cancel(call.call_id, by=ev.Source.HOTKEY.value if staff else ev.Source.IVR.value)
+            return
+        try:
+            self.desk.start(call.call_id, amount=facts.get(AMOUNT_VARIABLE) or None,
+                            currency=facts.get(CURRENCY_VARIABLE), source=ev.Source.HOTKEY if staff else ev.Source.IVR,
+                            staff_leg=claimed if staff else "")
+        except PaymentRefused as exc:
+            log.warning("call %s: card payment from %s not started: %s", call.call_id, claimed[:80], exc)
 
     # -- keys -------------------------------------------------------------------------------------
 
