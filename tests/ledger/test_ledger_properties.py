@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -89,6 +89,7 @@ def test_clean_chain_has_no_problems(connection):
 
 
 @given(json_values, st.text(max_size=12), st.text(max_size=12))
+@example({"\x7f": None}, "", "")  # DEL: raw in the stored text, \u007f in the canonical form (found in CI)
 def test_verify_shortcut_hashes_stored_text_exactly_like_the_canonical_rule(value, call_id, kind):
     """``stored_entry_hash`` (no parsing) agrees with ``entry_hash`` whenever it answers."""
     stored = encode_data({"v": value})
@@ -96,5 +97,5 @@ def test_verify_shortcut_hashes_stored_text_exactly_like_the_canonical_rule(valu
               "received_at_us": 2, "prev_hash": "0" * 64}
     quick = stored_entry_hash(data_text=stored, **fields)
     assert quick is None or quick == entry_hash(data=json.loads(stored), **fields)
-    if stored.isascii():
+    if stored.isascii() and "\x7f" not in stored:
         assert quick is not None

@@ -104,11 +104,13 @@ def stored_entry_hash(*, chain_id: str, seq: int, call_id: str, kind: str, pbx_t
 
     The writer stores data sorted and compact (:func:`encode_data`), so for
     ASCII text the canonical document is a concatenation and ``ledger verify``
-    skips parsing and re-serialising it.  None when the text is not ASCII;
+    skips parsing and re-serialising it.  None when the text is not ASCII
+    or holds DEL (``\x7f``: the one ASCII character the stored form keeps
+    raw and the canonical form escapes as ``\u007f``);
     a result that differs from the stored hash must be re-checked with
     :func:`entry_hash` on the parsed data (the text may be valid but not canonical).
     """
-    if not data_text.isascii():
+    if not data_text.isascii() or "\x7f" in data_text:
         return None
     dumps = json.dumps
     document = (f'{{"call_id":{dumps(call_id)},"chain_id":{dumps(chain_id)},"data":{data_text},'
