@@ -54,6 +54,10 @@ async def serve_console(config: Config, engine: Engine, probe: ListenerProbe, *,
 
     ``payments``: the listener's card payment desk, if it takes card payments.
     """
+    # The web stack takes seconds to import and the app a while to build (FastAPI makes a
+    # schema per route): both happen on a worker thread, so the calls this loop is handling
+    # meanwhile (a notice, a pause) are not held up by the console starting.
+    await asyncio.to_thread(_import_web_stack)
     import uvicorn
 
     from callguard.web.app import create_app
@@ -65,12 +69,12 @@ async def serve_console(config: Config, engine: Engine, probe: ListenerProbe, *,
     control = CallControl(engine, payments=payments)
     credentials = Credentials(web.credentials)
     try:
-        credentials.users()
+        await asyncio.to_thread(credentials.users)
     except CredentialsError as exc:
         raise ConsoleError(str(exc)) from None
     console = Console(config, control, credentials, readiness=probe.readiness, pbx=pbx)
     metrics = ConsoleMetrics(engine, probe, pbx, last_sweep=lambda: _last_sweep(console))
-    app = create_app(console, metrics)
+    app = await asyncio.to_thread(create_app, console, metrics)
     wanted = web.port if port is None else port
     # Bound here, not by uvicorn: uvicorn answers a taken port with sys.exit(),
     # which would take the listener (and its calls) down with it.
@@ -101,6 +105,16 @@ async def serve_console(config: Config, engine: Engine, probe: ListenerProbe, *,
             await asyncio.wait_for(task, 5)
         engine.observers[:] = [o for o in engine.observers if o not in (control.observe, metrics.observe)]
         await asyncio.to_thread(console.close)
+
+
+def _import_web_stack() -> None:
+    """Import uvicorn, FastAPI and the console's modules (on a worker thread: see serve_console)."""
+    import uvicorn  # noqa: F401
+
+    import callguard.web.app  # noqa: F401
+    import callguard.web.context  # noqa: F401
+    import callguard.web.metrics  # noqa: F401
+    import callguard.web.users  # noqa: F401
 
 
 def _listen(host: str, port: int) -> socket.socket:
