@@ -406,7 +406,8 @@ def press_figures(presses: list[dict], written: dict[str, list[float]], runqueue
             "no_mute": {state: sum(1 for p in idle if p["state"] == state) for state in sorted({p["state"] for p in idle})}}
 
 
-async def run_one(calls: int, flood: int, rate: float, ledger_kind: str, trace: bool = False) -> dict:
+async def run_one(calls: int, flood: int, rate: float, ledger_kind: str, trace: bool = False,
+                  knobs: dict | None = None) -> dict:
     """One listener (this process) against one FakeAsterisk process; returns every figure."""
     from callguard.adapters.asterisk.runner import start_listener, tune_interpreter
     from callguard.config import parse_config
@@ -439,13 +440,27 @@ async def run_one(calls: int, flood: int, rate: float, ledger_kind: str, trace: 
                            "consent": {"timeout_ms": 60000},
                            "recording": {"confirm_timeout_ms": 10000, "start_timeout_ms": 30000},
                            "policy": {"home": "US-NY"},
-                           "ledger": {"url": f"sqlite:///{tmp}/ledger.sqlite"}}, "<bench>", environ={})
+                           "ledger": {"url": f"sqlite:///{tmp}/ledger.sqlite",
+                                      **({"batch_wait_ms": knobs["batch_wait_ms"]} if (knobs or {}).get("batch_wait_ms")
+                                         else {})}}, "<bench>", environ={})
     ledger = open_ledger(ledger_kind, config)
     writer_pid = getattr(ledger, "pid", None)
     tune_interpreter()  # as `callguard run asterisk` does
+    knobs = knobs or {}
+    if knobs.get("switch_interval_ms"):
+        sys.setswitchinterval(knobs["switch_interval_ms"] / 1000)
+    if knobs.get("no_freeze"):
+        from callguard.adapters import interpreter
+        interpreter.freeze_startup_heap = lambda: None
+        import callguard.adapters.asterisk.runner as runner_module
+        runner_module.freeze_startup_heap = lambda: None
+    if knobs.get("gc_threshold"):
+        gc.set_threshold(*knobs["gc_threshold"])
     running = await start_listener(config, ledger, prompts=StaticPrompts(durations={"notice": 0.05}))
     probe = PressProbe(running)
-    out: dict = {"ledger": ledger_kind, "calls": calls, "flood": flood, "rate": rate}
+    out: dict = {"ledger": ledger_kind, "calls": calls, "flood": flood, "rate": rate, "knobs": knobs,
+                 "switch_interval_ms": sys.getswitchinterval() * 1000, "gc_threshold": gc.get_threshold(),
+                 "frozen": gc.get_freeze_count()}
 
     gc.collect()
     ledger.flush(30)
@@ -521,7 +536,9 @@ async def run_one(calls: int, flood: int, rate: float, ledger_kind: str, trace: 
 
 def print_run(r: dict) -> None:
     n = r["calls"]
-    print(f"{n} concurrent recorded calls on FakeAsterisk (separate process), ledger: {r['ledger']}")
+    print(f"{n} concurrent recorded calls on FakeAsterisk (separate process), ledger: {r['ledger']}; GIL switch "
+          f"interval {r['switch_interval_ms']:g} ms, gc thresholds {tuple(r['gc_threshold'])}, "
+          f"{r['frozen']:,} objects frozen after start-up")
     print(f"idle RSS after start-up: listener {r['idle_rss_kib'] / 1024:.1f} MiB"
           + (f", writer process {r['writer_idle_rss_kib'] / 1024:.1f} MiB" if r["writer_idle_rss_kib"] else ""))
     traced = "" if r["traced_per_call"] is None else f"{r['traced_per_call'] / 1024:.1f} KiB traced allocations, "
@@ -629,6 +646,10 @@ def main() -> int:
     parser.add_argument("--scale", help="comma-separated call counts: one run each (ledger: --ledger or process)")
     parser.add_argument("--trace-memory", action="store_true",
                         help="also count traced Python allocations per call (tracemalloc inflates the RSS figure)")
+    parser.add_argument("--switch-interval-ms", type=float, help="override the GIL switch interval")
+    parser.add_argument("--no-freeze", action="store_true", help="skip gc.freeze() after start-up")
+    parser.add_argument("--batch-wait-ms", type=float, help="override [ledger] batch_wait_ms (group commit window)")
+    parser.add_argument("--gc-threshold", help="gc.set_threshold(a,b,c), e.g. 10000,20,20")
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     common = ["--flood", str(args.flood), "--rate", str(args.rate)]
@@ -640,7 +661,10 @@ def main() -> int:
         return compare(run_variants(Path(__file__), [["--ledger", kind, "--calls", str(args.calls), *common]
                                                      for kind in ("memory", "thread", "process")]))
     sys.path.insert(0, str(ROOT / "src"))
-    result = asyncio.run(run_one(args.calls, args.flood, args.rate, args.ledger, args.trace_memory))
+    knobs = {"switch_interval_ms": args.switch_interval_ms, "no_freeze": args.no_freeze,
+             "batch_wait_ms": args.batch_wait_ms,
+             "gc_threshold": [int(v) for v in args.gc_threshold.split(",")] if args.gc_threshold else None}
+    result = asyncio.run(run_one(args.calls, args.flood, args.rate, args.ledger, args.trace_memory, knobs))
     print_run(result)
     if args.json:
         args.json.write_text(json.dumps(result))
