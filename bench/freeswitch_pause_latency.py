@@ -243,16 +243,14 @@ class _MemoryLedger:
         return True
 
 
-def open_ledger(kind: str, tmp: str) -> Any:
-    from callguard.ledger import Ledger
-    from callguard.ledger.process import LedgerProcess
+def open_ledger(kind: str, config: Any) -> Any:
+    """What ``callguard run freeswitch`` opens (``memory``: the baseline without a database)."""
+    from callguard.wiring import build_ledger
 
-    url = f"sqlite:///{tmp}/ledger.sqlite"
-    if kind == "thread":
-        return Ledger.open(url, "bench")
-    if kind == "process":
-        return LedgerProcess.open(url, "bench")
-    return _MemoryLedger()
+    if kind == "memory":
+        return _MemoryLedger()
+    return build_ledger(config, "bench", writer=kind,
+                        recordings=(config.freeswitch.recording_dir, "[freeswitch] recording_dir"))
 
 
 def errors_in(ledger: Any) -> dict[str, int]:
@@ -288,9 +286,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = parse_config({"freeswitch": {"port": port, "password": "bench", "listen_port": 0,
                                           "max_calls": args.calls + 100, "action_timeout_ms": 5000},
                            "consent": {"timeout_ms": 2000},
-                           "recording": {"confirm_timeout_ms": 2000, "start_timeout_ms": 30000}}, "<bench>",
-                          environ={})
-    ledger = open_ledger(args.ledger, tmp)
+                           "recording": {"confirm_timeout_ms": 2000, "start_timeout_ms": 30000},
+                           "ledger": {"url": f"sqlite:///{tmp}/ledger.sqlite"}}, "<bench>", environ={})
+    ledger = open_ledger(args.ledger, config)
     writer_pid = getattr(ledger, "pid", None)
     tune_interpreter()  # as `callguard run freeswitch` does
     listener = FreeSwitchListener(config, ledger, prompts=StaticPrompts(durations={"notice": 0.2}),
