@@ -34,6 +34,8 @@ from callguard.core.session import CallSession, SessionSettings
 
 log = logging.getLogger("callguard.engine")
 
+#: How long the most punctual PBX-clock offset is trusted before a later one replaces it.
+SKEW_WINDOW_S = 30.0
 #: How many finished call ids to remember so late events are not mistaken
 #: for new calls.
 _FINISHED_MEMORY = 4096
@@ -102,7 +104,8 @@ class Engine:
         self.stats = EngineStats()
         self._timers: dict[str, dict[str, TimerHandle]] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._skew = 0.0
+        self._skew = float("-inf")
+        self._skew_at = float("-inf")
         #: Called with every ledger entry right after it is handed to the
         #: ledger, on the engine's thread, with the session already in its
         #: new state: the web console's live view (callguard.control) rides
@@ -121,7 +124,19 @@ class Engine:
 
     def pbx_now(self) -> float:
         """Our best estimate of the PBX clock now."""
-        return self.clock() + self._skew
+        return self.clock() + (self._skew if self._skew != float("-inf") else 0.0)
+
+    def _track_skew(self, skew: float, received: float) -> None:
+        """PBX clock minus ours, from the most punctual recent event.
+
+        An event can only arrive late, never early, so the largest
+        ``at - received`` seen is the closest to the true offset; one read
+        after a stall would otherwise set the PBX clock seconds back and a
+        deadline counted from a signal would wrongly look young.  Refreshed
+        every ``SKEW_WINDOW_S`` so clock drift is still followed.
+        """
+        if skew >= self._skew or received - self._skew_at > SKEW_WINDOW_S:
+            self._skew, self._skew_at = skew, received
 
     # -- the entry point -------------------------------------------------------
 
@@ -132,7 +147,7 @@ class Engine:
         self.stats.events += 1
         received = self.clock()
         if not isinstance(event, ev.TimerFired):
-            self._skew = event.at - received
+            self._track_skew(event.at - received, received)
         session = self.sessions.get(call_id)
         if session is None:
             if not isinstance(event, (ev.CallOffered, ev.CallAdopted)) or call_id in self._finished:
@@ -162,8 +177,11 @@ class Engine:
                     log.exception("call %s: observer failed on %s", call_id, command.kind)
         elif isinstance(command, cmd.StartTimer):
             self._cancel(call_id, command.name)
+            delay = command.seconds
+            if command.since is not None:  # a deadline counted from the signal, not from now
+                delay = max(0.0, command.seconds - max(0.0, self.pbx_now() - command.since))
             self._timers.setdefault(call_id, {})[command.name] = self.scheduler.call_later(
-                command.seconds, self._fire, call_id, command.name)
+                delay, self._fire, call_id, command.name)
         elif isinstance(command, cmd.CancelTimer):
             self._cancel(call_id, command.name)
         else:

@@ -130,10 +130,16 @@ OUTCOMES = ("granted", "implied", "declined", "no-input", "not-recorded", "not-r
 
 @dataclass(frozen=True, slots=True)
 class StartTimer(Command):
-    """Fire ``TimerFired(name)`` after ``seconds`` unless cancelled first."""
+    """Fire ``TimerFired(name)`` after ``seconds`` unless cancelled first.
+
+    With ``since`` (PBX time) the deadline counts from that moment, not from
+    when the command is dispatched: a fail-safe deadline runs from the
+    signal that asked for the change, however late the listener saw it.
+    """
 
     name: str
     seconds: float
+    since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

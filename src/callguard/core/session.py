@@ -661,12 +661,12 @@ class CallSession:
     def _mute(self, event: ev.Event, out: list[Command]) -> None:
         self._pending_since = event.at
         out.append(MuteRecording(self.channel))
-        out.append(StartTimer(CONFIRM_TIMER, self.settings.confirm_timeout_s))
+        out.append(StartTimer(CONFIRM_TIMER, self.settings.confirm_timeout_s, since=event.at))
 
     def _unmute(self, event: ev.Event, out: list[Command]) -> None:
         self._pending_since = event.at
         out.append(UnmuteRecording(self.channel))
-        out.append(StartTimer(CONFIRM_TIMER, self.settings.confirm_timeout_s))
+        out.append(StartTimer(CONFIRM_TIMER, self.settings.confirm_timeout_s, since=event.at))
 
     def _log_muted(self, event: ev.RecordingMuted, out: list[Command]) -> None:
         out.append(CancelTimer(CONFIRM_TIMER))

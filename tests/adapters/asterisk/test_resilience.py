@@ -357,3 +357,37 @@ async def test_resync_snapshot_neither_kills_new_calls_nor_revives_ended_ones(ri
     assert rig.entry(ended.linkedid, "hangup").data["cause"] == "normal"
     await fresh.hangup()
     await rig.settle(fresh)
+
+
+async def test_the_fail_safe_deadline_runs_from_the_signal(tmp_path):
+    """Issue 11 §4: the confirmation deadline counts from the hotkey's own PBX time, not from our mute.
+
+    Every event reaches the listener 300 ms late and the mute is confirmed
+    300 ms after it was sent: 600 ms after the signal, past the 500 ms
+    limit.  Counted from the signal the stop goes out ~500 ms after the
+    agent pressed the key (counted from our send it would not come at all).
+    """
+    from callguard.ledger import Ledger
+    from callguard.testing.fake_asterisk import FakeAsterisk
+
+    from .conftest import PROMPT_S, SECRET, make_config
+
+    async with FakeAsterisk(secret=SECRET, default_prompt_s=PROMPT_S, timestamps=True) as pbx:
+        ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.sqlite'}", "asterisk@test", batch_wait_ms=0.5)
+        rig = Rig(pbx, make_config(pbx.port, recording={"confirm_timeout_ms": 500}), ledger)
+        try:
+            await rig.start_listener()
+            call = await _recorded_call(rig)
+            pbx.event_delay_s = 0.3
+            await call.hotkey("pause")
+            pressed = call.signals[-1][0]
+            await rig.wait_kind(call.linkedid, "recording-stopped", reason="mute-not-confirmed")
+            await rig.wait_for(lambda: call.recording.stopped_at is not None, 5, "StopMixMonitor")
+            assert call.recording.stopped_at - pressed < 0.5 + 0.25  # + one scheduling slack on a busy machine
+            pbx.event_delay_s = 0.0
+            await call.hangup()
+            await rig.settle(call)
+        finally:
+            if rig.running is not None:
+                await rig.running.stop()
+            ledger.close(5)
