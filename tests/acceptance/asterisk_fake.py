@@ -73,6 +73,7 @@ class FakeAsteriskPbx(Pbx):
 
     def __init__(self) -> None:
         self.fake = FakeAsterisk(secret=SECRET, default_prompt_s=PROMPT_S, timestamps=True)
+        self.fake.pickup_s = 2.0  # CALLGUARD_PICKUP_S as shipped: the "killed" scenario times the fallback
 
     async def start(self) -> "FakeAsteriskPbx":
         await self.fake.start()
