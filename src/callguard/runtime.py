@@ -34,6 +34,8 @@ from callguard.core.session import CallSession, SessionSettings
 
 log = logging.getLogger("callguard.engine")
 
+#: The least time a deadline counted from a (late) signal still leaves after dispatch.
+LATE_SIGNAL_FLOOR_S = 0.1
 #: How long the most punctual PBX-clock offset is trusted before a later one replaces it.
 SKEW_WINDOW_S = 30.0
 #: How many finished call ids to remember so late events are not mistaken
@@ -178,8 +180,9 @@ class Engine:
         elif isinstance(command, cmd.StartTimer):
             self._cancel(call_id, command.name)
             delay = command.seconds
-            if command.since is not None:  # a deadline counted from the signal, not from now
-                delay = max(0.0, command.seconds - max(0.0, self.pbx_now() - command.since))
+            if command.since is not None:  # a deadline counted from the signal, not from now ...
+                # ... but a signal seen late (a stalled listener) still gets one round trip to the PBX.
+                delay = max(LATE_SIGNAL_FLOOR_S, command.seconds - max(0.0, self.pbx_now() - command.since))
             self._timers.setdefault(call_id, {})[command.name] = self.scheduler.call_later(
                 delay, self._fire, call_id, command.name)
         elif isinstance(command, cmd.CancelTimer):

@@ -134,7 +134,8 @@ class StartTimer(Command):
 
     With ``since`` (PBX time) the deadline counts from that moment, not from
     when the command is dispatched: a fail-safe deadline runs from the
-    signal that asked for the change, however late the listener saw it.
+    signal that asked for the change (a signal seen very late still gets
+    one short round trip, ``runtime.LATE_SIGNAL_FLOOR_S``).
     """
 
     name: str
