@@ -127,8 +127,9 @@ def _apply(call: Call, entry: ProjectedEntry) -> None:
         # Entries after the answer carry their offset from it (notice, hangup).
         call.answered_at = at - offset
     kind = entry.kind
-    if kind == "call-offered":
+    if kind in ("call-offered", "call-adopted"):
         call.channel = _text(data.get("channel")) or call.channel
+    if kind == "call-offered":
         parties = data.get("parties")
         for raw in parties if isinstance(parties, list) else ():
             _add_party(call, raw, at, entry.subjects)

@@ -265,6 +265,7 @@ class FakeChannel:
     held_back: list[str] = field(default_factory=list)
     transferred_to: str = ""
     trace: list[tuple[float, str]] = field(default_factory=list)
+    created: float = 0.0  #: epoch seconds (``show channels``)
     #: keys this party presses as soon as a gather starts (a caller who always answers)
     auto_press: str = ""
     #: DTMF and media state (block_dtmf, uuid_audio, the bridge peer) and what reached this leg's phone
@@ -332,6 +333,42 @@ class FakeChannel:
         if variables:
             out += [(f"variable_{k}", v) for k, v in self.variables.items()]
         return out
+
+    def profile_variable(self, name: str) -> str | None:
+        """``uuid_getvar`` falls back to the caller profile (``caller_id_number``: verified on 1.10.12)."""
+        field_name = {"caller_id_number": "Caller-Caller-ID-Number", "caller_id_name": "Caller-Caller-ID-Name",
+                      "destination_number": "Caller-Destination-Number", "read_rate": "Channel-Read-Codec-Rate"}
+        if name not in field_name:
+            return None
+        return dict(self.profile(variables=False)).get(field_name[name]) or None
+
+    def buglist(self) -> str:
+        """``uuid_buglist``: a running recording is a ``session_record`` media bug on its path (verified)."""
+        bugs = "".join(f" <media-bug>\n  <function>session_record</function>\n  <target>{rec.path}</target>\n"
+                       f"  <thread-locked>0</thread-locked>\n </media-bug>\n" for rec in [self.recording] if rec)
+        return f"<media-bugs>\n{bugs}</media-bugs>\n"
+
+    def channel_row(self, now: float) -> dict[str, str]:
+        """This leg as a row of ``show channels as json`` (every column 1.10.12 lists, all strings)."""
+        profile = dict(self.profile(variables=False))
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created or now))
+        app = self.variables.get("current_application", "")
+        return {
+            "uuid": self.uuid, "direction": self.direction, "created": created,
+            "created_epoch": str(int(self.created or now)), "name": self.name, "state": "CS_EXECUTE",
+            "cid_name": profile["Caller-Caller-ID-Name"], "cid_num": profile["Caller-Caller-ID-Number"],
+            "ip_addr": "", "dest": self.destination, "application": app,
+            "application_data": self.variables.get("current_application_data", "") if app else "",
+            "dialplan": "xml", "context": self.context, "read_codec": "L16", "read_rate": "8000",
+            "read_bit_rate": "128000", "write_codec": "L16", "write_rate": "8000", "write_bit_rate": "128000",
+            "secure": "", "hostname": "fake", "presence_id": "", "presence_data": "", "accountcode": "",
+            "callstate": "ACTIVE" if self.answered else "RINGING", "callee_name": profile["Caller-Callee-ID-Name"],
+            "callee_num": profile["Caller-Callee-ID-Number"], "callee_direction": "",
+            "call_uuid": self.originator.uuid if self.originator is not None else self.uuid,
+            "sent_callee_name": "", "sent_callee_num": "", "initial_cid_name": profile["Caller-Caller-ID-Name"],
+            "initial_cid_num": profile["Caller-Caller-ID-Number"], "initial_ip_addr": "",
+            "initial_dest": self.destination, "initial_dialplan": "xml", "initial_context": self.context,
+        }
 
     def other_leg(self) -> list[tuple[str, str]]:
         """This leg described from the other side of a bridge (``Other-Leg-*``)."""
@@ -880,11 +917,18 @@ class FakeFreeSWITCH:
                 ch.variables[args[1]] = " ".join(args[2:])
                 return "+OK\n"
             if name == "uuid_getvar" and len(args) == 2:
-                return ch.variables.get(args[1]) or "_undef_"
+                return ch.variables.get(args[1]) or ch.profile_variable(args[1]) or "_undef_"
             if name == "uuid_kill":
                 self._spawn(self.hangup(ch, args[1] if len(args) > 1 else "NORMAL_CLEARING"))
                 return "+OK\n"
             return f"-USAGE: {name} <uuid> ...\n"
+        if name == "show" and arg.strip() == "channels as json":
+            return self._show_channels()
+        if name == "uuid_buglist":
+            ch = self.channels.get(args[0]) if args else None
+            if ch is None or ch.hung_up:
+                return "-ERR Operation Failed\n"
+            return ch.buglist()
         if name == "global_setvar" and "=" in arg:
             key, _, value = arg.partition("=")
             self.globals[key.strip()] = value.strip()
@@ -901,6 +945,13 @@ class FakeFreeSWITCH:
                 return self.contexts[args[3]]
             return "can't find anything"
         return f"-ERR {name} Command not found!\n"
+
+    def _show_channels(self) -> str:
+        """``show channels as json`` as 1.10.12 writes it (cJSON; no ``rows`` at all when empty)."""
+        import json
+
+        rows = [ch.channel_row(self.now_epoch()) for ch in self.channels.values() if not ch.hung_up]
+        return json.dumps({"row_count": len(rows), "rows": rows} if rows else {"row_count": 0}, indent="\t")
 
     def _uuid_record(self, args: list[str]) -> str:
         usage = "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>]\n"
@@ -1130,6 +1181,7 @@ class FakeFreeSWITCH:
             if exported:
                 ch.variables["export_vars"] = exported
         ch.variables.update(variables or {})
+        ch.created = self.now_epoch()
         self.channels[uid] = ch
         return ch
 
@@ -1481,6 +1533,8 @@ class FakeFreeSWITCH:
             call.variables[flag] = source if value else ""
             if action.startswith("payment"):
                 call.variables["sensitive_dtmf"] = "true" if value else "false"
+            if value:
+                call.variables["callguard_masked"] = "true"  # the mark a restarted listener adopts the call by
             rec = call.recording
             if value and rec is not None and rec.path == call.variables.get("callguard_recording") and not rec.masked:
                 # ${uuid_record(${callguard_call} mask ${uuid_getvar(... callguard_recording)})}: the

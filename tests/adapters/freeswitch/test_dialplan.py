@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from callguard.adapters.freeswitch import listener
+from callguard.adapters.freeswitch.adoption import MASKED_VARIABLE
 from callguard.adapters.freeswitch.cli import check_freeswitch_config
 from callguard.adapters.freeswitch.payments import CARD_SIGNALS
 from callguard.adapters.freeswitch.wire import parse_event
@@ -327,23 +328,31 @@ def test_payment_signals_translate_and_hide_digits():
     ("callguard_payment_start", listener.PAYMENT_FLAG, True), ("callguard_payment_end", listener.PAYMENT_FLAG, False),
 ])
 def test_each_signal_leaves_the_flag_the_resync_reads(name: str, flag: str, on: bool):
-    evals = [data for app, data in actions(extension("callguard-features", name))
-             if app == "eval" and data.startswith("${uuid_setvar(")]
-    assert len(evals) == 1
-    m = re.fullmatch(r"\$\{uuid_setvar\(\$\{(\w+)\} (\w+)(?: ([\w-]+))?\)\}", evals[0])
-    assert m, evals[0]
-    assert m.group(1) == exported_call_variable() and m.group(2) == flag
+    steps = actions(extension("callguard-features", name))
+    evals = [data for app, data in steps if app == "eval" and data.startswith("${uuid_setvar(")]
+    sets = [re.fullmatch(r"\$\{uuid_setvar\(\$\{(\w+)\} (\w+)(?: ([\w-]+))?\)\}", data) for data in evals]
+    assert all(sets), evals
+    flags = [m for m in sets if m and m.group(2) == flag]
+    assert len(flags) == 1
+    m = flags[0]
+    assert m.group(1) == exported_call_variable()
     if on:
         # The value is read back as the signal's source.
         assert m.group(3) == fired_events()[name]["callguard_source"]
+        # Marked masked (what a restarted listener adopts the call by) before the dialplan masks it.
+        masked = [i for i, (app, data) in enumerate(steps) if data == f"${{uuid_setvar(${{{exported_call_variable()}}}"
+                  f" {MASKED_VARIABLE} true)}}"]
+        mask = [i for i, (app, data) in enumerate(steps) if data.startswith("${uuid_record(") and " mask " in data]
+        assert masked and mask and masked[0] < mask[0]
     else:
         assert m.group(3) is None  # no value: unset
+        assert len(sets) == 1  # only the listener clears the mask mark, after it has unmasked
 
 
 def test_inbound_clears_the_flags_of_an_earlier_pass():
     cleared = {data.partition("=")[0] for app, data in actions(extension("callguard", "callguard_inbound"))
                if app == "set" and data.endswith("=")}
-    assert {listener.PAUSE_FLAG, listener.PAYMENT_FLAG} <= cleared
+    assert {listener.PAUSE_FLAG, listener.PAYMENT_FLAG, MASKED_VARIABLE} <= cleared
 
 
 # -- the event socket -------------------------------------------------------------------------------------

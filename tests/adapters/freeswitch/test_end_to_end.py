@@ -123,8 +123,11 @@ async def test_hotkey_pause_and_payment_segment_are_masked_and_confirmed(rig) ->
     # the audio: nothing between 20-26 and 40-75
     assert record.recordings[0].audible_spans(120) == [(2.5, 20.0), (26.0, 40.0), (75.0, 120.0)]
     # digits are kept out of FreeSWITCH's logs during the payment
-    assert rig.api(f"uuid_setvar {call}") == [f"uuid_setvar {call} sensitive_dtmf true",
-                                              f"uuid_setvar {call} sensitive_dtmf false"]
+    assert rig.api(f"uuid_setvar {call} sensitive_dtmf") == [f"uuid_setvar {call} sensitive_dtmf true",
+                                                             f"uuid_setvar {call} sensitive_dtmf false"]
+    # each mask marked on the channel (what a restarted listener adopts the call by), cleared after each unmask
+    assert rig.api(f"uuid_setvar {call} callguard_masked") == [f"uuid_setvar {call} callguard_masked true",
+                                                               f"uuid_setvar {call} callguard_masked"] * 2
 
 
 async def test_hotkey_from_the_agent_leg_maps_to_the_recorded_leg(rig) -> None:

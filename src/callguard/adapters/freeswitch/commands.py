@@ -207,6 +207,22 @@ class Wire:
         return api(f"uuid_getvar {uuid} {name}")
 
     @staticmethod
+    def setvar(uuid: str, name: str, value: str) -> bytes:
+        if not _TOKEN.fullmatch(name) or not _TOKEN.fullmatch(value):
+            raise WireError(f"variable {name!r}={value!r} is not a plain word")
+        return api(f"uuid_setvar {uuid} {name} {value}")
+
+    @staticmethod
+    def channels() -> bytes:
+        """Every channel FreeSWITCH has (adoption reads only UUIDs, names and rates from it)."""
+        return api("show channels as json")
+
+    @staticmethod
+    def buglist(uuid: str) -> bytes:
+        """The media bugs on a channel: a running ``record_session`` shows as ``session_record``."""
+        return api(f"uuid_buglist {uuid}")
+
+    @staticmethod
     def unsetvar(uuid: str, name: str) -> bytes:
         """``uuid_setvar <uuid> <name>`` with no value unsets the variable."""
         if not _TOKEN.fullmatch(name):

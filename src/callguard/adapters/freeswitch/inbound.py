@@ -41,6 +41,10 @@ class InboundRefused(InboundError):
     """FreeSWITCH answered and said no (password, ACL): retrying will not help."""
 
 
+class NotActing(ConnectionError):
+    """High availability: another node may act on this PBX now, so this one writes nothing."""
+
+
 @dataclass
 class _Pending:
     future: asyncio.Future[Frame]
@@ -51,8 +55,10 @@ class InboundProtocol(asyncio.Protocol):
     """One authenticated ESL connection: events out, commands in, replies matched."""
 
     def __init__(self, on_event: Callable[[ESLEvent, float], None], clock: Callable[[], float] = time.time,
-                 wanted: Callable[[bytes], bool] | None = None):
+                 wanted: Callable[[bytes], bool] | None = None, may_act: Callable[[], bool] | None = None):
         self._parser = ESLParser()
+        #: under high availability: False once this node may no longer act (nothing is written then)
+        self._may_act = may_act
         #: a frame that never completes (a Content-Length that lies) drops the connection
         self._stall = StallWatch(self._parser)
         self._stall_timer: asyncio.TimerHandle | None = None
@@ -168,6 +174,9 @@ class InboundProtocol(asyncio.Protocol):
         if not self.connected:
             future.set_exception(ConnectionError("not connected to FreeSWITCH"))
             return future
+        if self._may_act is not None and not self._may_act():
+            future.set_exception(NotActing("this node no longer holds the lease: nothing is sent to FreeSWITCH"))
+            return future
         self._pending.append(_Pending(future, command))
         assert self.transport is not None
         self.transport.write(data)
@@ -180,12 +189,13 @@ class InboundProtocol(asyncio.Protocol):
 async def open_inbound(host: str, port: int, password: str, on_event: Callable[[ESLEvent, float], None], *,
                        events: list[str], custom: list[str], timeout: float = 5.0,
                        clock: Callable[[], float] = time.time,
-                       wanted: Callable[[bytes], bool] | None = None) -> InboundProtocol:
+                       wanted: Callable[[bytes], bool] | None = None,
+                       may_act: Callable[[], bool] | None = None) -> InboundProtocol:
     """Connect, log in and subscribe; raises :class:`InboundError` with the reason."""
     loop = asyncio.get_running_loop()
     try:
         _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: InboundProtocol(on_event, clock, wanted), host, port), timeout)
+            loop.create_connection(lambda: InboundProtocol(on_event, clock, wanted, may_act), host, port), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         raise InboundError(f"cannot reach FreeSWITCH event socket at {host}:{port}: "
                            f"{exc or 'timed out'}; is mod_event_socket loaded and listening there?") from None
@@ -211,4 +221,4 @@ async def open_inbound(host: str, port: int, password: str, on_event: Callable[[
     return proto
 
 
-__all__ = ["InboundError", "InboundProtocol", "InboundRefused", "open_inbound"]
+__all__ = ["InboundError", "InboundProtocol", "InboundRefused", "NotActing", "open_inbound"]

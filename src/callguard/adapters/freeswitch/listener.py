@@ -67,6 +67,7 @@ from callguard.runtime import Engine, LedgerSink
 from callguard.web.probe import ListenerProbe
 from callguard.web.server import listener_service
 
+from .adoption import MASKED_VARIABLE, AdoptionError, LiveCall, channel_rows, find_live_calls
 from .inbound import InboundError, InboundProtocol, InboundRefused, open_inbound
 from .mapping import (HOTKEY_VARIABLE, PAUSE_FLAG, PAYMENT_FLAG, LegMap, Legs, MappingSettings, Verdict,
                       on_join_path)
@@ -77,6 +78,7 @@ from .commands import PromptPath, Wire, check_destination
 from .payments import CARD_SIGNALS, PAYMENT_EVENTS, FreeSwitchPayments
 
 if TYPE_CHECKING:
+    from callguard.ha.service import Term
     from callguard.payments.desk import Connector, PaymentDesk
     from callguard.vault.autoingest import AutoIngest
 
@@ -123,7 +125,7 @@ class FreeSwitchListener:
 
     def __init__(self, config: Config, ledger: LedgerSink, *, prompts: PromptResolver | None = None,
                  prompt_path: PromptPath | None = None, clock: Callable[[], float] = time.time,
-                 connector: "Connector | None" = None):
+                 connector: "Connector | None" = None, term: "Term | None" = None):
         fs = config.freeswitch
         self.config = config
         self.fs = fs
@@ -164,6 +166,14 @@ class FreeSwitchListener:
         self._connector = connector
         self.payments: FreeSwitchPayments | None = None
         self.desk: "PaymentDesk | None" = None
+        #: high availability: the lease term this listener acts in (None: HA off, always acts)
+        self.term = term
+        self._may_act = term.may_act if term is not None else None
+        #: set once the calls an earlier process left on FreeSWITCH were adopted and the lost ones closed
+        self.adoption = asyncio.Event()
+        self.adopted: list[str] = []  #: call ids adopted at start-up
+        self.lost: list[str] = []  #: call ids closed as listener-lost at start-up
+        self._abandoned = False
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -194,11 +204,51 @@ class FreeSwitchListener:
         freeze_startup_heap()
         self.outbound = OutboundThread(self.fs.listen_host, self.fs.listen_port, self,
                                        max_calls=self.fs.max_calls,
-                                       action_timeout_s=self.fs.action_timeout_ms / 1000.0)
+                                       action_timeout_s=self.fs.action_timeout_ms / 1000.0, may_act=self._may_act)
         self.outbound.start()
         self.outbound_port = await asyncio.to_thread(self.outbound.wait_ready)
         self._tasks = [asyncio.create_task(self._inbound_loop(), name="callguard-inbound"),
                        asyncio.create_task(self._heartbeat_loop(), name="callguard-heartbeat")]
+        if self.term is not None:
+            await self._acting_started()
+
+    async def _acting_started(self, timeout_s: float = 5.0) -> None:
+        """Under a lease term, :meth:`start` returns once the live calls are adopted (or raises, having let go)."""
+        try:
+            await asyncio.wait_for(self.adoption.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            await self.abandon()
+            raise RuntimeError(f"could not adopt the live calls within {timeout_s:.0f} s "
+                               f"({self.last_error or 'FreeSWITCH did not answer'})") from None
+
+    async def abandon(self) -> None:
+        """Stop acting at once: another node is about to adopt these calls (high availability).
+
+        Nothing is sent to FreeSWITCH: no recording is stopped, no mask
+        lifted, no parked channel released with a decision.  The event
+        socket is closed, the dialplan's port too (its ``socket`` to this
+        node now fails at once and goes to the next listener or the
+        fail-closed path), and parked sessions are dropped (an undecided
+        caller hears the fallback notice).  Engine timers are disarmed so
+        nothing fires later.
+        """
+        self._stopping = self._abandoned = True
+        if self.inbound is not None:
+            self.inbound.close()
+        for task in (*self._tasks, *self._checks):
+            task.cancel()
+        for task in (*self._tasks, *self._checks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.outbound is not None:
+            await asyncio.to_thread(self.outbound.abandon, 1.0)
+        if self.engine is not None:
+            self.engine.close()
+        if self.ingest is not None:
+            ingest, self.ingest = self.ingest, None
+            self._tasks.append(asyncio.ensure_future(ingest.aclose(5.0)))  # finished recordings only
+        log.warning("stopped acting on FreeSWITCH (another node takes over): %d call(s) left as they are",
+                    len(self.calls))
 
     async def stop(self) -> None:
         """Stop: end unsupervised recordings, release parked channels, finish ingests.
@@ -207,6 +257,8 @@ class FreeSwitchListener:
         graceful stop ends every recording still running (fail safe), as the
         Asterisk listener does.
         """
+        if self._abandoned:
+            return
         self._stopping = True
         if self.desk is not None:
             await self.desk.aclose()  # a charge in flight is never abandoned half-way
@@ -271,7 +323,7 @@ class FreeSwitchListener:
                                            events=[*INBOUND_EVENTS, *PAYMENT_EVENTS],
                                            custom=[*INBOUND_CUSTOM, *CARD_SIGNALS],
                                            timeout=max(1.0, self.fs.action_timeout_ms / 1000.0), clock=self.clock,
-                                           wanted=self._wanted)
+                                           wanted=self._wanted, may_act=self._may_act)
             except InboundError as exc:
                 if isinstance(exc, InboundRefused) and not self.stats["inbound_connects"]:
                     assert self.refused is not None
@@ -604,9 +656,9 @@ class FreeSwitchListener:
                           lambda item, frame, why: None)
                 self._api(state, "start", wire.start(command.channel, command.file_name), self._on_start_reply)
         elif isinstance(command, cmd.MuteRecording):
-            self._api(state, "mask", wire.mask(command.channel, state.file_name), self._on_mask_reply)
+            self._mask(state, True)
         elif isinstance(command, cmd.UnmuteRecording):
-            self._api(state, "unmask", wire.unmask(command.channel, state.file_name), self._on_mask_reply)
+            self._mask(state, False)
         elif isinstance(command, cmd.StopRecording):
             if command.channel in self.parked:
                 self._outbound_app(command.channel, wire.stop_record_session(state.file_name),
@@ -653,6 +705,22 @@ class FreeSwitchListener:
         call = self.parked.get(channel)
         if call is not None and self.outbound is not None:
             self.outbound.submit(call.enqueue, _Exit())
+
+    def _mask(self, state: CallState, on: bool) -> None:
+        """``uuid_record mask|unmask``, then the mark a later process adopts the call by (adoption.py).
+
+        The mask goes first (the pause path); the mark follows on the same
+        connection.  Unmasking clears it only after the unmask is written,
+        so a crash in between leaves the call adopted masked: quieter, never louder.
+        """
+        assert self.wire is not None
+        if on:
+            self._api(state, "mask", self.wire.mask(state.channel, state.file_name), self._on_mask_reply)
+        else:
+            self._api(state, "unmask", self.wire.unmask(state.channel, state.file_name), self._on_mask_reply)
+        mark = self.wire.setvar(state.channel, MASKED_VARIABLE, "true") if on else \
+            self.wire.unsetvar(state.channel, MASKED_VARIABLE)
+        self._api(state, "setvar", mark, lambda item, frame, why: None)
 
     def _stop_via_api(self, call_id: str) -> None:
         state = self.calls.get(call_id)
@@ -736,6 +804,12 @@ class FreeSwitchListener:
             for item in pending:
                 self._send(state, item, proto)
                 resent.add(state.call_id)
+        # 1b. Once per process (or lease term): the calls an earlier one left on FreeSWITCH.
+        if not self.adoption.is_set():
+            adopted = await self._adopt(proto)
+            if adopted is None:
+                return  # the connection died or FreeSWITCH did not answer: the next reconnect tries again
+            resent |= adopted  # their mask (if any) is on its way already
         # 2. Each live call: still there?  Flags raised while we were away?  Silent if it should be.
         timeout = max(0.5, self.fs.action_timeout_ms / 1000.0)
         for call_id in list(self.calls):
@@ -763,7 +837,60 @@ class FreeSwitchListener:
             session = engine.session(call_id)
             if session is not None and session.recording and session.desired_muted and state.file_name \
                     and call_id not in resent:
-                self._api(state, "mask", wire.mask(state.channel, state.file_name), self._on_mask_reply)
+                self._mask(state, True)
+
+    async def _adopt(self, proto: InboundProtocol) -> set[str] | None:
+        """Take over the calls an earlier process decided; close those it lost.  None: try again later.
+
+        The same path serves a restart after a crash and a takeover by
+        another node (high availability): see :mod:`.adoption`.
+        """
+        wire, engine = self.wire, self.engine
+        assert wire is not None and engine is not None
+        timeout = max(1.0, self.fs.action_timeout_ms / 1000.0)
+
+        async def api(data: bytes) -> str:
+            reply = await asyncio.wait_for(proto.send(data, "adopt"), timeout)
+            return reply.text
+
+        try:
+            rows = channel_rows(await api(wire.channels()))
+            found = await find_live_calls(api, wire, rows, set(self.calls) | set(engine.sessions),
+                                          staff_variable=self.legs.settings.staff_variable)
+        except (asyncio.TimeoutError, ConnectionError, AdoptionError) as exc:
+            log.error("could not read the live calls from FreeSWITCH (%s); trying again after the next reconnect",
+                      exc or "no answer")
+            return None
+        for live in found:
+            self._take_over(live)
+        from callguard.adapters.reconcile import close_lost_calls
+
+        self.adopted = [live.call_id for live in found]
+        self.lost = await close_lost_calls(engine.ledger, set(self.calls) | set(engine.sessions), engine.pbx_now())
+        self.adoption.set()
+        if found or self.lost:
+            log.warning("took over %d live call(s) from an earlier listener process; %d call(s) it left open are "
+                        "gone from FreeSWITCH and were closed as lost", len(found), len(self.lost))
+        return set(self.adopted)
+
+    def _take_over(self, live: LiveCall) -> None:
+        """Control one adopted call: its legs known, its session resumed in the state FreeSWITCH shows."""
+        engine = self.engine
+        assert engine is not None
+        state = self.calls[live.call_id] = CallState(live.call_id, live.channel, rate=live.rate,
+                                                     file_name=live.file_name if live.recording else "",
+                                                     sensitive=live.payment)
+        legs = self.legs.add_call(live.call_id, live.channel)
+        for leg in live.legs:
+            legs.parties.add(leg.uuid)
+            if leg.staff:
+                legs.staff.add(leg.uuid)
+        log.warning("call %s: adopted from an earlier listener process (%s%s%s%s)", live.call_id,
+                    "recording" if live.recording else "not recorded", ", paused" if live.paused else "",
+                    ", payment segment" if live.payment else "", ", masked" if live.masked else "")
+        engine.feed(live.call_id, live.event(engine.pbx_now()))
+        if engine.session(live.call_id) is None:
+            self._forget_if_finished(state.call_id)
 
     async def _apply_flag(self, proto: InboundProtocol, state: CallState, name: str, active: ev.Source | None,
                           on: type[ev.Event], off: type[ev.Event], timeout: float) -> None:

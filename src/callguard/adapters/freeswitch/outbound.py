@@ -69,6 +69,19 @@ class CallguardSession(OutboundSession):
 
     #: called (in the hub) when the socket closes, so waiters wake at once
     on_closed: Callable[[], None] | None = None
+    #: under high availability: False once this node may no longer act (nothing is written then)
+    may_act: Callable[[], bool] | None = None
+
+    def send(self, data: str) -> Any:
+        """greenswitch's send, gated: a node that lost its lease writes nothing to FreeSWITCH."""
+        if self.may_act is not None and not self.may_act():
+            raise OutboundSessionHasGoneAway()
+        return super().send(data)
+
+    def drop(self) -> None:
+        """Close the socket without a word (the dialplan goes on: its fail-closed path if undecided)."""
+        if self.connected or self._run:
+            self._closed()
 
     def receive_events(self) -> None:  # runs in greenswitch's reader greenlet
         parser = ESLParser()
@@ -359,10 +372,12 @@ class _Server(OutboundESLServer):
     """
 
     def __init__(self, host: str, port: int, *, side: EngineSide, action_timeout_s: float,
-                 max_connections: int):
+                 max_connections: int, may_act: Callable[[], bool] | None = None):
         super().__init__(host, port, application=self._make_app, max_connections=max_connections)
         self._side = side
         self._action_timeout_s = action_timeout_s
+        self._may_act = may_act
+        self.sessions: set[CallguardSession] = set()
 
     def _make_app(self, session: CallguardSession) -> OutboundCall:
         return OutboundCall(session, self._side, action_timeout_s=self._action_timeout_s,
@@ -385,12 +400,26 @@ class _Server(OutboundESLServer):
                 if not self._running:
                     break
                 raise
-            gevent.spawn(self._accept_call, CallguardSession(address, sock))
+            session = CallguardSession(address, sock)
+            session.may_act = self._may_act
+            self.sessions.add(session)
+            gevent.spawn(self._serve_session, session)
         # gevent closes a socket another greenlet waits on from a hub callback: let the hub
         # run it before this thread (and its hub) ends, or the port stays bound (seen: a
         # restarted listener could not bind it again).
         gevent.idle()
         gevent.joinall(list(self._greenlets), timeout=5)
+
+    def _serve_session(self, session: CallguardSession) -> None:
+        try:
+            self._accept_call(session)
+        finally:
+            if not session.connected:
+                self.sessions.discard(session)
+
+    def _handle_call_finish(self, handler: Any) -> None:
+        self.sessions.discard(handler.session)
+        super()._handle_call_finish(handler)
 
     def stop(self) -> None:
         self._running = False
@@ -399,15 +428,22 @@ class _Server(OutboundESLServer):
         except OSError:
             pass
 
+    def abandon(self) -> None:
+        """Stop accepting and drop every session without sending anything (another node takes over)."""
+        self.stop()
+        for session in list(self.sessions):
+            session.drop()
+
 
 class OutboundThread(threading.Thread):
     """greenswitch's outbound server in its own thread and gevent hub."""
 
     def __init__(self, host: str, port: int, side: EngineSide, *, max_calls: int = 2000,
-                 action_timeout_s: float = 2.0):
+                 action_timeout_s: float = 2.0, may_act: Callable[[], bool] | None = None):
         super().__init__(name="callguard-freeswitch-outbound", daemon=True)
         self.host, self.requested_port = host, port
         self.side = side
+        self.may_act = may_act
         self.max_calls = max_calls
         self.action_timeout_s = action_timeout_s
         self.port: int | None = None
@@ -423,7 +459,8 @@ class OutboundThread(threading.Thread):
         self._wakeup.start(self._drain)
         try:
             self._server = _Server(self.host, self.requested_port, side=self.side,
-                                   action_timeout_s=self.action_timeout_s, max_connections=self.max_calls)
+                                   action_timeout_s=self.action_timeout_s, max_connections=self.max_calls,
+                                   may_act=self.may_act)
             self.port = self._server.bind()
         except OSError as exc:
             self.error = f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}"
@@ -472,6 +509,12 @@ class OutboundThread(threading.Thread):
             for call in (release() if release is not None else []):
                 self.submit(call.release)
             self.submit(self._server.stop)
+        self.join(timeout)
+
+    def abandon(self, timeout: float = 1.0) -> None:
+        """Close the port and every parked session at once, sending nothing; wait for the thread."""
+        if self._server is not None:
+            self.submit(self._server.abandon)
         self.join(timeout)
 
 
