@@ -12,7 +12,7 @@ as :class:`~callguard.core.events.CallAdopted`, which re-asserts the mute
 when anything wants the recording silent.
 
 Calls the ledger still has "in progress" that are not live any more were
-lost with the earlier process: :func:`lost_calls` finds them so the
+lost with the earlier process: :func:`callguard.adapters.reconcile.lost_calls` finds them so the
 listener can close each with an explicit ``listener-lost`` entry instead of
 leaving them open forever.
 
@@ -23,14 +23,10 @@ caller-controlled header); everything else is read back with ``Getvar``.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from callguard.adapters.asterisk.trust import CALLER_NUMBER, LINKEDID, Prober
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine as SqlEngine
 
 #: set by the listener on the recorded channel when it takes a call
 CALL_VARIABLE = "CALLGUARD_CALL"
@@ -39,8 +35,6 @@ CONSENT_VARIABLE = "CALLGUARD_CONSENT"
 PAUSE_VARIABLE = "CALLGUARD_PAUSED"
 PAYMENT_VARIABLE = "CALLGUARD_PAYMENT"
 MUTED_VARIABLE = "CALLGUARD_MUTED"
-#: How far back the ledger is searched for calls left open.
-LOOKBACK_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,36 +82,4 @@ async def find_live_calls(prober: Prober, channels: Iterable[str], known: set[st
     return [call for call in found if call is not None]
 
 
-@dataclass(frozen=True, slots=True)
-class LostCall:
-    call_id: str
-    last_seen: float  #: PBX time of its last ledger entry
-
-
-def lost_calls(bind: "SqlEngine", chain_id: str, live: set[str], started: float, now: float | None = None,
-               lookback_s: float = LOOKBACK_S) -> list[LostCall]:
-    """Calls of ``chain_id`` the ledger has in progress (no end), first seen before ``started``
-    (this process's start: later ones are its own), and not in ``live``."""
-    from sqlalchemy import text  # plain SQL: a listener process keeps the ORM models (and crypto) out
-
-    now = time.time() if now is None else now
-    with bind.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT call_id, last_seen FROM calls WHERE chain_id = :chain AND ended_at IS NULL "
-            "AND first_seen >= :since AND first_seen < :started"),
-            {"chain": chain_id, "since": now - lookback_s, "started": started}).all()
-    return [LostCall(call_id, float(last_seen)) for call_id, last_seen in rows if call_id not in live]
-
-
-def ledger_reader(sink: object) -> object | None:
-    """The ledger behind a sink that can also be read (``engine`` and ``chain_id``), if any."""
-    for _ in range(4):
-        if hasattr(sink, "engine") and hasattr(sink, "chain_id"):
-            return sink
-        sink = getattr(sink, "ledger", None)
-        if sink is None:
-            return None
-    return None
-
-
-__all__ = ["CALL_VARIABLE", "LiveCall", "LostCall", "find_live_calls", "ledger_reader", "lost_calls"]
+__all__ = ["CALL_VARIABLE", "LiveCall", "find_live_calls"]

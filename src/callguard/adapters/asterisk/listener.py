@@ -46,7 +46,6 @@ import posixpath
 import re
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -60,10 +59,9 @@ from callguard.adapters.asterisk.adoption import (
     PAYMENT_VARIABLE,
     LiveCall,
     find_live_calls,
-    ledger_reader,
-    lost_calls,
 )
 from callguard.adapters.asterisk.agi import AgiResult, UnsafeAgiArgument
+from callguard.adapters.reconcile import close_lost_calls
 from callguard.adapters.asterisk.manager import AmiManager, tls_context
 from callguard.adapters.asterisk.payments import CARD_ACTIONS, PAYMENT_CONTEXT, is_player
 from callguard.adapters.asterisk.protocol import ActionTimeout, AmiError, ConnectionLost
@@ -1152,26 +1150,9 @@ class AsteriskListener:
         """Calls the ledger still has in progress that no PBX channel carries any more: lost with the
         process before us.  Each gets one ``listener-lost`` entry, so no call stays open forever."""
         engine = self.engine
-        if engine is None:
-            return
-        ledger = ledger_reader(engine.ledger)
-        if ledger is None:
-            return
-        try:
-            lost = await asyncio.to_thread(lost_calls, ledger.engine, ledger.chain_id,  # type: ignore[attr-defined]
-                                           set(self.calls) | set(engine.sessions), self._started_at)
-        except Exception as exc:  # noqa: BLE001 - a ledger we cannot read must not stop the listener
-            log.error("could not look for calls left open in the ledger: %s", exc)
-            return
-        now = self._now()
-        for call in lost:
-            if call.call_id in self.calls or call.call_id in engine.sessions:
-                continue  # adopted or offered while the ledger was read
-            since = datetime.fromtimestamp(call.last_seen, timezone.utc).isoformat(timespec="seconds")
-            log.warning("call %s: left in progress by an earlier listener process; closed as lost", call.call_id)
-            engine.ledger.append(cmd.LedgerEntry(call.call_id, "listener-lost", now, {
-                "detail": f"listener lost, outcome unknown from {since}", "since": call.last_seen,
-                "confirmed_by": "listener"}), now)
+        if engine is not None:
+            await close_lost_calls(engine.ledger, lambda: set(self.calls) | set(engine.sessions), self._started_at,
+                                   self._now())
 
     def _unseen_party(self, now: float, name: str, item: AmiMessage) -> None:
         """A channel of one of our calls, bridged while we were away: identified like any joiner."""

@@ -174,6 +174,7 @@ class FreeSwitchListener:
         self.adopted: list[str] = []  #: call ids adopted at start-up
         self.lost: list[str] = []  #: call ids closed as listener-lost at start-up
         self._abandoned = False
+        self._started_at = clock()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class FreeSwitchListener:
         from callguard.wiring import build_engine, build_ingest, build_prompts
 
         self.loop = asyncio.get_running_loop()
+        self._started_at = self.clock()  #: calls first seen before this are an earlier process's
         self.refused = self.loop.create_future()
         prompts = self._prompts if self._prompts is not None else build_prompts(self.config)
         prompt_path = self._prompt_path or _catalog_paths(prompts)
@@ -866,7 +868,8 @@ class FreeSwitchListener:
         from callguard.adapters.reconcile import close_lost_calls
 
         self.adopted = [live.call_id for live in found]
-        self.lost = await close_lost_calls(engine.ledger, set(self.calls) | set(engine.sessions), engine.pbx_now())
+        self.lost = await close_lost_calls(engine.ledger, lambda: set(self.calls) | set(engine.sessions),
+                                           self._started_at, engine.pbx_now())
         self.adoption.set()
         if found or self.lost:
             log.warning("took over %d live call(s) from an earlier listener process; %d call(s) it left open are "
