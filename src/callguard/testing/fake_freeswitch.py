@@ -1339,7 +1339,7 @@ class FakeFreeSWITCH:
 
     async def play(self, scenario: Any, *, agent_through_socket: bool = True, join_order: str = "bridge-first",
                    join_skew_s: float = 0.0, agent_tech: str = "sofia", staff_mark: bool = True,
-                   caller_variables: dict[str, str] | None = None,
+                   caller_variables: dict[str, str] | None = None, auto_press: str = "",
                    on_api: Callable[[CallRecord, Any], Any] | None = None) -> CallRecord:
         """Play a :class:`~callguard.testing.scenario.Scenario` and return what happened.
 
@@ -1357,7 +1357,9 @@ class FakeFreeSWITCH:
         The agent is dialled as the README shows: ``{callguard_staff=true,
         execute_on_answer='execute_extension callguard_agent XML callguard'}``
         (``staff_mark=False`` leaves the mark out; ``agent_through_socket=False``
-        leaves out execute_on_answer).  On answer FreeSWITCH bridges the leg
+        leaves out execute_on_answer).  ``auto_press``: the caller presses these
+        keys as soon as a gather starts (tests on the wall clock, where a
+        scripted press can come before a slow listener starts the gather).  On answer FreeSWITCH bridges the leg
         and the leg's own socket session connects, racing each other on two
         connections: ``join_order`` "bridge-first" (what the capture shows)
         or "socket-first", the second one ``join_skew_s`` wall-clock seconds
@@ -1375,6 +1377,7 @@ class FakeFreeSWITCH:
         caller.variables["callguard_call"] = caller.uuid
         caller.variables["export_vars"] = "callguard_call"
         caller.variables.update(caller_variables or {})
+        caller.auto_press = auto_press  # keys pressed as each gather starts, however late it starts
         record = CallRecord(caller)
         self.calls.append(record)
         self.emit("CHANNEL_ANSWER", caller)

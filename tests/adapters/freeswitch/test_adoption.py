@@ -71,15 +71,14 @@ def never_unmasked_since(record: CallRecord, since: float) -> bool:
 
 
 async def test_a_killed_listener_restarted_adopts_every_live_call_keeps_the_masks_and_hotkeys_work(tmp_path) -> None:
-    async with FakeFreeSWITCH(password=PASSWORD, clock="real", prompt_duration_s=1.5) as fake:
+    async with FakeFreeSWITCH(password=PASSWORD, clock="real", prompt_duration_s=0.3) as fake:
         proc, port, url = await start_service(tmp_path, fake)
         ledger = Ledger(url)
         procs = [proc]
         try:
             await wait_logged_in(fake)
             fake.socket_address = ("127.0.0.1", port)
-            plays = [asyncio.ensure_future(fake.play(scenario([{"at": 1.0, "press": "1"},
-                                                               {"at": 900, "hangup": "caller"}])))
+            plays = [asyncio.ensure_future(fake.play(scenario([{"at": 900, "hangup": "caller"}]), auto_press="1"))
                      for _ in range(4)]
             await until(lambda: len(fake.calls) == 4 and all(c.recordings and c.agent is not None and
                                                              c.agent.keypad.peer is c.caller for c in fake.calls),

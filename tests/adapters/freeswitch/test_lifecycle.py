@@ -107,8 +107,8 @@ async def test_sigterm_stops_the_service_within_2_s_while_freeswitch_stalls(tmp_
         proc, port, _ = await start_service(tmp_path, fake)
         await wait_logged_in(fake)
         fake.socket_address = ("127.0.0.1", port)
-        play = asyncio.ensure_future(fake.play(scenario([{"at": 0.2, "press": "1"}, {"at": 60, "hangup": "caller"}],
-                                                        agent=None)))
+        play = asyncio.ensure_future(fake.play(scenario([{"at": 60, "hangup": "caller"}], agent=None),
+                                               auto_press="1"))
         async def recording() -> None:
             while not (fake.calls and fake.calls[0].recordings):
                 await asyncio.sleep(0.02)
@@ -135,8 +135,8 @@ async def test_a_payment_segment_stays_off_the_recording_with_the_listener_stopp
         try:
             await wait_logged_in(fake)
             fake.socket_address = ("127.0.0.1", port)
-            play = asyncio.ensure_future(fake.play(scenario([{"at": 0.5, "press": "1"},
-                                                             {"at": 300, "hangup": "caller"}], agent=None)))
+            play = asyncio.ensure_future(fake.play(scenario([{"at": 300, "hangup": "caller"}], agent=None),
+                                                   auto_press="1"))
 
             async def recording() -> None:
                 while not (fake.calls and fake.calls[0].recordings):
